@@ -1,0 +1,142 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+const minimal = `
+mysql:
+  dsn: "agent:${DB_PASSWORD}@tcp(127.0.0.1:3306)/drupal"
+scim:
+  base_url: https://idp.example.com/scim/v2
+  token: ${SCIM_TOKEN}
+`
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal), "config.yaml", env(map[string]string{"DB_PASSWORD": "s3cret", "SCIM_TOKEN": "tok"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MySQL.DSN != "agent:s3cret@tcp(127.0.0.1:3306)/drupal" || c.SCIM.Token != "tok" {
+		t.Fatalf("env not expanded: %+v", c)
+	}
+	p := c.Provisioning
+	if len(p.Operations) != 4 || p.OnDelete != "delete" || len(p.ExcludeUIDs) != 1 || p.ExcludeUIDs[0] != 0 ||
+		p.Workers != 4 || p.MaxDeletes != 100 || p.MaxDeletesWindow != 10*time.Minute || p.ReconcileInterval != 0 {
+		t.Fatalf("provisioning defaults: %+v", p)
+	}
+	if c.State.Path != DefaultStatePath || c.Log.Level != "info" || c.Log.Format != "json" || c.Admin.Listen != DefaultAdminListen {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if c.MySQL.ServerID < 1_000_000 {
+		t.Fatalf("derived server id %d", c.MySQL.ServerID)
+	}
+	c2, _ := Parse([]byte(minimal), "config.yaml", env(map[string]string{"DB_PASSWORD": "other", "SCIM_TOKEN": "tok"}))
+	if c2.MySQL.ServerID != c.MySQL.ServerID {
+		t.Fatalf("server id not stable: %d vs %d", c.MySQL.ServerID, c2.MySQL.ServerID)
+	}
+	if !p.Excluded(0) || p.Excluded(1) || !p.Allows(OpDelete) {
+		t.Fatal("Excluded/Allows")
+	}
+}
+
+func TestExplicitValuesStay(t *testing.T) {
+	doc := minimal + `
+provisioning:
+  operations: [create, update]
+  exclude_uids: [1]
+  max_deletes: 0
+admin:
+  listen: ""
+`
+	c, err := Parse([]byte(doc), "config.yaml", env(map[string]string{"DB_PASSWORD": "x", "SCIM_TOKEN": "t"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Provisioning.Allows(OpDelete) || c.Admin.Listen != "" || c.Provisioning.MaxDeletes != 0 {
+		t.Fatalf("explicit values replaced by defaults: %+v", c)
+	}
+	if !c.Provisioning.Excluded(0) || !c.Provisioning.Excluded(1) {
+		t.Fatal("uid 0 must stay excluded whatever exclude_uids says")
+	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	vars := env(map[string]string{"DB_PASSWORD": "pw-QX7", "SCIM_TOKEN": "tok-QX7"})
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"unknown top-level key", minimal + "logging:\n  level: info\n", `config.yaml:7: unknown key "logging" at the top level`},
+		{"unknown nested key", minimal + "provisioning:\n  worker: 3\n", `config.yaml:8: unknown key "worker" in provisioning (known keys: exclude_uids, max_deletes,`},
+		{"unset variable", strings.Replace(minimal, "${SCIM_TOKEN}", "${NOPE}", 1), `config.yaml:6: scim.token: environment variable NOPE is not set`},
+		{"bad on_delete", minimal + "provisioning:\n  on_delete: remove\n", `config.yaml:8: provisioning.on_delete: "remove" is not one of delete, deactivate`},
+		{"bad operation", minimal + "provisioning:\n  operations: [create, purge]\n", `provisioning.operations: "purge" is not one of`},
+		{"workers out of range", minimal + "provisioning:\n  workers: 0\n", ``},
+		{"wrong type", minimal + "provisioning:\n  workers: many\n", "cannot unmarshal !!str `many`"},
+		{"missing dsn", "scim:\n  base_url: https://x/scim\n  token: t\n", `config.yaml: mysql.dsn: is required`},
+		{"dsn without database", strings.Replace(minimal, "/drupal", "/", 1), `config.yaml:3: mysql.dsn: names no database`},
+		{"relative URL", strings.Replace(minimal, "https://idp.example.com/scim/v2", "/scim/v2", 1), `scim.base_url: "/scim/v2" is not an absolute http(s) URL`},
+		{"token and token_file", minimal + "  token_file: /x\n", `set either scim.token or scim.token_file, not both`},
+		{"password in mapping", minimal + "mapping:\n  displayName: pass\n", `config.yaml:8: mapping: displayName: source "pass" is Drupal's password hash`},
+		{"bad prefix", strings.Replace(minimal, "mysql:\n", "mysql:\n  table_prefix: \"a;b\"\n", 1), `config.yaml:3: mysql.table_prefix: "a;b" may hold only`},
+		{"reconcile too often", minimal + "provisioning:\n  reconcile_interval: 5s\n", `provisioning.reconcile_interval: 5s must be 0 (off) or at least 1m`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc), "config.yaml", vars)
+			if err == nil {
+				if tt.name == "workers out of range" {
+					// workers: 0 means the default: not an error.
+					return
+				}
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %q, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "QX7") {
+				t.Fatalf("error leaks a secret: %q", err)
+			}
+		})
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "token")
+	os.WriteFile(path, []byte("  file-token\n"), 0o600)
+	doc := strings.Replace(minimal, "token: ${SCIM_TOKEN}", "token_file: "+path, 1)
+	c, err := Parse([]byte(doc), "config.yaml", env(map[string]string{"DB_PASSWORD": "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SCIM.Token != "file-token" {
+		t.Fatalf("token = %q", c.SCIM.Token)
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	got := RedactDSN("agent:hunter2@tcp(db:3306)/drupal")
+	if strings.Contains(got, "hunter2") || !strings.Contains(got, "agent:") {
+		t.Fatalf("RedactDSN = %q", got)
+	}
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	data, err := os.ReadFile("../../config.yaml")
+	if err != nil {
+		t.Skip("config.yaml not written yet")
+	}
+	vars := env(map[string]string{"MYSQL_PASSWORD": "pw", "SCIM_TOKEN": "tok"})
+	if _, err := Parse(data, "config.yaml", vars); err != nil {
+		t.Fatalf("the example config.yaml does not load: %v", err)
+	}
+}

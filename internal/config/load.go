@@ -1,0 +1,177 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads and checks the config file at path, replacing ${VAR} from
+// the process environment.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path, os.LookupEnv)
+}
+
+// Parse decodes and checks a config document. name prefixes error
+// messages (usually the file's path); lookupEnv resolves ${VAR}.
+func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	lines := map[string]int{}
+	var root *yaml.Node
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		root = &doc
+		if err := walk(doc.Content[0], reflect.TypeOf(Config{}), "", lines, lookupEnv); err != nil {
+			return nil, fmt.Errorf("%s:%w", name, err)
+		}
+	}
+	var c Config
+	if root != nil {
+		if err := root.Decode(&c); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	present := func(path string) bool { _, ok := lines[path]; return ok }
+	c.applyDefaults(present)
+	at := func(path string) string {
+		if line, ok := lines[path]; ok {
+			return fmt.Sprintf("%s:%d: ", name, line)
+		}
+		return name + ": "
+	}
+	if err := c.validate(at); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// keyError is a problem at one line of the file.
+type keyError struct {
+	line int
+	msg  string
+}
+
+func (e *keyError) Error() string { return fmt.Sprintf("%d: %s", e.line, e.msg) }
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// walk checks every key of node against the yaml tags of t, records the
+// line of each key path, and expands ${VAR} in scalar values.
+func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lookupEnv func(string) (string, bool)) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch node.Kind {
+	case yaml.ScalarNode:
+		return expand(node, path, lookupEnv)
+	case yaml.SequenceNode:
+		for _, item := range node.Content {
+			elem := t
+			if t.Kind() == reflect.Slice {
+				elem = t.Elem()
+			}
+			if err := walk(item, elem, path, lines, lookupEnv); err != nil {
+				return err
+			}
+		}
+		return nil
+	case yaml.AliasNode:
+		return &keyError{node.Line, fmt.Sprintf("%s: YAML aliases are not supported", path)}
+	case yaml.MappingNode:
+	default:
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		known := map[string]reflect.StructField{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if tag != "" && tag != "-" {
+				known[tag] = f
+			}
+		}
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			f, ok := known[k.Value]
+			if !ok {
+				names := make([]string, 0, len(known))
+				for n := range known {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				where := "at the top level"
+				if path != "" {
+					where = "in " + path
+				}
+				return &keyError{k.Line, fmt.Sprintf("unknown key %q %s (known keys: %s)", k.Value, where, strings.Join(names, ", "))}
+			}
+			sub := join(path, k.Value)
+			lines[sub] = k.Line
+			if err := walk(v, f.Type, sub, lines, lookupEnv); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			sub := join(path, k.Value)
+			lines[sub] = k.Line
+			if v.Kind != yaml.ScalarNode {
+				return &keyError{v.Line, fmt.Sprintf("%s: must be a single value", sub)}
+			}
+			if err := walk(v, t.Elem(), sub, lines, lookupEnv); err != nil {
+				return err
+			}
+		}
+	default:
+		return &keyError{node.Line, fmt.Sprintf("%s: must be a single value, not a mapping", path)}
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// expand replaces ${VAR} in a scalar value. An unset variable is an error:
+// an empty password or token is never what the operator meant.
+func expand(node *yaml.Node, path string, lookupEnv func(string) (string, bool)) error {
+	if !strings.Contains(node.Value, "${") {
+		return nil
+	}
+	var missing []string
+	node.Value = envRef.ReplaceAllStringFunc(node.Value, func(ref string) string {
+		name := envRef.FindStringSubmatch(ref)[1]
+		v, ok := lookupEnv(name)
+		if !ok {
+			missing = append(missing, name)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return &keyError{node.Line, fmt.Sprintf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))}
+	}
+	return nil
+}
+
+// IsKeyError reports whether err is about a key or value of the file.
+func IsKeyError(err error) bool {
+	var ke *keyError
+	return errors.As(err, &ke)
+}
