@@ -1,0 +1,228 @@
+// Package state is the agent's memory between runs, kept in one bbolt
+// file: the binlog position up to which every change has been handled,
+// and for each Drupal uid the SCIM id of its server account, hashes of
+// what was last pushed, and why it is parked if it is.
+//
+// A bbolt file can be open in one process only; Open fails with ErrLocked
+// when another scim-agent holds it.
+package state
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+var (
+	bucketAccounts = []byte("accounts")
+	bucketMeta     = []byte("meta")
+)
+
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("state file is in use by another scim-agent process")
+
+// Store is an open state file. Its methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens (creating if needed) the state file at path. It waits up to
+// lockTimeout for another process to release the file, then fails with
+// ErrLocked.
+func Open(path string, lockTimeout time.Duration) (*Store, error) {
+	if lockTimeout <= 0 {
+		lockTimeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketAccounts, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init state %s: %w", path, err)
+	}
+	return &Store{db: db, path: path}, nil
+}
+
+// Path returns the file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Account is what the agent knows of one Drupal uid's server account.
+type Account struct {
+	UID uint32 `json:"uid"`
+	// SCIMID is the server's id of the account; "" while none is known.
+	SCIMID string `json:"scim_id,omitempty"`
+	// UserName and ExternalID are the values last pushed, for logs and
+	// for finding the account again.
+	UserName   string `json:"user_name,omitempty"`
+	ExternalID string `json:"external_id,omitempty"`
+	// Pushed holds a fingerprint of each SCIM path's value as last pushed.
+	Pushed map[string]uint64 `json:"pushed,omitempty"`
+	// Active is the active value last pushed.
+	Active bool `json:"active"`
+	// Gone marks an account whose Drupal user was deleted and which was
+	// deactivated on the server (provisioning.on_delete: deactivate).
+	Gone bool `json:"gone,omitempty"`
+	// Creating is set before a POST and cleared once its outcome is
+	// saved: after a crash in between, the agent looks the account up on
+	// the server before posting again.
+	Creating bool `json:"creating,omitempty"`
+	// Parked is set while the last attempt failed permanently.
+	Parked *Parked `json:"parked,omitempty"`
+	// Updated is when the record last changed.
+	Updated time.Time `json:"updated"`
+}
+
+// Parked says why a uid's last reconcile failed permanently. It is tried
+// again at its next change, at restart, and by `scim-agent retry`.
+type Parked struct {
+	Op       string    `json:"op"`
+	Status   int       `json:"status,omitempty"`
+	ScimType string    `json:"scim_type,omitempty"`
+	Detail   string    `json:"detail"`
+	At       time.Time `json:"at"`
+	Failures int       `json:"failures"`
+}
+
+func uidKey(uid uint32) []byte {
+	var k [4]byte
+	binary.BigEndian.PutUint32(k[:], uid)
+	return k[:]
+}
+
+// Account returns the record of uid; ok is false when there is none.
+func (s *Store) Account(uid uint32) (a Account, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketAccounts).Get(uidKey(uid))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &a)
+	})
+	if err != nil {
+		return a, false, fmt.Errorf("read state of uid %d: %w", uid, err)
+	}
+	return a, ok, nil
+}
+
+// PutAccount saves a record, durably.
+func (s *Store) PutAccount(a Account) error {
+	a.Updated = time.Now().UTC()
+	v, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAccounts).Put(uidKey(a.UID), v)
+	})
+	if err != nil {
+		return fmt.Errorf("save state of uid %d: %w", a.UID, err)
+	}
+	return nil
+}
+
+// DeleteAccount forgets uid.
+func (s *Store) DeleteAccount(uid uint32) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAccounts).Delete(uidKey(uid))
+	})
+	if err != nil {
+		return fmt.Errorf("delete state of uid %d: %w", uid, err)
+	}
+	return nil
+}
+
+// ForEachAccount calls fn for every record in uid order, inside one read
+// transaction; fn must not call other Store methods that write.
+func (s *Store) ForEachAccount(fn func(Account) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
+			var a Account
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode state record: %w", err)
+			}
+			return fn(a)
+		})
+	})
+}
+
+// Parked returns the records of every parked uid.
+func (s *Store) Parked() ([]Account, error) {
+	var out []Account
+	err := s.ForEachAccount(func(a Account) error {
+		if a.Parked != nil {
+			out = append(out, a)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CountAccounts returns the number of records.
+func (s *Store) CountAccounts() (n int, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketAccounts).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// Meta decodes the JSON value stored under key into v; ok is false when
+// there is none.
+func (s *Store) Meta(key string, v any) (ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta).Get([]byte(key))
+		if b == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(b, v)
+	})
+	if err != nil {
+		return false, fmt.Errorf("read state %s: %w", key, err)
+	}
+	return ok, nil
+}
+
+// PutMeta stores v as JSON under key, durably.
+func (s *Store) PutMeta(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(key), b)
+	})
+	if err != nil {
+		return fmt.Errorf("save state %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteMeta removes key.
+func (s *Store) DeleteMeta(key string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Delete([]byte(key))
+	})
+}

@@ -1,0 +1,74 @@
+package state
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestAccountsAndMetaSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Account{UID: 42, SCIMID: "srv-42", UserName: "alice", Pushed: map[string]uint64{"userName": 7}, Active: true,
+		Parked: &Parked{Op: "update", Status: 400, Detail: "bad mail", At: time.Now(), Failures: 1}}
+	if err := s.PutAccount(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAccount(Account{UID: 7, SCIMID: "srv-7"}); err != nil {
+		t.Fatal(err)
+	}
+	type pos struct{ File string }
+	if err := s.PutMeta("position", pos{"bin.000002"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, err = Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, ok, err := s.Account(42)
+	if err != nil || !ok || got.SCIMID != "srv-42" || got.Pushed["userName"] != 7 || got.Parked == nil || got.Parked.Detail != "bad mail" {
+		t.Fatalf("Account(42) = %+v, %v, %v", got, ok, err)
+	}
+	if _, ok, _ := s.Account(1); ok {
+		t.Fatal("Account(1) found")
+	}
+	var uids []uint32
+	s.ForEachAccount(func(a Account) error { uids = append(uids, a.UID); return nil })
+	if len(uids) != 2 || uids[0] != 7 || uids[1] != 42 {
+		t.Fatalf("ForEachAccount order = %v, want [7 42]", uids)
+	}
+	parked, _ := s.Parked()
+	if len(parked) != 1 || parked[0].UID != 42 {
+		t.Fatalf("Parked() = %+v", parked)
+	}
+	var p pos
+	if ok, err := s.Meta("position", &p); !ok || err != nil || p.File != "bin.000002" {
+		t.Fatalf("Meta = %+v %v %v", p, ok, err)
+	}
+	if err := s.DeleteAccount(42); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.CountAccounts(); n != 1 {
+		t.Fatalf("CountAccounts = %d after delete", n)
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = Open(path, 50*time.Millisecond)
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open error = %v, want ErrLocked", err)
+	}
+}
