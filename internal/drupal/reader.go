@@ -1,0 +1,217 @@
+// Package drupal reads Drupal user accounts from the site's database, in
+// the shape the mapping needs.
+//
+// It knows where Drupal keeps each value (users, the default_langcode=1
+// row of users_field_data, user__roles, user__<field> tables, all behind
+// the site's table prefix) and reads one account with one query, or every
+// account in pages for a full walk.
+package drupal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/scim-agent/scim-agent/mapping"
+)
+
+// Tables names Drupal's user tables behind a table prefix.
+type Tables struct{ Prefix string }
+
+// Users is the base table: uid, uuid, langcode.
+func (t Tables) Users() string { return t.Prefix + mapping.UsersTable }
+
+// FieldData is the data table: one row per uid and translation.
+func (t Tables) FieldData() string { return t.Prefix + mapping.FieldDataTable }
+
+// Roles is the roles field table.
+func (t Tables) Roles() string { return t.Prefix + mapping.RolesTable }
+
+// Field is the table of a configurable field, e.g. field_first_name.
+func (t Tables) Field(name string) string { return t.Prefix + "user__" + name }
+
+func quote(name string) string { return "`" + name + "`" }
+
+// Reader reads accounts with the columns a mapping needs.
+type Reader struct {
+	db      *sql.DB
+	tables  Tables
+	sources mapping.Sources
+
+	selectList string // the SELECT list and FROM clause shared by every query
+	load       string
+	page       string
+	barrier    string
+}
+
+// NewReader prepares the queries for sources. db should have
+// group_concat_max_len large enough for a user's role list.
+func NewReader(db *sql.DB, tables Tables, sources mapping.Sources) *Reader {
+	r := &Reader{db: db, tables: tables, sources: sources}
+	var cols []string
+	cols = append(cols, "u.uid", "u.uuid", "u.langcode", "d.uid IS NOT NULL")
+	for _, c := range sources.FieldDataColumns {
+		cols = append(cols, "d."+quote(c))
+	}
+	if sources.Roles {
+		cols = append(cols, "(SELECT GROUP_CONCAT(r.roles_target_id ORDER BY r.delta SEPARATOR ',') FROM "+
+			quote(tables.Roles())+" r WHERE r.entity_id = u.uid AND r.deleted = 0)")
+	}
+	for _, f := range sources.Fields {
+		// Untranslatable fields store the entity's default langcode; prefer
+		// that row, then the lowest delta.
+		cols = append(cols, "(SELECT f."+quote(f.Column)+" FROM "+quote(tables.Field(f.Name))+
+			" f WHERE f.entity_id = u.uid AND f.deleted = 0 ORDER BY f.langcode = u.langcode DESC, f.delta LIMIT 1)")
+	}
+	r.selectList = "SELECT " + strings.Join(cols, ", ") + " FROM " + quote(tables.Users()) + " u LEFT JOIN " +
+		quote(tables.FieldData()) + " d ON d.uid = u.uid AND d.default_langcode = 1"
+	r.load = r.selectList + " WHERE u.uid = ?"
+	r.page = r.selectList + " WHERE u.uid >= ? ORDER BY u.uid LIMIT ?"
+
+	// The barrier is a locking read of the rows a Drupal write locks. The
+	// binlog can hand us a transaction a moment before InnoDB makes it
+	// visible; waiting for its row locks guarantees the read that follows
+	// sees it. In autocommit the shared locks last one statement.
+	barrier := "SELECT COUNT(*) FROM " + quote(tables.Users()) + " u LEFT JOIN " + quote(tables.FieldData()) + " d ON d.uid = u.uid"
+	if sources.Roles {
+		barrier += " LEFT JOIN " + quote(tables.Roles()) + " r ON r.entity_id = u.uid"
+	}
+	r.barrier = barrier + " WHERE u.uid = ? LOCK IN SHARE MODE"
+	return r
+}
+
+// Load reads the current state of uid; ok is false when the users row
+// does not exist (the account was deleted, or never was).
+func (r *Reader) Load(ctx context.Context, uid uint32) (a mapping.Account, ok bool, err error) {
+	var n int
+	if err := r.db.QueryRowContext(ctx, r.barrier, uid).Scan(&n); err != nil {
+		return a, false, fmt.Errorf("wait for writes to uid %d: %w", uid, err)
+	}
+	rows, err := r.db.QueryContext(ctx, r.load, uid)
+	if err != nil {
+		return a, false, fmt.Errorf("read uid %d: %w", uid, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return a, false, rows.Err()
+	}
+	a, err = r.scan(rows)
+	if err != nil {
+		return a, false, fmt.Errorf("read uid %d: %w", uid, err)
+	}
+	return a, true, rows.Err()
+}
+
+// Page reads up to limit accounts with uid from from on, in uid order. A
+// full walk starts at 0 and calls it again from the last uid + 1 until it
+// returns fewer than limit.
+func (r *Reader) Page(ctx context.Context, from uint32, limit int) ([]mapping.Account, error) {
+	rows, err := r.db.QueryContext(ctx, r.page, from, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read users from uid %d: %w", from, err)
+	}
+	defer rows.Close()
+	out := make([]mapping.Account, 0, limit)
+	for rows.Next() {
+		a, err := r.scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read users from uid %d: %w", from, err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+func (r *Reader) scan(rows *sql.Rows) (mapping.Account, error) {
+	var a mapping.Account
+	var hasData bool
+	n := len(r.sources.FieldDataColumns) + len(r.sources.Fields)
+	if r.sources.Roles {
+		n++
+	}
+	vals := make([]any, n)
+	dest := []any{&a.UID, &a.UUID, &a.Langcode, &hasData}
+	for i := range vals {
+		dest = append(dest, &vals[i])
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return a, err
+	}
+	a.Values = make(map[string]any, n)
+	i := 0
+	for _, c := range r.sources.FieldDataColumns {
+		a.Values[c] = normalize(vals[i])
+		i++
+	}
+	if r.sources.Roles {
+		if s, ok := normalize(vals[i]).(string); ok && s != "" {
+			a.Values["roles"] = strings.Split(s, ",")
+		} else {
+			a.Values["roles"] = []string(nil)
+		}
+		i++
+	}
+	for _, f := range r.sources.Fields {
+		a.Values[f.Key()] = normalize(vals[i])
+		i++
+	}
+	if !hasData {
+		// A users row without its data row: nothing to map yet.
+		a.Values = nil
+	}
+	return a, nil
+}
+
+// normalize turns driver values into string, int64 or nil.
+func normalize(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		return string(x)
+	case int32:
+		return int64(x)
+	case uint64:
+		return int64(x)
+	case int:
+		return int64(x)
+	}
+	return v
+}
+
+// ErrNotFound is returned by the Find methods when nothing matches.
+var ErrNotFound = errors.New("no Drupal user matches")
+
+// FindByName returns the uid of the account named name.
+func (r *Reader) FindByName(ctx context.Context, name string) ([]uint32, error) {
+	return r.find(ctx, "name", name)
+}
+
+// FindByMail returns the uids of the accounts whose mail is mail.
+func (r *Reader) FindByMail(ctx context.Context, mail string) ([]uint32, error) {
+	return r.find(ctx, "mail", mail)
+}
+
+func (r *Reader) find(ctx context.Context, column, value string) ([]uint32, error) {
+	rows, err := r.db.QueryContext(ctx, "SELECT uid FROM "+quote(r.tables.FieldData())+
+		" WHERE "+column+" = ? AND default_langcode = 1 ORDER BY uid", value)
+	if err != nil {
+		return nil, fmt.Errorf("find users by %s: %w", column, err)
+	}
+	defer rows.Close()
+	var uids []uint32
+	for rows.Next() {
+		var uid uint32
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		uids = append(uids, uid)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(uids) == 0 {
+		return nil, fmt.Errorf("%s %q: %w", column, value, ErrNotFound)
+	}
+	return uids, nil
+}

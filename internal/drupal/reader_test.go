@@ -1,0 +1,191 @@
+package drupal_test
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/drupal"
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/testdb"
+	"github.com/scim-agent/scim-agent/mapping"
+)
+
+func TestMain(m *testing.M) { os.Exit(testdb.RunMain(m)) }
+
+func newReader(t *testing.T, prefix string) (*drupal.Reader, *drupaltest.Site, *testdb.Database) {
+	t.Helper()
+	db := testdb.NewTestDatabase(t, prefix)
+	m, err := mapping.New(map[string]string{"name.givenName": "field_first_name", "roles": "roles"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := db.CreateAgentUser(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentDB, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agentDB.Close() })
+	return drupal.NewReader(agentDB, drupal.Tables{Prefix: prefix}, m.Sources()), &drupaltest.Site{DB: db.DB, Prefix: prefix}, db
+}
+
+func TestLoad(t *testing.T) {
+	ctx := context.Background()
+	r, site, _ := newReader(t, "main_")
+	uid, err := site.Create(ctx, drupaltest.User{Name: "Zoë", Mail: drupaltest.Str("zoe@example.org"), Status: 1,
+		Timezone: "Europe/Oslo", Roles: []string{"editor", "admin"}, Fields: map[string]string{"field_first_name": "Zoë"},
+		Translations: []string{"de", "fr"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Translation rows carry their own (here: different) values; only the
+	// default_langcode row counts.
+	if _, err := site.DB.Exec("UPDATE main_users_field_data SET timezone = 'UTC' WHERE uid = ? AND default_langcode = 0", uid); err != nil {
+		t.Fatal(err)
+	}
+	nullMail, err := site.Create(ctx, drupaltest.User{Name: "nomail", Status: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a, ok, err := r.Load(ctx, uid)
+	if err != nil || !ok {
+		t.Fatalf("Load = %v, %v", ok, err)
+	}
+	want := map[string]any{"mail": "zoe@example.org", "name": "Zoë", "preferred_langcode": "en", "status": int64(1),
+		"timezone": "Europe/Oslo", "roles": []string{"editor", "admin"},
+		"field_first_name.field_first_name_value": "Zoë"}
+	if !reflect.DeepEqual(a.Values, want) || a.UID != uid || a.UUID == "" || a.Langcode != "en" {
+		t.Fatalf("Load = %+v\nwant values %v", a, want)
+	}
+
+	a, ok, err = r.Load(ctx, nullMail)
+	if err != nil || !ok || a.Values["mail"] != nil || a.Values["roles"] != nil && len(a.Values["roles"].([]string)) != 0 {
+		t.Fatalf("Load(null mail) = %+v, %v, %v", a, ok, err)
+	}
+
+	if err := site.Delete(ctx, uid, "field_first_name"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := r.Load(ctx, uid); ok || err != nil {
+		t.Fatalf("Load after delete = %v, %v", ok, err)
+	}
+}
+
+func TestPageAndFind(t *testing.T) {
+	ctx := context.Background()
+	r, site, _ := newReader(t, "")
+	if err := site.CreateAnonymous(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var uids []uint32
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		uid, err := site.Create(ctx, drupaltest.User{Name: name, Mail: drupaltest.Str("same@example.org"), Status: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uids = append(uids, uid)
+	}
+	var seen []uint32
+	var from uint32
+	first := true
+	for {
+		page, err := r.Page(ctx, from, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range page {
+			if first && a.UID != 0 {
+				t.Fatalf("first account is uid %d, want 0", a.UID)
+			}
+			first = false
+			if a.UID != 0 {
+				seen = append(seen, a.UID)
+			}
+			from = a.UID + 1
+		}
+		if len(page) < 2 {
+			break
+		}
+	}
+	if !reflect.DeepEqual(seen, uids) {
+		t.Fatalf("paged uids = %v, want %v", seen, uids)
+	}
+	got, err := r.FindByName(ctx, "c")
+	if err != nil || len(got) != 1 || got[0] != uids[2] {
+		t.Fatalf("FindByName = %v, %v", got, err)
+	}
+	got, err = r.FindByMail(ctx, "same@example.org")
+	if err != nil || len(got) != 5 {
+		t.Fatalf("FindByMail = %v, %v", got, err)
+	}
+	if _, err := r.FindByName(ctx, "nobody"); err == nil {
+		t.Fatal("FindByName(nobody) found someone")
+	}
+}
+
+// TestLoadWaitsForUncommittedSave proves the barrier: a read that starts
+// while a Drupal save is still uncommitted returns the saved values, not
+// the old ones.
+func TestLoadWaitsForUncommittedSave(t *testing.T) {
+	ctx := context.Background()
+	r, site, db := newReader(t, "")
+	uid, err := site.Create(ctx, drupaltest.User{Name: "w", Mail: drupaltest.Str("old@example.org"), Status: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	tx.Exec("UPDATE users SET uuid = uuid WHERE uid = ?", uid)
+	tx.Exec("DELETE FROM users_field_data WHERE uid = ?", uid)
+	if _, err := tx.Exec(`INSERT INTO users_field_data (uid, langcode, preferred_langcode, name, mail, status, created, changed, access, login, default_langcode)
+		VALUES (?, 'en', 'en', 'w', 'new@example.org', 1, 1, 2, 0, 0, 1)`, uid); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan mapping.Account, 1)
+	loadCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		a, _, err := r.Load(loadCtx, uid)
+		if err != nil && loadCtx.Err() == nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	// Wait until the reader is blocked on the writer's locks, then commit.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waits int
+		if err := db.DB.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%LOCK IN SHARE MODE'").Scan(&waits); err != nil {
+			t.Fatal(err)
+		}
+		if waits > 0 {
+			break
+		}
+		select {
+		case a := <-done:
+			t.Fatalf("Load returned %v before the save committed", a.Values["mail"])
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader never waited for the uncommitted save")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-done; a.Values["mail"] != "new@example.org" {
+		t.Fatalf("Load read mail %v, want the committed new@example.org", a.Values["mail"])
+	}
+}
