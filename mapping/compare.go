@@ -105,6 +105,9 @@ func equal(path string, want, got any) bool {
 // each wanted value matching a distinct server value on every sub-attribute
 // the agent sets.
 func equalList(path string, want []map[string]any, got any) bool {
+	if typed, ok := got.([]map[string]any); ok {
+		got = toAnySlice(typed)
+	}
 	list, ok := got.([]any)
 	if !ok || len(list) != len(want) {
 		return false
@@ -125,6 +128,14 @@ func equalList(path string, want []map[string]any, got any) bool {
 		}
 	}
 	return true
+}
+
+func toAnySlice(typed []map[string]any) []any {
+	out := make([]any, len(typed))
+	for i, v := range typed {
+		out[i] = v
+	}
+	return out
 }
 
 func matches(path string, want, got map[string]any) bool {
@@ -151,4 +162,90 @@ func matches(path string, want, got map[string]any) bool {
 		}
 	}
 	return true
+}
+
+// Apply writes the changes of u into res, a server's copy of the user, so
+// that a PUT of res changes exactly those paths and keeps every attribute
+// the agent does not manage. Attribute names already in res are reused
+// whatever their case.
+func Apply(res map[string]any, u User, c Changes) {
+	for _, path := range c.Set {
+		setPath(res, path, u.Values[path])
+	}
+	for _, path := range c.Remove {
+		setPath(res, path, nil)
+	}
+	if schemas, ok := res["schemas"].([]any); ok {
+		for ext := range u.extensions() {
+			if !containsString(schemas, ext) {
+				res["schemas"] = append(schemas, ext)
+			}
+		}
+	}
+}
+
+func (u User) extensions() map[string]bool {
+	exts := map[string]bool{}
+	for p := range u.Values {
+		if ext, _, _ := splitPath(p); ext != "" {
+			exts[ext] = true
+		}
+	}
+	return exts
+}
+
+func containsString(list []any, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// setPath sets (or with a nil value deletes) a path's value in res.
+func setPath(res map[string]any, path string, v any) {
+	ext, attr, sub := splitPath(path)
+	target := res
+	if ext != "" {
+		obj, ok := field(res, ext).(map[string]any)
+		if !ok {
+			if v == nil {
+				return
+			}
+			obj = map[string]any{}
+			res[ext] = obj
+		}
+		target = obj
+	}
+	if sub != "" {
+		obj, ok := field(target, attr).(map[string]any)
+		if !ok {
+			if v == nil {
+				return
+			}
+			obj = map[string]any{}
+			target[keyFor(target, attr)] = obj
+		}
+		target, attr = obj, sub
+	}
+	key := keyFor(target, attr)
+	if v == nil {
+		delete(target, key)
+		return
+	}
+	target[key] = v
+}
+
+// keyFor returns the key obj already uses for name, or name.
+func keyFor(obj map[string]any, name string) string {
+	if _, ok := obj[name]; ok {
+		return name
+	}
+	for k := range obj {
+		if strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return name
 }

@@ -207,3 +207,29 @@ func TestCompareWithServer(t *testing.T) {
 		})
 	}
 }
+
+func TestApplyKeepsUnmanagedAttributes(t *testing.T) {
+	m, _ := New(map[string]string{"name.givenName": "field_first_name", EnterpriseSchema + ":department": "const:IT"})
+	u := m.Map(account(map[string]any{"name": "alice", "mail": "new@example.org", "status": int64(0),
+		"field_first_name.field_first_name_value": "Alice"}))
+	var res map[string]any
+	json.Unmarshal([]byte(`{"schemas":["`+UserSchema+`"],"id":"1","UserName":"alice","nickName":"al","timezone":"UTC",
+		"name":{"familyName":"Smith"},"emails":[{"value":"old@example.org"}],"active":true}`), &res)
+	c := m.Compare(u, res)
+	Apply(res, u, c)
+	if got := m.Compare(u, res); !got.Empty() {
+		t.Fatalf("after Apply, Compare = %+v", got)
+	}
+	if res["nickName"] != "al" || res["name"].(map[string]any)["familyName"] != "Smith" {
+		t.Fatalf("Apply dropped unmanaged attributes: %v", res)
+	}
+	if _, ok := res["timezone"]; ok {
+		t.Fatalf("timezone not removed: %v", res)
+	}
+	if _, dup := res["userName"]; dup {
+		t.Fatalf("Apply added userName beside UserName: %v", res)
+	}
+	if s := res["schemas"].([]any); len(s) != 2 {
+		t.Fatalf("schemas = %v, want the enterprise extension added", s)
+	}
+}

@@ -215,3 +215,31 @@ func (r *Reader) find(ctx context.Context, column, value string) ([]uint32, erro
 	}
 	return uids, nil
 }
+
+// UIDs returns up to limit uids from from on, in order, reading only the
+// users table: a full walk needs to know who exists, not what they hold.
+func (r *Reader) UIDs(ctx context.Context, from uint32, limit int) ([]uint32, error) {
+	rows, err := r.db.QueryContext(ctx, "SELECT uid FROM "+quote(r.tables.Users())+" WHERE uid >= ? ORDER BY uid LIMIT ?", from, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list uids from %d: %w", from, err)
+	}
+	defer rows.Close()
+	uids := make([]uint32, 0, limit)
+	for rows.Next() {
+		var uid uint32
+		if err := rows.Scan(&uid); err != nil {
+			return nil, err
+		}
+		uids = append(uids, uid)
+	}
+	return uids, rows.Err()
+}
+
+// Count returns the number of rows in the users table.
+func (r *Reader) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := r.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+quote(r.tables.Users())).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count users: %w", err)
+	}
+	return n, nil
+}

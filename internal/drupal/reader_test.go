@@ -117,6 +117,13 @@ func TestPageAndFind(t *testing.T) {
 	if !reflect.DeepEqual(seen, uids) {
 		t.Fatalf("paged uids = %v, want %v", seen, uids)
 	}
+	all, err := r.UIDs(ctx, 1, 3)
+	if err != nil || !reflect.DeepEqual(all, uids[:3]) {
+		t.Fatalf("UIDs(1, 3) = %v, %v; want %v", all, err, uids[:3])
+	}
+	if n, err := r.Count(ctx); err != nil || n != 6 {
+		t.Fatalf("Count = %d, %v; want 6 (with uid 0)", n, err)
+	}
 	got, err := r.FindByName(ctx, "c")
 	if err != nil || len(got) != 1 || got[0] != uids[2] {
 		t.Fatalf("FindByName = %v, %v", got, err)
