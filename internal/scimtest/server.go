@@ -1,0 +1,565 @@
+// Package scimtest runs a real, strict SCIM 2.0 server in-process on
+// loopback, for the tests and the demo.
+//
+// The protocol work is done by github.com/elimity-com/scim with the core
+// User schema and the enterprise User extension; this package adds an
+// in-memory store, the checks a strict production server makes (bearer
+// token, application/scim+json, no read-only attributes in request bodies,
+// case-insensitive userName uniqueness, lowercase PATCH ops), fault
+// injection (5xx, 429 + Retry-After, latency, dropped connections, lost
+// responses) and a log of every request received, so that tests can assert
+// both the server's final state and what a client sent to reach it.
+//
+//	srv := scimtest.New(t, scimtest.Options{})
+//	client := newClient(srv.URL, srv.Token)
+//	srv.Inject(scimtest.Fault{Method: "POST", Status: 503, Times: 2})
+//	... // run the code under test
+//	u, ok := srv.UserByUserName("alice@example.com")
+//	n := srv.CountRequests("POST", "/Users")
+package scimtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/elimity-com/scim"
+	"github.com/elimity-com/scim/optional"
+	"github.com/elimity-com/scim/schema"
+)
+
+const (
+	// DefaultToken is the bearer token required when Options.Token is empty.
+	DefaultToken = "test-token"
+	// BasePath is the path of the SCIM root on the server; Server.URL ends
+	// with it.
+	BasePath = "/scim/v2"
+	// DefaultMaxResults is the page-size cap of GET /Users when
+	// Options.MaxResults is zero.
+	DefaultMaxResults = 100
+	// MediaType is the only request Content-Type the server accepts for
+	// bodies (RFC 7644 §3.1).
+	MediaType = "application/scim+json"
+
+	errorSchema    = "urn:ietf:params:scim:api:messages:2.0:Error"
+	maxRequestBody = 4 << 20
+)
+
+// Options configures a Server. The zero value is a plain-HTTP server on a
+// free 127.0.0.1 port that requires DefaultToken.
+type Options struct {
+	// Token is the bearer token required on every request (a 401 SCIM
+	// error otherwise). Default DefaultToken.
+	Token string
+	// Addr is the listen address; it must be a loopback address. Default
+	// "127.0.0.1:0" (a free port).
+	Addr string
+	// DisablePatch makes ServiceProviderConfig say patch.supported=false
+	// and answers every PATCH with 405, as servers without PATCH do.
+	DisablePatch bool
+	// PatchNoContent makes a successful PATCH answer 204 with no body
+	// instead of 200 with the resource (both are allowed by RFC 7644
+	// §3.5.2), so that clients are tested against both.
+	PatchNoContent bool
+	// MaxResults caps the page size of GET /Users (default
+	// DefaultMaxResults); a larger count is capped, as RFC 7644 §3.4.2.4
+	// allows.
+	MaxResults int
+	// TLS serves HTTPS with a self-signed certificate for 127.0.0.1; the
+	// certificate is available from CertPool and CACertPEM.
+	TLS bool
+	// Logf, when set, receives one line per request and server errors.
+	Logf func(format string, args ...any)
+}
+
+// Server is a running SCIM server. All methods are safe for concurrent use.
+type Server struct {
+	// URL is the SCIM base URL, e.g. http://127.0.0.1:40123/scim/v2.
+	URL string
+	// Token is the bearer token the server requires.
+	Token string
+
+	opts      Options
+	ts        *httptest.Server
+	scim      http.Handler
+	patcher   *patcher
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	mu      sync.Mutex // guards the store
+	users   map[string]*user
+	seq     uint64 // insertion order, for stable listing
+	version uint64 // source of meta.version
+
+	fmu    sync.Mutex // guards faults, reject and down
+	faults []*faultState
+	reject func(method string, attrs map[string]any) *Fault
+	down   bool
+
+	lmu  sync.Mutex // guards reqs
+	reqs []Request
+}
+
+// Start starts a server; Close stops it.
+func Start(opts Options) (*Server, error) {
+	if opts.Token == "" {
+		opts.Token = DefaultToken
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.MaxResults <= 0 {
+		opts.MaxResults = DefaultMaxResults
+	}
+	if err := checkLoopback(opts.Addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("scimtest: listen on %s: %w", opts.Addr, err)
+	}
+	s := &Server{
+		Token:   opts.Token,
+		opts:    opts,
+		closed:  make(chan struct{}),
+		users:   map[string]*user{},
+		patcher: newPatcher(),
+	}
+	scheme := "http"
+	if opts.TLS {
+		scheme = "https"
+	}
+	s.URL = scheme + "://" + ln.Addr().String() + BasePath
+
+	handler, err := s.newSCIMHandler()
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	s.scim = http.StripPrefix(BasePath, handler)
+
+	errLog := log.New(io.Discard, "", 0)
+	if opts.Logf != nil {
+		errLog = log.New(logfWriter(opts.Logf), "scimtest: ", 0)
+	}
+	s.ts = &httptest.Server{
+		Listener: ln,
+		Config:   &http.Server{Handler: s, ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second},
+	}
+	if opts.TLS {
+		s.ts.StartTLS()
+	} else {
+		s.ts.Start()
+	}
+	return s, nil
+}
+
+// New starts a server for one test and closes it when the test ends. It
+// fails the test when the server cannot start.
+func New(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := Start(opts)
+	if err != nil {
+		t.Fatalf("scimtest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the server: requests waiting on an injected latency end at
+// once, then Close waits for the handlers still running.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.ts.Close()
+	})
+}
+
+// CertPool returns a pool holding the server's self-signed certificate
+// (nil without Options.TLS), for a client's RootCAs.
+func (s *Server) CertPool() *x509.CertPool {
+	if !s.opts.TLS {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(s.ts.Certificate())
+	return pool
+}
+
+// CACertPEM returns the server's self-signed certificate in PEM (nil
+// without Options.TLS), for a config's CA file.
+func (s *Server) CACertPEM() []byte {
+	if !s.opts.TLS {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.ts.Certificate().Raw})
+}
+
+// newSCIMHandler builds the elimity server: core User schema plus the
+// enterprise extension, backed by this server's store.
+func (s *Server) newSCIMHandler() (http.Handler, error) {
+	users := scim.ResourceType{
+		ID:          optional.NewString("User"),
+		Name:        "User",
+		Endpoint:    "/Users",
+		Description: optional.NewString("User Account"),
+		Schema:      schema.CoreUserSchema(),
+		SchemaExtensions: []scim.SchemaExtension{
+			{Schema: schema.ExtensionEnterpriseUser()},
+		},
+		Handler: userHandler{s},
+	}
+	config := &scim.ServiceProviderConfig{
+		SupportFiltering: true,
+		SupportPatch:     !s.opts.DisablePatch,
+		MaxResults:       s.opts.MaxResults,
+		AuthenticationSchemes: []scim.AuthenticationScheme{{
+			Type:        scim.AuthenticationTypeOauthBearerToken,
+			Name:        "OAuth Bearer Token",
+			Description: "Authentication with a bearer token (RFC 6750)",
+			Primary:     true,
+		}},
+	}
+	srv, err := scim.NewServer(&scim.ServerArgs{
+		ServiceProviderConfig: config,
+		ResourceTypes:         []scim.ResourceType{users},
+	}, scim.WithBaseURL(s.URL))
+	if err != nil {
+		return nil, fmt.Errorf("scimtest: build the SCIM server: %w", err)
+	}
+	return srv, nil
+}
+
+// ServeHTTP records the request and answers it: SetDown, injected faults,
+// the strict checks, then the SCIM handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	rec := Request{
+		Method:      r.Method,
+		Path:        relPath(r.URL.Path),
+		RawQuery:    r.URL.RawQuery,
+		Query:       r.URL.Query(),
+		Body:        body,
+		ContentType: r.Header.Get("Content-Type"),
+		Header:      r.Header.Clone(),
+		Time:        start,
+	}
+	rec.Header.Del("Authorization")
+	rec.Header.Del("Cookie")
+	sw := &statusWriter{ResponseWriter: w}
+	s.serve(sw, r, &rec, body, readErr)
+	rec.Status = sw.status
+	rec.Duration = time.Since(start)
+	s.lmu.Lock()
+	s.reqs = append(s.reqs, rec)
+	s.lmu.Unlock()
+	s.logf("%s %s%s -> %d%s", rec.Method, rec.Path, queryPart(rec.RawQuery), rec.Status, faultNote(rec))
+}
+
+func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []byte, readErr error) {
+	switch {
+	case readErr != nil:
+		writeError(w, http.StatusBadRequest, "", "cannot read the request body: "+readErr.Error())
+		return
+	case len(body) > maxRequestBody:
+		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("the request body exceeds %d bytes", maxRequestBody))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+
+	if s.isDown() {
+		rec.Faulted = true
+		writeError(w, http.StatusServiceUnavailable, "", "the server is down (scimtest SetDown)")
+		return
+	}
+	var lost *Fault
+	if f := s.takeFault(r.Method, rec.Path); f != nil {
+		rec.Faulted = true
+		if f.DropResponse {
+			lost = f
+			f = &Fault{Latency: f.Latency}
+		}
+		if !s.applyFault(w, r, f) {
+			return
+		}
+	}
+
+	// The answer is built in a buffer, so that a Reject hook can replace
+	// it and a DropResponse fault can discard it after the change was
+	// applied.
+	buf := httptest.NewRecorder()
+	if s.strictChecks(buf, r, body) {
+		hr := &hookResult{}
+		s.scim.ServeHTTP(buf, r.WithContext(context.WithValue(r.Context(), hookKey{}, hr)))
+		if hr.fault != nil {
+			rec.Faulted = true
+			s.applyFault(w, r, hr.fault)
+			return
+		}
+	}
+	if lost != nil {
+		s.applyFault(w, r, &Fault{Drop: true})
+		return
+	}
+	for k, v := range buf.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(buf.Code)
+	_, _ = w.Write(buf.Body.Bytes())
+}
+
+// strictChecks makes the checks elimity does not make (or makes
+// leniently), answering the error itself. It reports whether the request
+// may go on.
+func (s *Server) strictChecks(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	if r.URL.Path != BasePath && !strings.HasPrefix(r.URL.Path, BasePath+"/") {
+		writeError(w, http.StatusNotFound, "", fmt.Sprintf("no SCIM endpoint at %s (the base is %s)", r.URL.Path, BasePath))
+		return false
+	}
+	if !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="scimtest"`)
+		writeError(w, http.StatusUnauthorized, "", "a valid bearer token is required")
+		return false
+	}
+	if !acceptable(r.Header.Values("Accept")) {
+		writeError(w, http.StatusNotAcceptable, "", "the Accept header must allow application/scim+json or application/json")
+		return false
+	}
+	hasBody := r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch
+	if hasBody {
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != MediaType {
+			writeError(w, http.StatusUnsupportedMediaType, "",
+				fmt.Sprintf("Content-Type must be %s (RFC 7644 §3.1), got %q", MediaType, r.Header.Get("Content-Type")))
+			return false
+		}
+	}
+	if r.Method == http.MethodPatch && s.opts.DisablePatch {
+		w.Header().Set("Allow", "GET, PUT, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "", "this server does not support PATCH; use PUT")
+		return false
+	}
+	if !hasBody {
+		return true
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		writeError(w, http.StatusBadRequest, "invalidSyntax", "the request body is not a JSON object: "+err.Error())
+		return false
+	}
+	if r.Method == http.MethodPatch {
+		return checkPatchOps(w, m)
+	}
+	return checkResourceBody(w, m)
+}
+
+// checkResourceBody rejects read-only attributes (RFC 7643 §3.1 says a
+// server SHALL ignore them; this one rejects them so the client's defect
+// shows) and extension objects whose URN is missing from schemas (RFC 7643
+// §3).
+func checkResourceBody(w http.ResponseWriter, m map[string]json.RawMessage) bool {
+	for k := range m {
+		if strings.EqualFold(k, "id") || strings.EqualFold(k, "meta") {
+			writeError(w, http.StatusBadRequest, "mutability",
+				fmt.Sprintf("attribute %q is readOnly: a client must not send it (RFC 7643 §3.1)", k))
+			return false
+		}
+	}
+	var schemas []string
+	if raw, ok := m["schemas"]; ok {
+		if err := json.Unmarshal(raw, &schemas); err != nil {
+			writeError(w, http.StatusBadRequest, "invalidSyntax", "schemas must be an array of URIs (RFC 7643 §3)")
+			return false
+		}
+	}
+	for k := range m {
+		if !strings.HasPrefix(strings.ToLower(k), "urn:") {
+			continue
+		}
+		listed := false
+		for _, sc := range schemas {
+			listed = listed || sc == k
+		}
+		if !listed {
+			writeError(w, http.StatusBadRequest, "invalidSyntax",
+				fmt.Sprintf("extension %q is used but not listed in schemas (RFC 7643 §3)", k))
+			return false
+		}
+	}
+	return true
+}
+
+// checkPatchOps rejects ops other than exactly "add", "remove" and
+// "replace": elimity lower-cases them (accepting Entra's "Replace"), a
+// strict server does not.
+func checkPatchOps(w http.ResponseWriter, m map[string]json.RawMessage) bool {
+	var ops []struct {
+		Op json.RawMessage `json:"op"`
+	}
+	if raw, ok := m["Operations"]; ok {
+		if err := json.Unmarshal(raw, &ops); err != nil {
+			writeError(w, http.StatusBadRequest, "invalidSyntax", "Operations must be an array of operations (RFC 7644 §3.5.2)")
+			return false
+		}
+	}
+	for i, o := range ops {
+		var op string
+		_ = json.Unmarshal(o.Op, &op)
+		switch op {
+		case "add", "remove", "replace":
+		default:
+			writeError(w, http.StatusBadRequest, "invalidSyntax",
+				fmt.Sprintf("Operations[%d].op is %s: it must be \"add\", \"remove\" or \"replace\" (RFC 7644 §3.5.2)", i, string(o.Op)))
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.Token)) == 1
+}
+
+// acceptable reports whether an Accept header allows a SCIM JSON answer;
+// no header allows anything.
+func acceptable(values []string) bool {
+	if len(values) == 0 {
+		return true
+	}
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			switch mt {
+			case MediaType, "application/json", "application/*", "*/*":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeError answers a SCIM error (RFC 7644 §3.12): status as a string.
+func writeError(w http.ResponseWriter, status int, scimType, detail string) {
+	body := map[string]any{
+		"schemas": []string{errorSchema},
+		"status":  fmt.Sprint(status),
+	}
+	if scimType != "" {
+		body["scimType"] = scimType
+	}
+	if detail != "" {
+		body["detail"] = detail
+	}
+	raw, _ := json.Marshal(body)
+	w.Header().Set("Content-Type", MediaType)
+	w.WriteHeader(status)
+	_, _ = w.Write(raw)
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf("scimtest: "+format, args...)
+	}
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("scimtest: listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("scimtest: listen address %q is not a loopback address", addr)
+	}
+	return nil
+}
+
+// relPath is a request path below BasePath ("/Users/x"); a path outside it
+// is kept whole.
+func relPath(p string) string {
+	if p == BasePath {
+		return "/"
+	}
+	if rest, ok := strings.CutPrefix(p, BasePath); ok && strings.HasPrefix(rest, "/") {
+		return rest
+	}
+	return p
+}
+
+func queryPart(q string) string {
+	if q == "" {
+		return ""
+	}
+	return "?" + q
+}
+
+func faultNote(r Request) string {
+	if r.Faulted {
+		return " (fault)"
+	}
+	return ""
+}
+
+// statusWriter notes the status sent; Unwrap lets http.ResponseController
+// reach the connection for a hijack.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type logfWriter func(format string, args ...any)
+
+func (f logfWriter) Write(p []byte) (int, error) {
+	f("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// hookKey carries a *hookResult from ServeHTTP to the resource handler.
+type hookKey struct{}
+
+// hookResult is how the resource handler hands a Reject hook's fault back
+// to ServeHTTP: elimity would turn an arbitrary status into a 500.
+type hookResult struct{ fault *Fault }
+
+var errRejected = errors.New("scimtest: rejected by the Reject hook")
