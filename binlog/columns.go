@@ -1,0 +1,165 @@
+package binlog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"go.uber.org/zap"
+)
+
+// columnSource gives the column names of a watched table when the binlog
+// carries none.
+type columnSource interface {
+	// columns returns the table's column names in ordinal order.
+	columns(ctx context.Context, table string) ([]string, error)
+	// forget drops what is cached for tables a DDL statement may have
+	// changed.
+	forget(query string)
+}
+
+// schemaColumns reads column names from information_schema and caches
+// them per table until a DDL statement names the table. It is used only
+// when binlog_row_metadata is not FULL: then the names are today's, not
+// those of when the row was written, which is why a column count that
+// disagrees with the table-map event stops the stream.
+type schemaColumns struct {
+	db     *sql.DB
+	schema string
+	log    *zap.Logger
+
+	mu    sync.Mutex
+	names map[string][]string
+}
+
+func newSchemaColumns(db *sql.DB, schema string, log *zap.Logger) *schemaColumns {
+	return &schemaColumns{db: db, schema: schema, log: log, names: map[string][]string{}}
+}
+
+func (c *schemaColumns) columns(ctx context.Context, table string) ([]string, error) {
+	c.mu.Lock()
+	names, ok := c.names[table]
+	c.mu.Unlock()
+	if ok {
+		return names, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rows, err := c.db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, c.schema, table)
+	if err != nil {
+		return nil, fmt.Errorf("read column names of %s.%s from information_schema: %w", c.schema, table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("read column names of %s.%s: %w", c.schema, table, err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read column names of %s.%s: %w", c.schema, table, err)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w: table %s.%s not found in information_schema (binlog_row_metadata=FULL puts the names into the binlog)",
+			ErrUnknownColumns, c.schema, table)
+	}
+	c.log.Info(MsgColumnsLoaded, zap.String("table", table), zap.Strings("columns", names))
+	c.mu.Lock()
+	c.names[table] = names
+	c.mu.Unlock()
+	return names, nil
+}
+
+func (c *schemaColumns) forget(query string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.names) == 0 {
+		return
+	}
+	q := strings.ToLower(query)
+	for table := range c.names {
+		if strings.Contains(q, strings.ToLower(table)) {
+			delete(c.names, table)
+		}
+	}
+}
+
+// plan says where, in the rows of one table-map event, the columns of a
+// watched table are.
+type plan struct {
+	tm      *replication.TableMapEvent
+	table   *Table
+	key     int
+	keyType byte
+	// cols are the indexes of Table.Columns; nil when every column counts.
+	cols []int
+	// uuid is the index of the uuid column of the Accounts table, or -1.
+	uuid int
+}
+
+// isIntegerType reports whether a binlog column type can hold a uid.
+func isIntegerType(t byte) bool {
+	switch t {
+	case gomysql.MYSQL_TYPE_TINY, gomysql.MYSQL_TYPE_SHORT, gomysql.MYSQL_TYPE_INT24,
+		gomysql.MYSQL_TYPE_LONG, gomysql.MYSQL_TYPE_LONGLONG:
+		return true
+	}
+	return false
+}
+
+// newPlan resolves the columns of t in the rows of tm: from the event's own
+// column names when binlog_row_metadata=FULL put them there, else from src.
+func newPlan(ctx context.Context, tm *replication.TableMapEvent, t *Table, src columnSource) (*plan, error) {
+	names := tm.ColumnNameString()
+	if len(names) != int(tm.ColumnCount) {
+		var err error
+		names, err = src.columns(ctx, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		if len(names) != int(tm.ColumnCount) {
+			return nil, fmt.Errorf("%w: table %s has %d columns in information_schema but %d in the binlog event (the schema changed since the event was written; binlog_row_metadata=FULL avoids this)",
+				ErrUnknownColumns, t.Name, len(names), tm.ColumnCount)
+		}
+	}
+	index := func(col string) (int, error) {
+		for i, n := range names {
+			if strings.EqualFold(n, col) {
+				return i, nil
+			}
+		}
+		return -1, fmt.Errorf("%w: table %s has no column %q (columns: %s)", ErrUnknownColumns, t.Name, col, strings.Join(names, ", "))
+	}
+	p := &plan{tm: tm, table: t, uuid: -1}
+	var err error
+	if p.key, err = index(t.KeyColumn); err != nil {
+		return nil, err
+	}
+	p.keyType = tm.ColumnType[p.key]
+	if !isIntegerType(p.keyType) {
+		return nil, fmt.Errorf("%w: key column %s.%s is not an integer column in the binlog event (type %d)", ErrUnknownColumns, t.Name, t.KeyColumn, p.keyType)
+	}
+	if len(t.Columns) > 0 {
+		p.cols = make([]int, 0, len(t.Columns))
+		for _, c := range t.Columns {
+			i, err := index(c)
+			if err != nil {
+				return nil, err
+			}
+			p.cols = append(p.cols, i)
+		}
+	}
+	if t.Accounts {
+		if i, err := index("uuid"); err == nil {
+			p.uuid = i
+		}
+	}
+	return p, nil
+}
