@@ -31,6 +31,14 @@ type Fault struct {
 	RetryAfter string
 	// ScimType and Detail go into the SCIM error body.
 	ScimType, Detail string
+	// Body, when set, is answered with Status instead of a SCIM error
+	// body (a proxy's HTML page, a non-SCIM JSON error, an oversized
+	// answer), with ContentType (default "text/html; charset=utf-8").
+	Body        []byte
+	ContentType string
+	// Header holds extra response headers sent with Status (e.g. a
+	// Location for a redirect).
+	Header http.Header
 	// Latency delays the request (ended early when the client goes away or
 	// the server closes).
 	Latency time.Duration
@@ -154,14 +162,30 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 			s.logf("drop: cannot hijack the connection: %v", err)
 			panic(http.ErrAbortHandler)
 		}
+		if sw, ok := w.(*statusWriter); ok {
+			sw.record() // before the client sees the connection close
+		}
 		_ = conn.Close()
 		return false
 	}
 	if f.Status == 0 {
 		return true
 	}
+	for k, v := range f.Header {
+		w.Header()[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
+	}
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	if f.Body != nil {
+		ct := f.ContentType
+		if ct == "" {
+			ct = "text/html; charset=utf-8"
+		}
+		w.Header().Set("Content-Type", ct)
+		w.WriteHeader(f.Status)
+		_, _ = w.Write(f.Body)
+		return false
 	}
 	detail := f.Detail
 	if detail == "" {

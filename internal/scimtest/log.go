@@ -25,8 +25,8 @@ type Request struct {
 	// Header holds the request headers less Authorization and Cookie (the
 	// log never keeps credentials).
 	Header http.Header
-	// Status is the status answered; 0 when the connection was dropped or
-	// the client went away before an answer.
+	// Status is the status answered; 0 when the connection was dropped,
+	// the client went away before an answer, or the answer is not done.
 	Status int
 	// Faulted is true when an injected fault, SetDown or the Reject hook
 	// shaped the answer.
@@ -45,11 +45,16 @@ func (r Request) JSON() map[string]any {
 	return m
 }
 
-// Requests returns every request received so far, in arrival order.
+// Requests returns every request received so far, in arrival order. A
+// request still being answered has Status 0 until it completes.
 func (s *Server) Requests() []Request {
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
-	return append([]Request(nil), s.reqs...)
+	out := make([]Request, len(s.reqs))
+	for i, r := range s.reqs {
+		out[i] = *r
+	}
+	return out
 }
 
 // ResetRequests forgets the requests received so far.

@@ -111,8 +111,8 @@ type Server struct {
 	reject func(method string, attrs map[string]any) *Fault
 	down   bool
 
-	lmu  sync.Mutex // guards reqs
-	reqs []Request
+	lmu  sync.Mutex // guards reqs and the Requests they point to
+	reqs []*Request
 }
 
 // Start starts a server; Close stops it.
@@ -262,14 +262,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Header.Del("Authorization")
 	rec.Header.Del("Cookie")
-	sw := &statusWriter{ResponseWriter: w}
-	s.serve(sw, r, &rec, body, readErr)
-	rec.Status = sw.status
-	rec.Duration = time.Since(start)
+	// The request is logged on arrival, so the log holds it even when the
+	// client gives up first, and completed before the client can see the
+	// outcome: a normal answer is flushed after ServeHTTP returns, a
+	// dropped connection is closed after sw.record runs.
+	logged := new(Request)
+	*logged = rec
 	s.lmu.Lock()
-	s.reqs = append(s.reqs, rec)
+	s.reqs = append(s.reqs, logged)
 	s.lmu.Unlock()
-	s.logf("%s %s%s -> %d%s", rec.Method, rec.Path, queryPart(rec.RawQuery), rec.Status, faultNote(rec))
+	sw := &statusWriter{ResponseWriter: w}
+	var once sync.Once
+	sw.record = func() {
+		once.Do(func() {
+			s.lmu.Lock()
+			logged.Status, logged.Faulted, logged.Duration = sw.status, rec.Faulted, time.Since(start)
+			s.lmu.Unlock()
+			s.logf("%s %s%s -> %d%s", rec.Method, rec.Path, queryPart(rec.RawQuery), sw.status, faultNote(rec))
+		})
+	}
+	s.serve(sw, r, &rec, body, readErr)
+	sw.record()
 }
 
 func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []byte, readErr error) {
@@ -530,6 +543,7 @@ func faultNote(r Request) string {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	record func() // records the request (once)
 }
 
 func (w *statusWriter) WriteHeader(code int) {

@@ -73,7 +73,7 @@ func tryDo(srv *Server, hc *http.Client, method, path string, body any, mods ...
 	rep := reply{status: resp.StatusCode, header: resp.Header, raw: raw}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &rep.body); err != nil {
-			return reply{}, fmt.Errorf("answer is not JSON: %v: %s", err, raw)
+			return reply{}, fmt.Errorf("answer %d is not JSON: %v: %s", resp.StatusCode, err, raw)
 		}
 	}
 	return rep, nil
@@ -542,6 +542,17 @@ func TestFaults(t *testing.T) {
 			t.Error("the request whose response was lost was not applied")
 		}
 		wantSCIMError(t, do(t, srv, "POST", "/Users", userBody("lost")), http.StatusConflict, "uniqueness")
+	})
+	t.Run("raw body", func(t *testing.T) {
+		srv.Inject(Fault{Times: 1, Status: 502, Body: []byte("<html>Bad Gateway</html>")})
+		r, err := tryDo(srv, http.DefaultClient, "GET", "/ServiceProviderConfig", nil)
+		if err == nil || r.status != 0 {
+			// tryDo insists on JSON: the HTML page must have come through.
+			t.Fatalf("status %d err %v", r.status, err)
+		}
+		if !strings.Contains(err.Error(), "Bad Gateway") {
+			t.Errorf("err %v", err)
+		}
 	})
 	t.Run("SetDown", func(t *testing.T) {
 		srv.SetDown(true)
