@@ -1,0 +1,198 @@
+package scimclient
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Error is a server's refusal: an HTTP error status with the SCIM error
+// (RFC 7644 §3.12) it came with. Transport failures and cancelled contexts
+// are other errors, never *Error.
+type Error struct {
+	// Method and Path are the request's method and path below the base
+	// URL (without the query).
+	Method, Path string
+	// Status is the HTTP status.
+	Status int
+	// ScimType is the SCIM error keyword (e.g. "uniqueness"), if any.
+	ScimType string
+	// Detail is the server's detail, or for a body that is not a SCIM
+	// error a short sanitized excerpt of it. It never holds the token.
+	Detail string
+}
+
+// Error describes the refusal, e.g.
+// `scim POST /Users: 409 Conflict (uniqueness): userName taken`.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("scim")
+	if e.Method != "" {
+		b.WriteString(" " + e.Method)
+	}
+	if e.Path != "" {
+		b.WriteString(" " + e.Path)
+	}
+	if e.Status != 0 {
+		fmt.Fprintf(&b, ": %d", e.Status)
+		if t := http.StatusText(e.Status); t != "" {
+			b.WriteString(" " + t)
+		}
+	}
+	if e.ScimType != "" {
+		b.WriteString(" (" + e.ScimType + ")")
+	}
+	if e.Detail != "" {
+		b.WriteString(": " + e.Detail)
+	}
+	return b.String()
+}
+
+// IsStatus reports whether err is (or wraps) an *Error with the status.
+func IsStatus(err error, status int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == status
+}
+
+// ScimType returns the SCIM error keyword of err ("" when err is not an
+// *Error or has none).
+func ScimType(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.ScimType
+	}
+	return ""
+}
+
+// IsRetryable reports whether a failed call may succeed if made again
+// later: a 429 or 5xx (except 501) after the attempts ran out, or a
+// transport failure (network, timeout, dropped connection). A refusal
+// (other 4xx, 3xx), an untrusted certificate, an oversized or malformed
+// answer and the caller's own cancelled context are not.
+func IsRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return retryableStatus(e.Status)
+	}
+	var done *contextDone
+	if errors.As(err, &done) {
+		return false
+	}
+	return !permanentTransportError(err) && !errors.Is(err, ErrInvalidResponse)
+}
+
+// contextDone marks an error caused by the caller's context ending (as
+// opposed to an attempt's own timeout, which also matches
+// context.DeadlineExceeded).
+type contextDone struct{ err error }
+
+func (e *contextDone) Error() string { return e.err.Error() }
+func (e *contextDone) Unwrap() error { return e.err }
+
+// decodeError builds the *Error of a refused call. The body's status may
+// be a string (as RFC 7644 says) or a number; the HTTP status wins.
+func decodeError(method, path string, status int, contentType string, body []byte, token string) *Error {
+	e := &Error{Method: method, Path: path, Status: status}
+	var m map[string]any
+	if json.Unmarshal(body, &m) == nil && isSCIMError(m) {
+		e.ScimType = clean(text(m["scimType"]), 64, token)
+		e.Detail = clean(text(m["detail"]), 512, token)
+		if e.Status == 0 {
+			e.Status = statusOf(m["status"])
+		}
+		return e
+	}
+	if len(body) > 0 {
+		e.Detail = clean(string(body), 200, token)
+		if strings.Contains(contentType, "html") {
+			e.Detail = clean(htmlTags.ReplaceAllString(string(body), " "), 200, token)
+		}
+	}
+	return e
+}
+
+func isSCIMError(m map[string]any) bool {
+	if m == nil {
+		return false
+	}
+	if s, ok := m["schemas"].([]any); ok {
+		for _, v := range s {
+			if v == ErrorSchema {
+				return true
+			}
+		}
+	}
+	_, detail := m["detail"]
+	_, scimType := m["scimType"]
+	_, status := m["status"]
+	return detail || scimType || status
+}
+
+func text(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func statusOf(v any) int {
+	switch v := v.(type) {
+	case string:
+		n, _ := strconv.Atoi(strings.TrimSpace(v))
+		return n
+	case float64:
+		return int(v)
+	}
+	return 0
+}
+
+var htmlTags = regexp.MustCompile(`(?s)<(script|style)[^>]*>.*?</(script|style)>|<[^>]*>`)
+
+// clean makes server text safe for a log line: the token redacted,
+// control characters and runs of spaces folded, at most n runes.
+func clean(s string, n int, token string) string {
+	s = redact(strings.ToValidUTF8(s, "\uFFFD"), token)
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
+	if utf8.RuneCountInString(s) > n {
+		s = string([]rune(s)[:n]) + "…"
+	}
+	return redact(s, token)
+}
+
+// redact removes the token from s.
+func redact(s, token string) string {
+	if token == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, token, "[REDACTED]")
+}
+
+// redactedError keeps an error's chain while hiding the token from its
+// message (a transport error could quote a server's words).
+type redactedError struct {
+	err error
+	msg string
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func redactErr(err error, token string) error {
+	if msg := err.Error(); strings.Contains(msg, token) {
+		return &redactedError{err: err, msg: redact(msg, token)}
+	}
+	return err
+}

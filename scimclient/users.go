@@ -1,0 +1,343 @@
+package scimclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Resource is a SCIM resource as decoded JSON (numbers are float64).
+type Resource map[string]any
+
+// PatchOp is one PATCH operation (RFC 7644 §3.5.2). Op is sent in lower
+// case ("add", "remove", "replace"), whatever case it is given in.
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path,omitempty"`
+	Value any    `json:"value,omitempty"`
+}
+
+// ListResponse is one page of a query (RFC 7644 §3.4.2); StartIndex is
+// 1-based.
+type ListResponse struct {
+	TotalResults int
+	StartIndex   int
+	ItemsPerPage int
+	Resources    []Resource
+}
+
+// ServiceProviderConfig is what the server says it supports (RFC 7643
+// §5).
+type ServiceProviderConfig struct {
+	PatchSupported   bool
+	FilterSupported  bool
+	BulkSupported    bool
+	EtagSupported    bool
+	FilterMaxResults int
+}
+
+// ServiceProviderConfig reads GET /ServiceProviderConfig.
+func (c *Client) ServiceProviderConfig(ctx context.Context) (ServiceProviderConfig, Result, error) {
+	const path = "/ServiceProviderConfig"
+	a, res, err := c.do(ctx, http.MethodGet, path, nil, nil, http.StatusOK)
+	if err != nil {
+		return ServiceProviderConfig{}, res, err
+	}
+	var raw struct {
+		Patch  struct{ Supported flexBool } `json:"patch"`
+		Bulk   struct{ Supported flexBool } `json:"bulk"`
+		Etag   struct{ Supported flexBool } `json:"etag"`
+		Filter struct {
+			Supported  flexBool
+			MaxResults flexInt
+		} `json:"filter"`
+	}
+	if err := a.decode(http.MethodGet, path, &raw); err != nil {
+		return ServiceProviderConfig{}, res, err
+	}
+	return ServiceProviderConfig{
+		PatchSupported:   bool(raw.Patch.Supported),
+		FilterSupported:  bool(raw.Filter.Supported),
+		BulkSupported:    bool(raw.Bulk.Supported),
+		EtagSupported:    bool(raw.Etag.Supported),
+		FilterMaxResults: int(raw.Filter.MaxResults),
+	}, res, nil
+}
+
+// CreateUser POSTs a user to /Users and returns the server's resource
+// (with its id). The body is sent as the client's bodies always are:
+// "schemas" an array holding the core User schema and every extension
+// used, without id and meta.
+//
+// A POST is not idempotent: when an attempt's connection drops after the
+// server applied it, the retry meets a 409 (scimType "uniqueness") for the
+// account the first attempt created. The caller handles that 409, e.g. by
+// looking the account up by userName and adopting it.
+func (c *Client) CreateUser(ctx context.Context, r Resource) (Resource, Result, error) {
+	const path = "/Users"
+	a, res, err := c.do(ctx, http.MethodPost, path, nil, resourceBody(r), http.StatusCreated, http.StatusOK)
+	if err != nil {
+		return nil, res, err
+	}
+	out, err := decodeResource(a, http.MethodPost, path)
+	return out, res, err
+}
+
+// GetUser reads /Users/{id}. A missing account is an *Error with Status
+// 404.
+func (c *Client) GetUser(ctx context.Context, id string) (Resource, Result, error) {
+	path, err := userPath(id)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	a, res, err := c.do(ctx, http.MethodGet, path, nil, nil, http.StatusOK)
+	if err != nil {
+		return nil, res, err
+	}
+	out, err := decodeResource(a, http.MethodGet, path)
+	return out, res, err
+}
+
+// ReplaceUser PUTs the whole resource to /Users/{id} (RFC 7644 §3.5.1),
+// prepared like CreateUser's body, and returns the server's resource.
+func (c *Client) ReplaceUser(ctx context.Context, id string, r Resource) (Resource, Result, error) {
+	path, err := userPath(id)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	a, res, err := c.do(ctx, http.MethodPut, path, nil, resourceBody(r), http.StatusOK)
+	if err != nil {
+		return nil, res, err
+	}
+	out, err := decodeResource(a, http.MethodPut, path)
+	return out, res, err
+}
+
+// PatchUser applies operations to /Users/{id} (RFC 7644 §3.5.2). Both
+// success answers are success: 200 returns the resource, 204 returns a nil
+// Resource. A server without PATCH answers 405 (an *Error): use
+// ReplaceUser then.
+func (c *Client) PatchUser(ctx context.Context, id string, ops []PatchOp) (Resource, Result, error) {
+	path, err := userPath(id)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	if len(ops) == 0 {
+		return nil, Result{}, fmt.Errorf("scim PATCH %s: no operations", path)
+	}
+	sent := make([]PatchOp, len(ops))
+	for i, op := range ops {
+		op.Op = strings.ToLower(op.Op)
+		sent[i] = op
+	}
+	body := map[string]any{"schemas": []string{PatchOpSchema}, "Operations": sent}
+	a, res, err := c.do(ctx, http.MethodPatch, path, nil, body, http.StatusOK, http.StatusNoContent)
+	if err != nil || a.status == http.StatusNoContent || len(a.body) == 0 {
+		return nil, res, err
+	}
+	out, err := decodeResource(a, http.MethodPatch, path)
+	return out, res, err
+}
+
+// DeleteUser deletes /Users/{id}. A missing account is an *Error with
+// Status 404: whether that counts as done is the caller's choice.
+func (c *Client) DeleteUser(ctx context.Context, id string) (Result, error) {
+	path, err := userPath(id)
+	if err != nil {
+		return Result{}, err
+	}
+	_, res, err := c.do(ctx, http.MethodDelete, path, nil, nil, http.StatusNoContent, http.StatusOK)
+	return res, err
+}
+
+// ListUsers queries GET /Users. filter ("" = none) is a SCIM filter, best
+// built with FilterEq; startIndex (1-based) and count are sent when
+// positive (otherwise the server's defaults apply). The server may return
+// fewer than count (its page-size cap).
+func (c *Client) ListUsers(ctx context.Context, filter string, startIndex, count int) (ListResponse, Result, error) {
+	const path = "/Users"
+	q := url.Values{}
+	if filter != "" {
+		q.Set("filter", filter)
+	}
+	if startIndex > 0 {
+		q.Set("startIndex", strconv.Itoa(startIndex))
+	}
+	if count > 0 {
+		q.Set("count", strconv.Itoa(count))
+	}
+	a, res, err := c.do(ctx, http.MethodGet, path, q, nil, http.StatusOK)
+	if err != nil {
+		return ListResponse{}, res, err
+	}
+	var raw struct {
+		TotalResults flexInt    `json:"totalResults"`
+		StartIndex   flexInt    `json:"startIndex"`
+		ItemsPerPage flexInt    `json:"itemsPerPage"`
+		Resources    []Resource `json:"Resources"` // "resources" matches too
+	}
+	if err := a.decode(http.MethodGet, path, &raw); err != nil {
+		return ListResponse{}, res, err
+	}
+	return ListResponse{
+		TotalResults: int(raw.TotalResults),
+		StartIndex:   int(raw.StartIndex),
+		ItemsPerPage: int(raw.ItemsPerPage),
+		Resources:    raw.Resources,
+	}, res, nil
+}
+
+// FilterEq returns the filter `attr eq "value"` with value quoted and
+// escaped as a JSON string (RFC 7644 §3.4.2.2), e.g. FilterEq("userName",
+// `o"brien`) is `userName eq "o\"brien"`. Control characters are escaped
+// with upper-case hex digits, which strict filter parsers require; other
+// characters, non-ASCII included, are sent as they are.
+func FilterEq(attr, value string) string {
+	return attr + " eq " + quote(value)
+}
+
+func quote(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for _, r := range strings.ToValidUTF8(s, string(utf8.RuneError)) {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// userPath is the path of one user; the id is path-escaped.
+func userPath(id string) (string, error) {
+	if id == "" {
+		return "", errors.New("scim: empty user id")
+	}
+	return "/Users/" + url.PathEscape(id), nil
+}
+
+// resourceBody prepares a resource for POST or PUT: a copy without the
+// read-only id and meta (RFC 7643 §3.1), with "schemas" an array holding
+// the core User schema, the schemas it had, and every extension whose
+// object it holds.
+func resourceBody(r Resource) map[string]any {
+	out := make(map[string]any, len(r)+1)
+	var had []string
+	for k, v := range r {
+		switch {
+		case strings.EqualFold(k, "id"), strings.EqualFold(k, "meta"):
+		case strings.EqualFold(k, "schemas"):
+			had = schemaList(v)
+		default:
+			out[k] = v
+		}
+	}
+	schemas := []string{UserSchema}
+	seen := map[string]bool{UserSchema: true}
+	for _, s := range had {
+		if !seen[s] {
+			seen[s] = true
+			schemas = append(schemas, s)
+		}
+	}
+	var exts []string
+	for k, v := range out {
+		if _, isObject := v.(map[string]any); isObject && strings.HasPrefix(strings.ToLower(k), "urn:") && !seen[k] {
+			exts = append(exts, k)
+		}
+	}
+	sort.Strings(exts)
+	out["schemas"] = append(schemas, exts...)
+	return out
+}
+
+// schemaList reads a "schemas" value given as an array or, wrongly, as a
+// single string.
+func schemaList(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []string:
+		return v
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, s := range v {
+			if s, ok := s.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func decodeResource(a answer, method, path string) (Resource, error) {
+	if len(a.body) == 0 {
+		return nil, fmt.Errorf("scim %s %s: %w: %d without a resource", method, path, ErrInvalidResponse, a.status)
+	}
+	var r Resource
+	if err := a.decode(method, path, &r); err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, fmt.Errorf("scim %s %s: %w: the answer is not a resource", method, path, ErrInvalidResponse)
+	}
+	return r, nil
+}
+
+// flexBool decodes true/false, also when a lenient server sends them as
+// strings.
+type flexBool bool
+
+func (b *flexBool) UnmarshalJSON(data []byte) error {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case bool:
+		*b = flexBool(v)
+	case string:
+		*b = flexBool(strings.EqualFold(v, "true"))
+	}
+	return nil
+}
+
+// flexInt decodes a number, also when sent as a string.
+type flexInt int
+
+func (n *flexInt) UnmarshalJSON(data []byte) error {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case float64:
+		*n = flexInt(v)
+	case string:
+		i, _ := strconv.Atoi(strings.TrimSpace(v))
+		*n = flexInt(i)
+	}
+	return nil
+}
