@@ -543,8 +543,11 @@ func (h *slogToZap) Enabled(context.Context, slog.Level) bool {
 }
 
 func (h *slogToZap) Handle(_ context.Context, r slog.Record) error {
-	fields := make([]zap.Field, 0, 2+len(h.attrs)+r.NumAttrs())
-	fields = append(fields, zap.String("detail", r.Message), zap.String("level", r.Level.String()))
+	fields := make([]zap.Field, 0, 3+len(h.attrs)+r.NumAttrs())
+	// The library's own level and attributes go under their own keys, so
+	// they can never clash with ours (ts, level, msg).
+	fields = append(fields, zap.String("detail", r.Message), zap.String("driver_level", r.Level.String()),
+		zap.Namespace("driver"))
 	fields = append(fields, h.attrs...)
 	r.Attrs(func(a slog.Attr) bool {
 		fields = append(fields, slogField(a))
