@@ -1,0 +1,247 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+)
+
+// Readiness says whether the agent is doing its job: the binlog is
+// connected, the SCIM server answered in the last minute and the initial
+// sync is over.
+type Readiness struct {
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Readiness reports the agent's readiness.
+func (a *Agent) Readiness() Readiness {
+	switch {
+	case !a.running.Load():
+		return Readiness{Reason: "not running"}
+	case !a.stream.Status().Connected:
+		return Readiness{Reason: "binlog not connected"}
+	case !a.scimHealthy():
+		return Readiness{Reason: fmt.Sprintf("no successful SCIM request in the last %s", a.readyWindow)}
+	case !a.syncDone.Load():
+		return Readiness{Reason: "initial sync running"}
+	}
+	return Readiness{Ready: true}
+}
+
+// scimHealthy is true when the last SCIM request that got an answer
+// succeeded within the ready window.
+func (a *Agent) scimHealthy() bool {
+	ok, failed := a.lastSCIMOK.Load(), a.lastSCIMFail.Load()
+	return ok > 0 && ok >= failed && time.Since(time.Unix(0, ok)) <= a.readyWindow
+}
+
+func (a *Agent) markSCIMOK()   { a.lastSCIMOK.Store(time.Now().UnixNano()) }
+func (a *Agent) markSCIMFail() { a.lastSCIMFail.Store(time.Now().UnixNano()) }
+
+// probeSCIM keeps readiness honest on a quiet site: when no request
+// succeeded lately it asks the server for its ServiceProviderConfig, with
+// a single attempt.
+func (a *Agent) probeSCIM(ctx context.Context) {
+	every := a.readyWindow / 3
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if time.Since(time.Unix(0, a.lastSCIMOK.Load())) < every && a.scimHealthy() {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, every)
+		_, _, err := a.probe.ServiceProviderConfig(pctx)
+		cancel()
+		if err == nil {
+			a.markSCIMOK()
+		} else if ctx.Err() == nil {
+			a.markSCIMFail()
+		}
+	}
+}
+
+// Handler serves the admin endpoints:
+//
+//	GET  /healthz          200 while the agent's loops are turning
+//	GET  /readyz           200 when ready, else 503 with {"ready":false,"reason":...}
+//	GET  /metrics          Prometheus text
+//	GET  /status           the Status as JSON
+//	POST /sync             {"uids":[...],"dry_run":bool}: reconcile now; answers the Results
+//	POST /retry            {"uids":[...]} or {"parked":true}: reconcile parked uids now
+//	POST /approve-deletes  release the deletion guard
+//
+// The POST endpoints change what the agent does, so they answer only
+// clients on the loopback interface (the scim-agent commands run beside
+// the agent), even when the listener is open to the network for probes
+// and scrapes.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		last := time.Unix(0, a.heartbeat.Load())
+		if time.Since(last) > 10*time.Second {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stalled", "last_heartbeat": last.UTC().Format(time.RFC3339)})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rd := a.Readiness()
+		code := http.StatusOK
+		if !rd.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, rd)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, a.Status())
+	})
+	mux.HandleFunc("POST /sync", loopbackOnly(a.handleSync))
+	mux.HandleFunc("POST /retry", loopbackOnly(a.handleRetry))
+	mux.HandleFunc("POST /approve-deletes", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"released": a.ApproveDeletes()})
+	}))
+	return mux
+}
+
+func loopbackOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "control endpoints answer loopback clients only"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// SyncRequest is the body of POST /sync and POST /retry.
+type SyncRequest struct {
+	UIDs   []uint32 `json:"uids"`
+	DryRun bool     `json:"dry_run,omitempty"`
+	Parked bool     `json:"parked,omitempty"`
+}
+
+// SyncResponse answers POST /sync and POST /retry.
+type SyncResponse struct {
+	Results []Result `json:"results"`
+}
+
+func (a *Agent) handleSync(w http.ResponseWriter, r *http.Request) {
+	var req SyncRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		return
+	}
+	results, err := a.SyncNow(r.Context(), req.UIDs, req.DryRun)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, SyncResponse{Results: results})
+}
+
+func (a *Agent) handleRetry(w http.ResponseWriter, r *http.Request) {
+	var req SyncRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		return
+	}
+	uids := req.UIDs
+	if req.Parked {
+		parked, err := ParkedUsers(a.store)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		for _, p := range parked {
+			uids = append(uids, p.UID)
+		}
+	}
+	results, err := a.SyncNow(r.Context(), uids, false)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, SyncResponse{Results: results})
+}
+
+// SyncNow reconciles uids through the running agent's workers (so no uid
+// is ever reconciled twice at once) and returns their results in the
+// order asked. A dry run reconciles directly, sending and saving nothing.
+func (a *Agent) SyncNow(ctx context.Context, uids []uint32, dryRun bool) ([]Result, error) {
+	if dryRun {
+		out := make([]Result, 0, len(uids))
+		for _, uid := range uids {
+			res, err := a.reconcile(ctx, uid, "sync --dry-run", true)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, res)
+		}
+		return out, nil
+	}
+	b := a.work.AddCollect(uids, "sync")
+	if b == nil {
+		return nil, errors.New("the agent is shutting down")
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.done:
+	}
+	out := make([]Result, 0, len(uids))
+	for _, uid := range uids {
+		res, ok := b.results[uid]
+		if !ok {
+			res = Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// ApproveDeletes releases the deletion guard and queues every held uid
+// again; it returns how many were held.
+func (a *Agent) ApproveDeletes() int {
+	uids := a.guard.Approve()
+	for _, uid := range uids {
+		a.work.Requeue(uid, "approve-deletes")
+	}
+	return len(uids)
+}
+
+// serveAdmin runs the admin listener until ctx is done.
+func (a *Agent) serveAdmin(ctx context.Context, l net.Listener) {
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.log.Error("admin.error", zap.Error(err))
+	}
+}

@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/drupal"
+	"github.com/scim-agent/scim-agent/mapping"
+	"github.com/scim-agent/scim-agent/scimclient"
+)
+
+// CheckResult is the outcome of one start-up check.
+type CheckResult struct {
+	// Name identifies the check, e.g. "mysql.binlog_format".
+	Name string `json:"check"`
+	// OK is false when the agent cannot run (or, with Warn, should not).
+	OK bool `json:"ok"`
+	// Warn marks a failed check that does not stop the agent.
+	Warn bool `json:"warn,omitempty"`
+	// Detail says what was found.
+	Detail string `json:"detail,omitempty"`
+	// Fix is the exact change that makes the check pass.
+	Fix string `json:"fix,omitempty"`
+}
+
+// AnyFailed reports whether any result stops the agent.
+func AnyFailed(results []CheckResult) bool {
+	for _, r := range results {
+		if !r.OK && !r.Warn {
+			return true
+		}
+	}
+	return false
+}
+
+// Check verifies everything the agent needs before it runs: the database
+// is reachable with the DSN, the binary log is on, row-based and full, the
+// account holds the grants, Drupal's tables exist behind the prefix, and
+// the SCIM server answers with the token. It never changes anything.
+func Check(ctx context.Context, cfg *config.Config) []CheckResult {
+	results := checkMySQL(ctx, cfg)
+	return append(results, checkSCIM(ctx, cfg)...)
+}
+
+func ok(name, detail string) CheckResult { return CheckResult{Name: name, OK: true, Detail: detail} }
+
+func failed(name, detail, fix string) CheckResult {
+	return CheckResult{Name: name, Detail: detail, Fix: fix}
+}
+
+func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
+	dsn, err := mysql.ParseDSN(cfg.MySQL.DSN)
+	if err != nil {
+		return []CheckResult{failed("mysql.connect", "mysql.dsn does not parse: "+err.Error(), "write mysql.dsn as user:password@tcp(host:port)/database")}
+	}
+	dsn.Timeout = 5 * time.Second
+	db, err := sql.Open("mysql", dsn.FormatDSN())
+	if err != nil {
+		return []CheckResult{failed("mysql.connect", err.Error(), "fix mysql.dsn")}
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	where := fmt.Sprintf("%s@%s/%s", dsn.User, dsn.Addr, dsn.DBName)
+	if err := db.PingContext(ctx); err != nil {
+		var me *mysql.MySQLError
+		switch {
+		case errors.As(err, &me) && me.Number == 1045:
+			return []CheckResult{failed("mysql.connect", fmt.Sprintf("%s: the server refused the login: %s", where, me.Message),
+				"check the user and password in mysql.dsn (and that the account may connect from this host)")}
+		case errors.As(err, &me) && me.Number == 1049:
+			return []CheckResult{failed("mysql.connect", fmt.Sprintf("%s: %s", where, me.Message),
+				"put the Drupal database's name at the end of mysql.dsn")}
+		case errors.As(err, &me) && me.Number == 1044:
+			return []CheckResult{failed("mysql.connect", fmt.Sprintf("%s: %s", where, me.Message),
+				fmt.Sprintf("GRANT SELECT ON `%s`.* TO '%s'@'%%';", dsn.DBName, dsn.User))}
+		default:
+			return []CheckResult{failed("mysql.connect", fmt.Sprintf("cannot reach %s: %v", dsn.Addr, err),
+				"check the address in mysql.dsn and that the database server listens there and lets this host in")}
+		}
+	}
+
+	var version string
+	db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version)
+	mariadb := strings.Contains(strings.ToLower(version), "mariadb")
+	results := []CheckResult{ok("mysql.connect", fmt.Sprintf("%s (%s)", where, version))}
+
+	vars, err := serverVariables(ctx, db)
+	if err != nil {
+		return append(results, failed("mysql.variables", err.Error(), "let the account read server variables"))
+	}
+	restart := "then restart the server"
+	if vars["log_bin"] != "ON" && vars["log_bin"] != "1" {
+		results = append(results, failed("mysql.log_bin", "the binary log is off",
+			"add to my.cnf under [mysqld]: log_bin = mysql-bin, binlog_format = ROW, server_id = 1; "+restart))
+	} else {
+		results = append(results, ok("mysql.log_bin", "ON"))
+	}
+	if f := vars["binlog_format"]; f != "ROW" {
+		results = append(results, failed("mysql.binlog_format",
+			fmt.Sprintf("is %s; %s logs ordinary UPDATEs as statements, so changes would be lost", f, f),
+			"SET GLOBAL binlog_format = 'ROW'; and add to my.cnf under [mysqld]: binlog_format = ROW"))
+	} else {
+		results = append(results, ok("mysql.binlog_format", "ROW"))
+	}
+	if img := vars["binlog_row_image"]; img != "FULL" {
+		results = append(results, failed("mysql.binlog_row_image", fmt.Sprintf("is %s; the agent needs whole rows", img),
+			"SET GLOBAL binlog_row_image = 'FULL'; and add to my.cnf under [mysqld]: binlog_row_image = FULL"))
+	} else {
+		results = append(results, ok("mysql.binlog_row_image", "FULL"))
+	}
+	if meta, found := vars["binlog_row_metadata"]; meta != "FULL" {
+		detail := "is " + meta + "; column names are then read from information_schema, which is wrong for events written before an ALTER TABLE"
+		if !found {
+			detail = "this server has no binlog_row_metadata (MySQL < 8.0.1, MariaDB < 10.5); column names come from information_schema"
+		}
+		results = append(results, CheckResult{Name: "mysql.binlog_row_metadata", Warn: true, Detail: detail,
+			Fix: "SET GLOBAL binlog_row_metadata = 'FULL'; and add to my.cnf under [mysqld]: binlog_row_metadata = FULL"})
+	} else {
+		results = append(results, ok("mysql.binlog_row_metadata", "FULL"))
+	}
+	if id := vars["server_id"]; id == fmt.Sprint(cfg.MySQL.ServerID) {
+		results = append(results, failed("mysql.server_id", "the database server's own server_id is "+id,
+			"set mysql.server_id to a number no server or replica of this database uses"))
+	}
+
+	results = append(results, checkGrants(ctx, db, dsn, mariadb)...)
+	results = append(results, checkTables(ctx, db, cfg, dsn.DBName))
+	return results
+}
+
+func serverVariables(ctx context.Context, db *sql.DB) (map[string]string, error) {
+	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN "+
+		"('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'server_id', 'gtid_mode')")
+	if err != nil {
+		return nil, fmt.Errorf("read server variables: %w", err)
+	}
+	defer rows.Close()
+	vars := map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		vars[k] = strings.ToUpper(v)
+	}
+	return vars, rows.Err()
+}
+
+// checkGrants tests the account's privileges by use where it can
+// (SHOW MASTER STATUS needs REPLICATION CLIENT) and by its grants where it
+// cannot (REPLICATION SLAVE is only used by the binlog dump itself).
+func checkGrants(ctx context.Context, db *sql.DB, dsn *mysql.Config, mariadb bool) []CheckResult {
+	var account string
+	db.QueryRowContext(ctx, "SELECT CURRENT_USER()").Scan(&account)
+	user, host, _ := strings.Cut(account, "@")
+	grantee := fmt.Sprintf("'%s'@'%s'", user, host)
+	fix := fmt.Sprintf("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO %s; GRANT SELECT ON `%s`.* TO %s;", grantee, dsn.DBName, grantee)
+
+	grants, err := showGrants(ctx, db)
+	if err != nil {
+		return []CheckResult{failed("mysql.grants", "cannot read the account's grants: "+err.Error(), fix)}
+	}
+	var missing []string
+	if !hasGlobal(grants, "REPLICATION SLAVE") {
+		missing = append(missing, "REPLICATION SLAVE")
+	}
+	statusQuery := "SHOW MASTER STATUS"
+	if !mariadb {
+		statusQuery = "SHOW BINARY LOG STATUS"
+	}
+	if rows, err := db.QueryContext(ctx, statusQuery); err != nil && !mariadb && isMySQLError(err, 1064) {
+		// MySQL before 8.2 knows only the old name.
+		rows, err = db.QueryContext(ctx, "SHOW MASTER STATUS")
+		if err == nil {
+			rows.Close()
+		} else if isMySQLError(err, 1227) {
+			missing = append(missing, "REPLICATION CLIENT")
+		}
+	} else if err != nil && isMySQLError(err, 1227) {
+		missing = append(missing, "REPLICATION CLIENT")
+	} else if err == nil {
+		rows.Close()
+	}
+	if len(missing) > 0 {
+		return []CheckResult{failed("mysql.grants", fmt.Sprintf("%s lacks %s", account, strings.Join(missing, ", ")), fix)}
+	}
+	return []CheckResult{ok("mysql.grants", account+" has REPLICATION SLAVE, REPLICATION CLIENT")}
+}
+
+func showGrants(ctx context.Context, db *sql.DB) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS FOR CURRENT_USER()")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var grants []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return nil, err
+		}
+		grants = append(grants, strings.ToUpper(g))
+	}
+	return grants, rows.Err()
+}
+
+// hasGlobal reports whether a grant on *.* includes priv (or ALL).
+func hasGlobal(grants []string, priv string) bool {
+	for _, g := range grants {
+		if !strings.Contains(g, " ON *.* ") {
+			continue
+		}
+		if strings.Contains(g, "ALL PRIVILEGES") || strings.Contains(g, priv) {
+			return true
+		}
+	}
+	return false
+}
+
+func isMySQLError(err error, number uint16) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == number
+}
+
+// checkTables verifies that the Drupal tables the mapping reads exist
+// behind the prefix and that the account may SELECT from them.
+func checkTables(ctx context.Context, db *sql.DB, cfg *config.Config, schema string) CheckResult {
+	m, err := mapping.New(cfg.Mapping)
+	if err != nil {
+		return failed("mysql.tables", err.Error(), "fix the mapping section")
+	}
+	t := drupal.Tables{Prefix: cfg.MySQL.TablePrefix}
+	src := m.Sources()
+	tables := []string{t.Users(), t.FieldData()}
+	if src.Roles {
+		tables = append(tables, t.Roles())
+	}
+	for _, f := range src.Fields {
+		tables = append(tables, t.Field(f.Name))
+	}
+	for _, table := range tables {
+		_, err := db.ExecContext(ctx, "SELECT 1 FROM `"+table+"` LIMIT 0")
+		switch {
+		case err == nil:
+			continue
+		case isMySQLError(err, 1146):
+			return failed("mysql.tables", fmt.Sprintf("no table %s in %s%s", table, schema, prefixHint(ctx, db, schema, cfg.MySQL.TablePrefix)),
+				"set mysql.table_prefix to Drupal's prefix (settings.php) and the DSN's database to Drupal's database")
+		case isMySQLError(err, 1142):
+			return failed("mysql.tables", fmt.Sprintf("the account may not SELECT from %s.%s", schema, table),
+				fmt.Sprintf("GRANT SELECT ON `%s`.* TO the agent's account;", schema))
+		default:
+			return failed("mysql.tables", fmt.Sprintf("read %s: %v", table, err), "")
+		}
+	}
+	return ok("mysql.tables", strings.Join(tables, ", "))
+}
+
+// prefixHint names the prefix Drupal's tables really have, when it can be
+// found.
+func prefixHint(ctx context.Context, db *sql.DB, schema, prefix string) string {
+	var name string
+	err := db.QueryRowContext(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '%users\\_field\\_data' LIMIT 1", schema).Scan(&name)
+	if err != nil {
+		return ""
+	}
+	found := strings.TrimSuffix(name, mapping.FieldDataTable)
+	if found == prefix {
+		return ""
+	}
+	return fmt.Sprintf(" (found %s: the prefix is %q, mysql.table_prefix says %q)", name, found, prefix)
+}
+
+// checkSCIM reads the ServiceProviderConfig and one user with the token.
+func checkSCIM(ctx context.Context, cfg *config.Config) []CheckResult {
+	client, err := newSCIMClient(cfg, nil, 2)
+	if err != nil {
+		return []CheckResult{failed("scim.connect", err.Error(), "fix scim.base_url / scim.token / scim.ca_file")}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	spc, _, err := client.ServiceProviderConfig(ctx)
+	if err != nil {
+		return []CheckResult{scimFailure("scim.service_provider_config", cfg.SCIM.BaseURL+"/ServiceProviderConfig", err)}
+	}
+	results := []CheckResult{ok("scim.service_provider_config", fmt.Sprintf("patch %s, filter %s, bulk %s",
+		yesNo(spc.PatchSupported), yesNo(spc.FilterSupported), yesNo(spc.BulkSupported)))}
+	list, _, err := client.ListUsers(ctx, "", 1, 1)
+	if err != nil {
+		return append(results, scimFailure("scim.users", cfg.SCIM.BaseURL+"/Users?startIndex=1&count=1", err))
+	}
+	return append(results, ok("scim.users", fmt.Sprintf("%d users on the server", list.TotalResults)))
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "supported"
+	}
+	return "not supported"
+}
+
+func scimFailure(name, url string, err error) CheckResult {
+	var se *scimclient.Error
+	if errors.As(err, &se) {
+		switch se.Status {
+		case 401, 403:
+			return failed(name, fmt.Sprintf("%s answered %d: the server refused the token (%s)", url, se.Status, se.Detail),
+				"put a valid bearer token in scim.token (or scim.token_file)")
+		case 404:
+			return failed(name, fmt.Sprintf("%s answered 404: no SCIM endpoint there", url),
+				"set scim.base_url to the SCIM root (it usually ends in /scim/v2)")
+		}
+		return failed(name, fmt.Sprintf("%s answered %d: %s", url, se.Status, se.Detail), "check the SCIM server")
+	}
+	return failed(name, fmt.Sprintf("cannot reach %s: %v", url, err),
+		"check scim.base_url, DNS, firewalls and (for https) the certificate or scim.ca_file")
+}

@@ -1,0 +1,176 @@
+package agent
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scim-agent/scim-agent/internal/state"
+)
+
+// guardKey is the state meta key of the deletion guard.
+const guardKey = "deletion_guard"
+
+// Log messages of the deletion guard.
+const (
+	// MsgGuardTripped (error): too many deletions or deactivations in the
+	// window; deprovisioning pauses until approve-deletes. Fields: count,
+	// max, window.
+	MsgGuardTripped = "guard.tripped"
+	// MsgGuardHeld (warn): a deletion or deactivation held back; uid, op.
+	MsgGuardHeld = "guard.held"
+	// MsgGuardApproved (info): an operator approved; held, the number of
+	// held uids now released.
+	MsgGuardApproved = "guard.approved"
+)
+
+// guard is the deletion guard: a bad migration or a bulk cancel can
+// delete thousands of rows in seconds, and the binlog would faithfully
+// turn each into a SCIM DELETE. More than max deletions or deactivations
+// inside window pause all deprovisioning until an operator approves;
+// creates and updates keep flowing, and the held uids keep the binlog
+// position (nothing is lost).
+type guard struct {
+	max    int
+	window time.Duration
+	store  *state.Store // nil in dry runs: nothing is saved
+	log    *zap.Logger
+
+	mu       sync.Mutex
+	sent     []time.Time // deprovisioning sent inside the window, oldest first
+	tripped  bool
+	since    time.Time
+	held     map[uint32]string // uid → op held
+	approved map[uint32]bool   // held uids released by the last approval
+}
+
+// guardState is what survives a restart: a tripped guard stays tripped
+// until approved.
+type guardState struct {
+	Tripped bool      `json:"tripped"`
+	Since   time.Time `json:"since"`
+}
+
+func newGuard(max int, window time.Duration, store *state.Store, log *zap.Logger) *guard {
+	g := &guard{max: max, window: window, store: store, log: log, held: map[uint32]string{}, approved: map[uint32]bool{}}
+	if store != nil {
+		var s guardState
+		if ok, err := store.Meta(guardKey, &s); err == nil && ok && s.Tripped {
+			g.tripped, g.since = true, s.Since
+		}
+	}
+	return g
+}
+
+// Allow asks to deprovision uid now (op is delete or deactivate). It
+// returns false when the guard holds it back.
+func (g *guard) Allow(uid uint32, op string) bool {
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.approved[uid] {
+		delete(g.approved, uid)
+		return true
+	}
+	if g.tripped {
+		g.hold(uid, op)
+		return false
+	}
+	if g.max <= 0 {
+		return true
+	}
+	now := time.Now()
+	cut := 0
+	for cut < len(g.sent) && now.Sub(g.sent[cut]) > g.window {
+		cut++
+	}
+	g.sent = g.sent[cut:]
+	if len(g.sent)+1 > g.max {
+		g.tripped, g.since = true, now
+		g.save()
+		g.log.Error(MsgGuardTripped, zap.Int("count", len(g.sent)+1), zap.Int("max", g.max),
+			zap.Duration("window", g.window),
+			zap.String("detail", "deprovisioning paused: run `scim-agent approve-deletes` once you have checked these deletions are intended"))
+		g.hold(uid, op)
+		return false
+	}
+	g.sent = append(g.sent, now)
+	return true
+}
+
+func (g *guard) hold(uid uint32, op string) {
+	if _, dup := g.held[uid]; !dup {
+		g.log.Warn(MsgGuardHeld, zap.Uint32("uid", uid), zap.String("op", op))
+	}
+	g.held[uid] = op
+}
+
+func (g *guard) save() {
+	if g.store == nil {
+		return
+	}
+	if err := g.store.PutMeta(guardKey, guardState{Tripped: g.tripped, Since: g.since}); err != nil {
+		g.log.Error(MsgGuardTripped, zap.Error(err))
+	}
+}
+
+// Approve releases the guard: every held uid may now go ahead (the caller
+// queues them again) and the window starts afresh.
+func (g *guard) Approve() []uint32 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	uids := make([]uint32, 0, len(g.held))
+	for uid := range g.held {
+		uids = append(uids, uid)
+		g.approved[uid] = true
+	}
+	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
+	g.held = map[uint32]string{}
+	g.sent = nil
+	g.tripped = false
+	g.save()
+	g.log.Info(MsgGuardApproved, zap.Int("held", len(uids)))
+	return uids
+}
+
+// Tripped reports whether deprovisioning is paused.
+func (g *guard) Tripped() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.tripped
+}
+
+// HeldCount is the number of uids held back.
+func (g *guard) HeldCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.held)
+}
+
+// GuardStatus describes the deletion guard for status output.
+type GuardStatus struct {
+	Tripped bool      `json:"tripped"`
+	Since   time.Time `json:"since,omitempty"`
+	Held    []uint32  `json:"held,omitempty"`
+	Max     int       `json:"max"`
+	Window  string    `json:"window"`
+	Recent  int       `json:"recent"` // deprovisioning sent inside the window
+}
+
+func (g *guard) status() GuardStatus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := GuardStatus{Tripped: g.tripped, Max: g.max, Window: g.window.String(), Recent: len(g.sent)}
+	if g.tripped {
+		s.Since = g.since
+	}
+	for uid := range g.held {
+		s.Held = append(s.Held, uid)
+	}
+	sort.Slice(s.Held, func(i, j int) bool { return s.Held[i] < s.Held[j] })
+	return s
+}

@@ -1,0 +1,395 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/binlog"
+	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/logging"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+	"github.com/scim-agent/scim-agent/internal/testdb"
+)
+
+// TestMain runs the package's tests against one private MariaDB, then
+// checks every log line they produced against the documented schema and
+// for leaked secrets (see logschema_test.go).
+func TestMain(m *testing.M) {
+	code := testdb.RunMain(m)
+	if code == 0 {
+		if err := checkCollectedLogs(); err != nil {
+			fmt.Fprintln(os.Stderr, "log check failed:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// logSink collects every log line of every agent the tests run, and the
+// secrets those agents were given.
+var logSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	secrets []string
+}
+
+type sinkWriter struct{}
+
+func (sinkWriter) Write(p []byte) (int, error) {
+	logSink.mu.Lock()
+	defer logSink.mu.Unlock()
+	return logSink.buf.Write(p)
+}
+
+func rememberSecret(s string) {
+	logSink.mu.Lock()
+	defer logSink.mu.Unlock()
+	logSink.secrets = append(logSink.secrets, s)
+}
+
+// collectedLines returns the JSON log lines collected so far.
+func collectedLines() []string {
+	logSink.mu.Lock()
+	defer logSink.mu.Unlock()
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(logSink.buf.Bytes()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+// harness is one Drupal database, one SCIM server and one agent.
+type harness struct {
+	t    *testing.T
+	db   *testdb.Database
+	site *drupaltest.Site
+	scim *scimtest.Server
+	cfg  *config.Config
+	dir  string
+
+	agent  *Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type harnessOption func(*harnessConfig)
+
+type harnessConfig struct {
+	yaml    string // extra YAML appended to the provisioning section
+	mapping string // extra YAML for the mapping section
+	scim    scimtest.Options
+	prefix  string
+}
+
+func withProvisioning(yaml string) harnessOption {
+	return func(c *harnessConfig) { c.yaml += yaml }
+}
+
+func withSCIM(o scimtest.Options) harnessOption { return func(c *harnessConfig) { c.scim = o } }
+
+func withPrefix(p string) harnessOption { return func(c *harnessConfig) { c.prefix = p } }
+
+func withMapping(yaml string) harnessOption { return func(c *harnessConfig) { c.mapping += yaml } }
+
+// testToken is the SCIM token every test agent uses; the log check makes
+// sure it never appears in a log line.
+const testToken = "tok-3f9a1c-never-logged"
+
+func newHarness(t *testing.T, opts ...harnessOption) *harness {
+	t.Helper()
+	hc := harnessConfig{scim: scimtest.Options{Token: testToken}}
+	for _, o := range opts {
+		o(&hc)
+	}
+	if hc.scim.Token == "" {
+		hc.scim.Token = testToken
+	}
+	ctx := context.Background()
+	h := &harness{t: t, dir: t.TempDir()}
+	h.db = testdb.NewTestDatabase(t, hc.prefix)
+	h.site = &drupaltest.Site{DB: h.db.DB, Prefix: hc.prefix}
+	if err := h.site.CreateAnonymous(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := h.db.CreateAgentUser(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.scim = scimtest.New(t, hc.scim)
+	rememberSecret(hc.scim.Token)
+	rememberSecret(dsnPassword(t, dsn))
+
+	doc := fmt.Sprintf(`
+mysql:
+  dsn: "%s"
+  table_prefix: "%s"
+  heartbeat: 1s
+scim:
+  base_url: %s
+  token: ${TEST_SCIM_TOKEN}
+  timeout: 5s
+provisioning:
+  workers: 2
+%s
+state:
+  path: %s/state.db
+log:
+  level: debug
+admin:
+  listen: "127.0.0.1:0"
+mapping:
+  userName: name
+%s`, dsn, hc.prefix, h.scim.URL, indent(hc.yaml), h.dir, hc.mapping)
+	h.cfg, err = config.Parse([]byte(doc), "test-config.yaml", func(k string) (string, bool) {
+		if k == "TEST_SCIM_TOKEN" {
+			return hc.scim.Token, true
+		}
+		return "", false
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		if line != "" {
+			b.WriteString("  " + strings.TrimSpace(line) + "\n")
+		}
+	}
+	return b.String()
+}
+
+func dsnPassword(t *testing.T, dsn string) string {
+	t.Helper()
+	user, _, _ := strings.Cut(dsn, "@")
+	_, pw, _ := strings.Cut(user, ":")
+	if pw == "" {
+		t.Fatal("test DSN has no password")
+	}
+	return pw
+}
+
+// start opens and runs the agent in the background.
+func (h *harness) start(opts ...func(*Options)) {
+	h.t.Helper()
+	log, err := logging.New("debug", "json", sinkWriter{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	o := Options{Config: h.cfg, Logger: log, ReadyWindow: 2 * time.Second, ShutdownTimeout: 5 * time.Second}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	a, err := Open(context.Background(), o)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.agent, h.cancel, h.done = a, cancel, make(chan error, 1)
+	go func() { h.done <- a.Run(ctx) }()
+}
+
+// stop cancels the agent and waits for Run to return.
+func (h *harness) stop() {
+	if h.agent == nil {
+		return
+	}
+	h.cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		h.t.Error("Run did not return within 30s of cancel")
+	}
+	h.agent.Close()
+	h.agent = nil
+}
+
+// headPosition is the binlog position after everything written so far.
+func (h *harness) headPosition() binlog.Position {
+	h.t.Helper()
+	var file string
+	var pos uint32
+	var doDB, ignoreDB sql.NullString
+	if err := testdb.Shared(h.t).Root().QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &doDB, &ignoreDB); err != nil {
+		h.t.Fatal(err)
+	}
+	return binlog.Position{File: file, Offset: pos}
+}
+
+func atLeast(p, target binlog.Position) bool {
+	if p.File != target.File {
+		return p.File > target.File
+	}
+	return p.Offset >= target.Offset
+}
+
+// settle waits until the agent has handled every change written so far.
+func (h *harness) settle() {
+	h.t.Helper()
+	target := h.headPosition()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if h.agent.syncDone.Load() && h.agent.work.Idle() {
+			pos, _, ok := h.agent.work.Safe()
+			if saved := h.agent.SavedPosition(); !ok || atLeast(saved, pos) {
+				pos = saved
+			}
+			if atLeast(pos, target) {
+				return
+			}
+		}
+		select {
+		case err := <-h.done:
+			h.t.Fatalf("agent stopped while settling: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			pos, _, _ := h.agent.work.Safe()
+			h.t.Fatalf("agent did not reach %v within 60s (safe %v, saved %v, depth %d)", target, pos,
+				h.agent.SavedPosition(), h.agent.work.Depth())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// create makes a Drupal user and returns its uid.
+func (h *harness) create(u drupaltest.User) uint32 {
+	h.t.Helper()
+	uid, err := h.site.Create(context.Background(), u)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return uid
+}
+
+func (h *harness) update(uid uint32, change func(*drupaltest.User)) {
+	h.t.Helper()
+	if err := h.site.Update(context.Background(), uid, change); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) load(uid uint32) drupaltest.User {
+	h.t.Helper()
+	u, err := h.site.Load(context.Background(), uid)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return u
+}
+
+// userRequests returns the requests to /Users paths: everything a change
+// causes (readiness probes read /ServiceProviderConfig).
+func (h *harness) userRequests() []scimtest.Request {
+	return h.scim.RequestsMatching("", "/Users")
+}
+
+// count returns the number of requests of one method to /Users paths.
+func (h *harness) count(method string) int {
+	return h.scim.CountRequests(method, "/Users")
+}
+
+// serverUser returns the server's account with this externalId.
+func (h *harness) serverUser(uuid string) (scimtest.User, bool) {
+	for _, u := range h.scim.Users() {
+		if u.ExternalID() == uuid {
+			return u, true
+		}
+	}
+	return scimtest.User{}, false
+}
+
+// assertServerMatchesDB checks that the server holds exactly one account
+// per provisioned Drupal user, with Drupal's values, and nothing else
+// (other than the accounts listed in extra by id).
+func (h *harness) assertServerMatchesDB(extra ...string) {
+	h.t.Helper()
+	ctx := context.Background()
+	rows, err := h.db.DB.Query("SELECT uid FROM `" + h.site.Prefix + "users` ORDER BY uid")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var uids []uint32
+	for rows.Next() {
+		var uid uint32
+		rows.Scan(&uid)
+		uids = append(uids, uid)
+	}
+	rows.Close()
+	want := map[string]bool{}
+	for _, id := range extra {
+		want[id] = true
+	}
+	for _, uid := range uids {
+		if h.cfg.Provisioning.Excluded(uid) {
+			continue
+		}
+		u, err := h.site.Load(ctx, uid)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		su, ok := h.serverUser(u.UUID)
+		if !ok {
+			h.t.Errorf("uid %d (%s) is not on the server", uid, u.Name)
+			continue
+		}
+		want[su.ID] = true
+		// userName is case-insensitive (RFC 7643): an adopted "Ivy" is "ivy".
+		if !strings.EqualFold(su.UserName(), u.Name) {
+			h.t.Errorf("uid %d: server userName %q, Drupal name %q", uid, su.UserName(), u.Name)
+		}
+		if active, _ := su.Get("active").(bool); active != (u.Status == 1) {
+			h.t.Errorf("uid %d: server active %v, Drupal status %d", uid, su.Get("active"), u.Status)
+		}
+		var mail string
+		if emails, _ := su.Get("emails").([]any); len(emails) > 0 {
+			mail, _ = emails[0].(map[string]any)["value"].(string)
+		}
+		if want := ptr(u.Mail); mail != want {
+			h.t.Errorf("uid %d: server email %q, Drupal mail %q", uid, mail, want)
+		}
+	}
+	for _, su := range h.scim.Users() {
+		if !want[su.ID] {
+			h.t.Errorf("server holds %s (%s) which no Drupal user accounts for", su.ID, su.UserName())
+		}
+	}
+}
+
+func ptr(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// postsByUserName counts the POST /Users requests per userName.
+func (h *harness) postsByUserName() map[string]int {
+	n := map[string]int{}
+	for _, r := range h.scim.RequestsMatching("POST", "/Users") {
+		var body map[string]any
+		json.Unmarshal(r.Body, &body)
+		name, _ := body["userName"].(string)
+		n[name]++
+	}
+	return n
+}

@@ -1,0 +1,54 @@
+package agent
+
+// Log message names. They are a contract with the dashboards that read the
+// logs (README's log table lists each with its fields): change one and
+// you break someone's alert.
+const (
+	// MsgSCIMRequest (info; warn when the server refused it) is one line
+	// per SCIM call: op, uid, userName, scim_id, method, path, status,
+	// attempt, duration_ms, binlog_pos.
+	MsgSCIMRequest = "scim.request"
+	// MsgSCIMDryRun (info) is a request --dry-run did not send: op, uid,
+	// method, path, body.
+	MsgSCIMDryRun = "scim.dry_run"
+	// MsgReconcileParked (error): a uid's change failed permanently and
+	// waits for its next change, a restart or `scim-agent retry`.
+	MsgReconcileParked = "reconcile.parked"
+	// MsgReconcileSkipped (info): a change was not sent because its
+	// operation is switched off in provisioning.operations, or the account
+	// has no userName yet.
+	MsgReconcileSkipped = "reconcile.skipped"
+	// MsgReconcileUnchanged (debug): nothing mapped differs; no request.
+	MsgReconcileUnchanged = "reconcile.unchanged"
+	// MsgPositionSaved (debug): the binlog position was saved.
+	MsgPositionSaved = "binlog.position_saved"
+	// MsgPositionPurged (error): the saved position is gone from the
+	// server; a full sync follows.
+	MsgPositionPurged = "binlog.position_purged"
+	// MsgSyncStart, MsgSyncProgress and MsgSyncDone (info) frame a full
+	// sync: reason, done, total, rate_per_s.
+	MsgSyncStart    = "sync.start"
+	MsgSyncProgress = "sync.progress"
+	MsgSyncDone     = "sync.done"
+	// MsgCheckOK (info), MsgCheckWarn (warn) and MsgCheckFailed (error)
+	// report the start-up checks: check, detail, fix.
+	MsgCheckOK     = "check.ok"
+	MsgCheckWarn   = "check.warn"
+	MsgCheckFailed = "check.failed"
+	// MsgAgentStart and MsgAgentStop (info) frame a run.
+	MsgAgentStart = "agent.start"
+	MsgAgentStop  = "agent.stop"
+	// MsgConfigWarning (warn): a config value that works but should not
+	// stay as it is.
+	MsgConfigWarning = "config.warning"
+)
+
+// Operation labels of SCIM calls (field op).
+const (
+	OpCreate     = "create"
+	OpUpdate     = "update"
+	OpDeactivate = "deactivate"
+	OpReactivate = "reactivate"
+	OpDelete     = "delete"
+	OpLookup     = "lookup"
+)

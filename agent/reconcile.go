@@ -1,0 +1,613 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/state"
+	"github.com/scim-agent/scim-agent/mapping"
+	"github.com/scim-agent/scim-agent/scimclient"
+)
+
+// Outcome is what one reconcile did.
+type Outcome string
+
+// Outcomes of a reconcile.
+const (
+	Created     Outcome = "created"     // POSTed
+	Adopted     Outcome = "adopted"     // found on the server after a 409 (or a crash mid-POST) and taken over
+	Updated     Outcome = "updated"     // PATCHed or PUT
+	Deactivated Outcome = "deactivated" // active=false (blocked, or deleted with on_delete: deactivate)
+	Reactivated Outcome = "reactivated" // active=true again
+	Deleted     Outcome = "deleted"     // DELETEd (or already gone)
+	Unchanged   Outcome = "unchanged"   // nothing mapped differs: no request
+	Skipped     Outcome = "skipped"     // excluded uid, operation switched off, or nothing to map yet
+	Failed      Outcome = "failed"      // a permanent error: the uid is parked
+	Held        Outcome = "held"        // held back by the deletion guard until approved
+)
+
+// Result is the outcome of reconciling one uid.
+type Result struct {
+	UID     uint32  `json:"uid"`
+	Outcome Outcome `json:"outcome"`
+	// Op is the operation tried: create, update, deactivate, reactivate,
+	// delete, or "" when none was needed.
+	Op       string `json:"op,omitempty"`
+	UserName string `json:"userName,omitempty"`
+	SCIMID   string `json:"scim_id,omitempty"`
+	// Detail explains a skip or failure (the server's own detail for a
+	// failure).
+	Detail string `json:"detail,omitempty"`
+}
+
+// Reconcile makes the server's copy of uid equal to Drupal's user now,
+// outside the binlog stream (for the sync and retry commands). The caller
+// must make sure no Run reconciles the same uid at the same time.
+func (a *Agent) Reconcile(ctx context.Context, uid uint32, dryRun bool) (Result, error) {
+	return a.reconcile(ctx, uid, "manual", dryRun)
+}
+
+// run is one reconcile in progress: the uid, its logger (every line
+// carries uid and the binlog position that caused it) and its state.
+type run struct {
+	a     *Agent
+	uid   uint32
+	cause string
+	dry   bool // --dry-run: send no write, save nothing
+	log   *zap.Logger
+	ctx   context.Context
+	rec   state.Account
+	known bool // rec came from the store
+}
+
+func (a *Agent) reconcile(ctx context.Context, uid uint32, cause string, dryRun bool) (res Result, err error) {
+	defer func() {
+		if err == nil {
+			a.counts.add(res.Outcome)
+			a.metrics.observeReconcile(res)
+		}
+	}()
+	if a.cfg.Provisioning.Excluded(uid) {
+		return Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}, nil
+	}
+	log := a.log.With(zap.Uint32("uid", uid), zap.String("binlog_pos", cause))
+	r := &run{a: a, uid: uid, cause: cause, dry: dryRun, log: log, ctx: scimclient.ContextWithLogger(ctx, log)}
+	if r.rec, r.known, err = a.store.Account(uid); err != nil {
+		return Result{}, err
+	}
+	if !r.known {
+		r.rec = state.Account{UID: uid}
+	}
+	acct, exists, err := a.reader.Load(ctx, uid)
+	if err != nil {
+		return Result{}, err
+	}
+	if !exists {
+		res, err = r.gone()
+	} else {
+		res, err = r.present(acct)
+	}
+	if err != nil {
+		var se *scimclient.Error
+		if errors.As(err, &se) && ctx.Err() == nil {
+			return r.park(res, se)
+		}
+		return res, err
+	}
+	res.UID = uid
+	if res.Op == "" && res.Outcome != Unchanged && res.Outcome != Skipped {
+		res.Op = opOf(res.Outcome)
+	}
+	if res.UserName == "" {
+		res.UserName = r.rec.UserName
+	}
+	if res.SCIMID == "" {
+		res.SCIMID = r.rec.SCIMID
+	}
+	switch res.Outcome {
+	case Unchanged:
+		log.Debug(MsgReconcileUnchanged)
+	case Skipped:
+		log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+	}
+	return res, nil
+}
+
+// present reconciles a uid whose users row exists.
+func (r *run) present(acct mapping.Account) (Result, error) {
+	if acct.Values == nil {
+		return Result{Outcome: Skipped, Detail: "the users row has no users_field_data row yet"}, nil
+	}
+	user := r.a.mapper.Map(acct)
+	res := Result{UserName: user.UserName()}
+	if user.UserName() == "" {
+		return res, r.permanent(OpCreate, "the account has no userName (its mapped source is empty)")
+	}
+	if r.rec.Creating && r.rec.SCIMID == "" {
+		// A POST started and its outcome was never saved: look before
+		// posting again.
+		found, err := r.lookup(user)
+		if err != nil {
+			return res, err
+		}
+		if found != nil {
+			return r.adopt(user, found)
+		}
+	}
+	if r.rec.SCIMID == "" {
+		return r.create(user)
+	}
+	changes := r.a.mapper.Diff(user, r.rec.Pushed)
+	if r.rec.Gone && !changes.Has("active") && user.Active() {
+		// Deleted-then-deactivated copy of an account that is back.
+		changes.Set = append(changes.Set, "active")
+	}
+	if changes.Empty() {
+		if r.rec.Parked != nil {
+			r.rec.Parked = nil
+			if err := r.save(); err != nil {
+				return res, err
+			}
+		}
+		return Result{Outcome: Unchanged, UserName: user.UserName()}, nil
+	}
+	return r.update(user, changes)
+}
+
+// op names the change an update makes: deactivate, reactivate or update.
+func op(user mapping.User, c mapping.Changes) string {
+	if !c.Has("active") {
+		return OpUpdate
+	}
+	if user.Active() {
+		return OpReactivate
+	}
+	return OpDeactivate
+}
+
+// opOf is the operation an outcome comes from.
+func opOf(o Outcome) string {
+	switch o {
+	case Created, Adopted:
+		return OpCreate
+	case Deactivated:
+		return OpDeactivate
+	case Reactivated:
+		return OpReactivate
+	case Deleted:
+		return OpDelete
+	}
+	return OpUpdate
+}
+
+func outcomeOf(op string) Outcome {
+	switch op {
+	case OpDeactivate:
+		return Deactivated
+	case OpReactivate:
+		return Reactivated
+	case OpCreate:
+		return Created
+	}
+	return Updated
+}
+
+// update sends the changes, minus those whose operation is switched off.
+func (r *run) update(user mapping.User, changes mapping.Changes) (Result, error) {
+	res := Result{UserName: user.UserName()}
+	prov := r.a.cfg.Provisioning
+	if changes.Has("active") && !prov.Allows(config.OpDeactivate) {
+		changes = changes.Without("active")
+	}
+	if !prov.Allows(config.OpUpdate) {
+		active := changes.Has("active")
+		changes = mapping.Changes{}
+		if active {
+			changes.Set = []string{"active"}
+		}
+	}
+	if changes.Empty() {
+		res.Outcome, res.Detail = Skipped, "the operation is switched off in provisioning.operations"
+		return res, nil
+	}
+	name := op(user, changes)
+	if name == OpDeactivate && !r.allowDeprovision(name) {
+		return Result{Outcome: Held, Op: name, UserName: user.UserName()}, nil
+	}
+	err := r.send(name, user, changes)
+	if scimclient.IsStatus(err, http.StatusNotFound) {
+		// Deleted on the server behind our back: provision it again.
+		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("scim_id", r.rec.SCIMID),
+			zap.String("detail", "the account is gone from the server; creating it again"))
+		r.rec.SCIMID, r.rec.Pushed = "", nil
+		return r.create(user)
+	}
+	if err != nil {
+		res.Outcome = outcomeOf(name)
+		return res, err
+	}
+	r.recordPush(user, changes)
+	if err := r.save(); err != nil {
+		return res, err
+	}
+	res.Outcome = outcomeOf(name)
+	return res, nil
+}
+
+// send applies changes to the server's copy: a PATCH where the server has
+// PATCH, else a GET and a PUT of the server's copy with the changes
+// applied (so attributes the agent does not manage survive).
+func (r *run) send(name string, user mapping.User, changes mapping.Changes) error {
+	id := r.rec.SCIMID
+	path := "/Users/" + id
+	if r.a.usePatch.Load() {
+		ops := patchOps(user, changes)
+		if r.dry {
+			r.dryRun(name, http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops})
+			return nil
+		}
+		_, cr, err := r.a.client.PatchUser(r.ctx, id, ops)
+		r.logCall(name, user.UserName(), http.MethodPatch, path, cr, err)
+		if !scimclient.IsStatus(err, http.StatusMethodNotAllowed) {
+			return err
+		}
+		r.a.usePatch.Store(false)
+		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("detail", "the server has no PATCH (405): using PUT from now on"))
+	}
+	current, cr, err := r.a.client.GetUser(r.ctx, id)
+	r.logCall(OpLookup, user.UserName(), http.MethodGet, path, cr, err)
+	if err != nil {
+		return err
+	}
+	mapping.Apply(current, user, changes)
+	if r.dry {
+		r.dryRun(name, http.MethodPut, path, current)
+		return nil
+	}
+	_, cr, err = r.a.client.ReplaceUser(r.ctx, id, current)
+	r.logCall(name, user.UserName(), http.MethodPut, path, cr, err)
+	return err
+}
+
+func patchOps(user mapping.User, c mapping.Changes) []scimclient.PatchOp {
+	ops := make([]scimclient.PatchOp, 0, len(c.Set)+len(c.Remove))
+	for _, p := range c.Set {
+		ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: user.Values[p]})
+	}
+	for _, p := range c.Remove {
+		ops = append(ops, scimclient.PatchOp{Op: "remove", Path: p})
+	}
+	return ops
+}
+
+// recordPush notes what the server now holds.
+func (r *run) recordPush(user mapping.User, c mapping.Changes) {
+	fp := user.Fingerprints()
+	if r.rec.Pushed == nil {
+		r.rec.Pushed = map[string]uint64{}
+	}
+	for _, p := range c.Set {
+		if v, ok := fp[p]; ok {
+			r.rec.Pushed[p] = v
+		} else {
+			delete(r.rec.Pushed, p)
+		}
+	}
+	for _, p := range c.Remove {
+		delete(r.rec.Pushed, p)
+	}
+	if c.Has("active") {
+		r.rec.Active = user.Active()
+		if user.Active() {
+			r.rec.Gone = false
+		}
+	}
+	r.rec.UserName, r.rec.ExternalID = user.UserName(), user.ExternalID()
+	r.rec.Parked = nil
+}
+
+// create POSTs the user, adopting the server's account on a 409.
+func (r *run) create(user mapping.User) (Result, error) {
+	res := Result{UserName: user.UserName()}
+	if !r.a.cfg.Provisioning.Allows(config.OpCreate) {
+		res.Outcome, res.Detail = Skipped, "create is switched off in provisioning.operations"
+		return res, nil
+	}
+	body := user.Resource()
+	if r.dry {
+		r.dryRun(OpCreate, http.MethodPost, "/Users", body)
+		res.Outcome = Created
+		return res, nil
+	}
+	r.rec.Creating, r.rec.UserName, r.rec.ExternalID = true, user.UserName(), user.ExternalID()
+	if err := r.save(); err != nil {
+		return res, err
+	}
+	created, cr, err := r.a.client.CreateUser(r.ctx, body)
+	if scimclient.IsStatus(err, http.StatusConflict) {
+		r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", cr, err)
+		found, lerr := r.lookup(user)
+		if lerr != nil {
+			return res, lerr
+		}
+		if found == nil {
+			res.Outcome = Created
+			return res, err // a 409 for something we cannot find: park with the server's detail
+		}
+		return r.adopt(user, found)
+	}
+	if err != nil {
+		r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", cr, err)
+		res.Outcome = Created
+		return res, err
+	}
+	id, _ := created["id"].(string)
+	r.rec.SCIMID = id
+	r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", cr, nil)
+	if id == "" {
+		return res, r.permanent(OpCreate, "the server's answer to POST /Users holds no id")
+	}
+	r.rec.Creating, r.rec.Pushed = false, nil
+	r.recordPush(user, mapping.Changes{Set: r.a.mapper.Paths()})
+	r.rec.Active = user.Active()
+	if err := r.save(); err != nil {
+		return res, err
+	}
+	res.Outcome, res.SCIMID = Created, id
+	return res, nil
+}
+
+// lookup finds the server's account of user: by userName (as Entra
+// does), then by externalId (our uuid). It returns nil when neither finds
+// one.
+func (r *run) lookup(user mapping.User) (scimclient.Resource, error) {
+	for _, f := range []struct{ attr, value string }{{"userName", user.UserName()}, {"externalId", user.ExternalID()}} {
+		if f.value == "" {
+			continue
+		}
+		filter := scimclient.FilterEq(f.attr, f.value)
+		list, cr, err := r.a.client.ListUsers(r.ctx, filter, 1, 2)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users?filter="+filter, cr, err)
+		if err != nil {
+			return nil, err
+		}
+		if len(list.Resources) > 0 {
+			return list.Resources[0], nil
+		}
+	}
+	return nil, nil
+}
+
+// adopt takes over an account found on the server and makes it match.
+// An account that carries another identity's externalId is not ours to
+// take.
+func (r *run) adopt(user mapping.User, found scimclient.Resource) (Result, error) {
+	res := Result{UserName: user.UserName()}
+	id, _ := found["id"].(string)
+	if ext, _ := found["externalId"].(string); ext != "" && user.ExternalID() != "" && ext != user.ExternalID() {
+		res.Outcome = Failed
+		return res, r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
+			user.UserName(), id, ext))
+	}
+	if id == "" {
+		return res, r.permanent(OpCreate, "the server's matching account has no id")
+	}
+	if other, err := r.a.managedBy(id); err != nil {
+		return res, err
+	} else if other != 0 && other != r.uid {
+		return res, r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which the agent provisions for uid %d",
+			user.UserName(), id, other))
+	}
+	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
+	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
+		zap.String("detail", "adopted the server's existing account"))
+	changes := r.a.mapper.Compare(user, found)
+	if !changes.Empty() {
+		if err := r.send(op(user, changes), user, changes); err != nil {
+			r.rec.SCIMID = id
+			if serr := r.save(); serr != nil {
+				return res, serr
+			}
+			res.Outcome = Adopted
+			return res, err
+		}
+	}
+	r.recordPush(user, mapping.Changes{Set: r.a.mapper.Paths()})
+	r.rec.Active = user.Active()
+	if err := r.save(); err != nil {
+		return res, err
+	}
+	res.Outcome, res.SCIMID = Adopted, id
+	return res, nil
+}
+
+// managedBy returns the uid whose record holds scimID, or 0.
+func (a *Agent) managedBy(scimID string) (uint32, error) {
+	var uid uint32
+	err := a.store.ForEachAccount(func(acc state.Account) error {
+		if acc.SCIMID == scimID {
+			uid = acc.UID
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return uid, err
+}
+
+var errStop = errors.New("stop")
+
+// gone reconciles a uid whose users row no longer exists: DELETE, or
+// deactivate with on_delete: deactivate. Only accounts the agent
+// provisioned are touched.
+func (r *run) gone() (Result, error) {
+	res := Result{UserName: r.rec.UserName, SCIMID: r.rec.SCIMID}
+	if !r.known || (r.rec.SCIMID == "" && !r.rec.Creating) {
+		res.Outcome = Unchanged
+		return res, nil
+	}
+	if r.rec.SCIMID == "" {
+		// Deleted while its POST's outcome was unknown: find it.
+		found, err := r.lookup(mapping.User{Values: map[string]any{"userName": r.rec.UserName, "externalId": r.rec.ExternalID}})
+		if err != nil {
+			return res, err
+		}
+		if found == nil {
+			res.Outcome = Unchanged
+			return res, r.forget()
+		}
+		r.rec.SCIMID, _ = found["id"].(string)
+	}
+	prov := r.a.cfg.Provisioning
+	if prov.OnDelete == config.OpDeactivate {
+		if r.rec.Gone {
+			res.Outcome = Unchanged
+			return res, nil
+		}
+		if !prov.Allows(config.OpDeactivate) {
+			res.Outcome, res.Detail = Skipped, "deactivate is switched off in provisioning.operations"
+			return res, nil
+		}
+		if !r.allowDeprovision(OpDeactivate) {
+			res.Outcome, res.Op = Held, OpDeactivate
+			return res, nil
+		}
+		user := mapping.User{UID: r.uid, Values: map[string]any{"active": false, "userName": r.rec.UserName}}
+		changes := mapping.Changes{Set: []string{"active"}}
+		if err := r.send(OpDeactivate, user, changes); err != nil {
+			if scimclient.IsStatus(err, http.StatusNotFound) {
+				res.Outcome = Deleted
+				return res, r.forget()
+			}
+			res.Outcome = Deactivated
+			return res, err
+		}
+		r.rec.Gone, r.rec.Active, r.rec.Parked = true, false, nil
+		res.Outcome = Deactivated
+		return res, r.save()
+	}
+	if !prov.Allows(config.OpDelete) {
+		res.Outcome, res.Detail = Skipped, "delete is switched off in provisioning.operations"
+		return res, nil
+	}
+	if !r.allowDeprovision(OpDelete) {
+		res.Outcome, res.Op = Held, OpDelete
+		return res, nil
+	}
+	path := "/Users/" + r.rec.SCIMID
+	if r.dry {
+		r.dryRun(OpDelete, http.MethodDelete, path, nil)
+		res.Outcome = Deleted
+		return res, nil
+	}
+	cr, err := r.a.client.DeleteUser(r.ctx, r.rec.SCIMID)
+	if scimclient.IsStatus(err, http.StatusNotFound) {
+		err = nil // already gone: the goal is met
+	}
+	r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, cr, err)
+	if err != nil {
+		res.Outcome = Deleted
+		return res, err
+	}
+	res.Outcome = Deleted
+	return res, r.forget()
+}
+
+// allowDeprovision asks the deletion guard; dry runs are never held.
+func (r *run) allowDeprovision(op string) bool {
+	return r.dry || r.a.guard.Allow(r.uid, op)
+}
+
+// park records a permanent failure: the uid stops holding the position
+// and is tried again at its next change, at restart, or by `retry`.
+func (r *run) park(res Result, se *scimclient.Error) (Result, error) {
+	name := opOf(res.Outcome)
+	p := &state.Parked{Op: name, Status: se.Status, ScimType: se.ScimType, Detail: se.Detail, At: time.Now().UTC(), Failures: 1}
+	if r.rec.Parked != nil {
+		p.Failures = r.rec.Parked.Failures + 1
+	}
+	r.rec.Parked = p
+	r.rec.Creating = r.rec.Creating && r.rec.SCIMID == "" && se.Status != http.StatusBadRequest
+	if err := r.save(); err != nil {
+		return res, err
+	}
+	detail := se.Detail
+	if detail == "" {
+		detail = se.Error()
+	}
+	r.log.Error(MsgReconcileParked, zap.String("op", name), zap.String("userName", res.UserName),
+		zap.String("scim_id", r.rec.SCIMID), zap.Int("status", se.Status), zap.String("scim_type", se.ScimType),
+		zap.String("detail", detail), zap.Int("failures", p.Failures))
+	res.UID, res.Op, res.Outcome, res.Detail = r.uid, name, Failed, detail
+	if res.SCIMID == "" {
+		res.SCIMID = r.rec.SCIMID
+	}
+	return res, nil
+}
+
+// permanent is a failure the agent finds itself, parked like a server's
+// 4xx.
+func (r *run) permanent(op, detail string) error {
+	return &scimclient.Error{Method: op, Detail: detail}
+}
+
+// save stores the record, unless this is a dry run.
+func (r *run) save() error {
+	if r.dry {
+		return nil
+	}
+	r.known = true
+	if err := r.a.store.PutAccount(r.rec); err != nil {
+		return err
+	}
+	r.a.parked.set(r.uid, r.rec.Parked != nil)
+	return nil
+}
+
+// forget drops the record of a deleted account.
+func (r *run) forget() error {
+	if r.dry {
+		return nil
+	}
+	if err := r.a.store.DeleteAccount(r.uid); err != nil {
+		return err
+	}
+	r.a.parked.set(r.uid, false)
+	return nil
+}
+
+// logCall writes the one line per SCIM call: info when it succeeded,
+// warn when the server refused it (the reconcile may still recover, e.g.
+// adopt after a 409; a parked uid gets its own error line).
+func (r *run) logCall(op, userName, method, path string, cr scimclient.Result, err error) {
+	fields := []zap.Field{
+		zap.String("op", op), zap.String("userName", userName), zap.String("scim_id", r.rec.SCIMID),
+		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
+		zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
+	}
+	r.a.metrics.observeRequest(method, cr.Status, cr.Attempts, cr.Duration)
+	if err == nil || cr.Status > 0 && cr.Status < 500 {
+		r.a.markSCIMOK()
+	}
+	if err != nil {
+		r.log.Warn(MsgSCIMRequest, append(fields, zap.Error(err))...)
+		return
+	}
+	r.log.Info(MsgSCIMRequest, fields...)
+}
+
+// dryRun logs a write that --dry-run does not send.
+func (r *run) dryRun(op, method, path string, body any) {
+	b, _ := json.Marshal(body)
+	r.log.Info(MsgSCIMDryRun, zap.String("op", op), zap.String("method", method), zap.String("path", path),
+		zap.String("body", string(b)))
+}

@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"sync"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/state"
+)
+
+// Status is what `scim-agent status` and GET /status report.
+type Status struct {
+	// Running is true when a Run is in progress (always true from /status).
+	Running bool `json:"running"`
+	// Position is the saved binlog position.
+	Position string `json:"position,omitempty"`
+	GTID     string `json:"gtid,omitempty"`
+	// LagSeconds is how far behind the binlog the agent is: now minus the
+	// commit time of the oldest transaction not yet fully handled.
+	LagSeconds float64 `json:"lag_seconds"`
+	// QueueDepth is the number of uids waiting for a worker.
+	QueueDepth int `json:"queue_depth"`
+	// InitialSyncDone is false while a full sync runs.
+	InitialSyncDone bool `json:"initial_sync_done"`
+	// Ready mirrors /readyz.
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+	// Parked lists the uids whose last reconcile failed permanently.
+	Parked []ParkedUser `json:"parked"`
+	// Operations counts reconciles by outcome since start.
+	Operations map[Outcome]int64 `json:"operations"`
+	// LastSuccess is the time of the last successful SCIM request.
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	// Guard is the deletion guard's state.
+	Guard GuardStatus `json:"deletion_guard"`
+	// Accounts is the number of uids the state file knows.
+	Accounts int `json:"accounts"`
+	// Started is when the Run began.
+	Started time.Time `json:"started,omitempty"`
+}
+
+// ParkedUser is one parked uid with its last error.
+type ParkedUser struct {
+	UID      uint32    `json:"uid"`
+	UserName string    `json:"userName,omitempty"`
+	SCIMID   string    `json:"scim_id,omitempty"`
+	Op       string    `json:"op"`
+	Status   int       `json:"status,omitempty"`
+	ScimType string    `json:"scim_type,omitempty"`
+	Detail   string    `json:"detail"`
+	At       time.Time `json:"at"`
+	Failures int       `json:"failures"`
+}
+
+// counters counts reconciles by outcome since start.
+type counters struct {
+	mu sync.Mutex
+	n  map[Outcome]int64
+}
+
+func (c *counters) add(o Outcome) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[Outcome]int64{}
+	}
+	c.n[o]++
+}
+
+func (c *counters) snapshot() map[Outcome]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[Outcome]int64, len(c.n))
+	for k, v := range c.n {
+		out[k] = v
+	}
+	return out
+}
+
+// ParkedUsers reads the parked uids from a state store.
+func ParkedUsers(store *state.Store) ([]ParkedUser, error) {
+	parked, err := store.Parked()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ParkedUser, 0, len(parked))
+	for _, a := range parked {
+		p := a.Parked
+		out = append(out, ParkedUser{UID: a.UID, UserName: a.UserName, SCIMID: a.SCIMID, Op: p.Op, Status: p.Status,
+			ScimType: p.ScimType, Detail: p.Detail, At: p.At, Failures: p.Failures})
+	}
+	return out, nil
+}
+
+// Status reports the running agent's state.
+func (a *Agent) Status() Status {
+	s := Status{
+		Running:         true,
+		LagSeconds:      a.Lag().Seconds(),
+		QueueDepth:      a.work.Depth(),
+		InitialSyncDone: a.syncDone.Load(),
+		Operations:      a.counts.snapshot(),
+		Guard:           a.guard.status(),
+		Started:         a.started,
+	}
+	pos := a.SavedPosition()
+	s.Position, s.GTID = pos.String(), pos.GTID
+	r := a.Readiness()
+	s.Ready, s.Reason = r.Ready, r.Reason
+	if t := a.lastSCIMOK.Load(); t > 0 {
+		ts := time.Unix(0, t).UTC()
+		s.LastSuccess = &ts
+	}
+	s.Parked, _ = ParkedUsers(a.store)
+	s.Accounts, _ = a.store.CountAccounts()
+	return s
+}
+
+// Lag is now minus the commit time of the oldest binlog transaction not
+// yet fully handled, or 0 when every transaction read is handled.
+func (a *Agent) Lag() time.Duration {
+	t, ok := a.work.Oldest()
+	if !ok {
+		return 0
+	}
+	return max(time.Since(t), 0)
+}
+
+// parkedSet tracks which uids are parked, so metrics need not scan the
+// state file.
+type parkedSet struct {
+	mu   sync.Mutex
+	uids map[uint32]bool
+}
+
+func (p *parkedSet) set(uid uint32, parked bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.uids == nil {
+		p.uids = map[uint32]bool{}
+	}
+	if parked {
+		p.uids[uid] = true
+	} else {
+		delete(p.uids, uid)
+	}
+}
+
+func (p *parkedSet) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.uids)
+}
+
+func (a *Agent) parkedCount() int { return a.parked.count() }

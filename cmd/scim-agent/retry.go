@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/scim-agent/scim-agent/agent"
+	"github.com/scim-agent/scim-agent/internal/drupal"
+	"github.com/scim-agent/scim-agent/internal/state"
+)
+
+func retryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("retry", "retry --config FILE (--uid N | --parked)",
+		"scim-agent retry --config /etc/scim-agent/config.yaml --parked", stderr)
+	configPath := fs.String("config", defaultConfig, "config file")
+	var uids uintList
+	fs.Var(&uids, "uid", "reconcile this uid now (repeatable)")
+	parked := fs.Bool("parked", false, "reconcile every parked uid now")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if (len(uids) > 0) == *parked {
+		fmt.Fprintln(stderr, "give exactly one of --uid, --parked")
+		fs.Usage()
+		return errUsage
+	}
+	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store) ([]uint32, error) {
+		if !*parked {
+			return uids, nil
+		}
+		s := store()
+		if s == nil {
+			// The running agent reads its own parked list.
+			return nil, errParkedRemote
+		}
+		list, err := agent.ParkedUsers(s)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]uint32, len(list))
+		for i, p := range list {
+			out[i] = p.UID
+		}
+		return out, nil
+	}, false)
+}
