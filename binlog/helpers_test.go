@@ -108,7 +108,8 @@ func (f *fixture) exec(t testing.TB, q string, args ...any) Position {
 // run is one running Stream whose notices arrive on a channel.
 type run struct {
 	notices chan Notice
-	done    chan error
+	done    chan struct{} // closed when Stream returned, err then set
+	err     error
 	cancel  context.CancelFunc
 }
 
@@ -117,9 +118,10 @@ type run struct {
 func (f *fixture) stream(t testing.TB, from Position, onNotice func(Notice) error) *run {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &run{notices: make(chan Notice, 100000), done: make(chan error, 1), cancel: cancel}
+	r := &run{notices: make(chan Notice, 100000), done: make(chan struct{}), cancel: cancel}
 	go func() {
-		r.done <- f.s.Stream(ctx, from, func(_ context.Context, n Notice) error {
+		defer close(r.done)
+		r.err = f.s.Stream(ctx, from, func(_ context.Context, n Notice) error {
 			if onNotice != nil {
 				if err := onNotice(n); err != nil {
 					return err
@@ -146,8 +148,8 @@ func (r *run) next(t testing.TB) Notice {
 	select {
 	case n := <-r.notices:
 		return n
-	case err := <-r.done:
-		t.Fatalf("Stream returned early: %v", err)
+	case <-r.done:
+		t.Fatalf("Stream returned early: %v", r.err)
 	case <-time.After(waitFor):
 		t.Fatalf("no notice within %s", waitFor)
 	}
@@ -158,12 +160,18 @@ func (r *run) next(t testing.TB) Notice {
 func (r *run) stop(t testing.TB) error {
 	t.Helper()
 	r.cancel()
+	return r.wait(t)
+}
+
+// wait returns what Stream returned, failing the test when it does not
+// return.
+func (r *run) wait(t testing.TB) error {
+	t.Helper()
 	select {
-	case err := <-r.done:
-		r.done <- err // for the cleanup
-		return err
+	case <-r.done:
+		return r.err
 	case <-time.After(waitFor):
-		t.Fatalf("Stream did not return within %s of cancel", waitFor)
+		t.Fatalf("Stream did not return within %s", waitFor)
 	}
 	return nil
 }
