@@ -7,6 +7,7 @@ import (
 
 	"github.com/elimity-com/scim"
 	"github.com/elimity-com/scim/filter"
+	"github.com/elimity-com/scim/schema"
 	fp "github.com/scim2/filter-parser/v2"
 )
 
@@ -31,6 +32,60 @@ func unescapeFilter(e fp.Expression) {
 	case *fp.ValuePath:
 		unescapeFilter(e.ValueFilter)
 	}
+}
+
+// prepareFilter readies a parsed filter for elimity's evaluation: string
+// values decoded (unescapeFilter), and "attr.sub op value" on a
+// multi-valued attribute rewritten to the equivalent "attr[sub op value]"
+// (RFC 7644 §3.4.2.2), which elimity evaluates (it never matches the
+// former: it expects a single object there).
+func (p *patcher) prepareFilter(e fp.Expression) fp.Expression {
+	unescapeFilter(e)
+	switch e := e.(type) {
+	case *fp.AttributeExpression:
+		sub := e.AttributePath.SubAttributeName()
+		if sub == "" || !p.multiValued(e.AttributePath) {
+			return e
+		}
+		return &fp.ValuePath{
+			AttributePath: fp.AttributePath{URIPrefix: e.AttributePath.URIPrefix, AttributeName: e.AttributePath.AttributeName},
+			ValueFilter: &fp.AttributeExpression{
+				AttributePath: fp.AttributePath{AttributeName: sub},
+				Operator:      e.Operator,
+				CompareValue:  e.CompareValue,
+			},
+		}
+	case *fp.LogicalExpression:
+		return &fp.LogicalExpression{Left: p.prepareFilter(e.Left), Right: p.prepareFilter(e.Right), Operator: e.Operator}
+	case *fp.NotExpression:
+		return &fp.NotExpression{Expression: p.prepareFilter(e.Expression)}
+	}
+	return e
+}
+
+// multiValued reports whether an attribute path names a multi-valued
+// attribute of the core schema or an extension.
+func (p *patcher) multiValued(ap fp.AttributePath) bool {
+	sch := p.core
+	if uri := ap.URI(); uri != "" && uri != p.core.ID {
+		var ok bool
+		if sch, ok = p.exts[uri]; !ok {
+			return false
+		}
+	}
+	a, ok := sch.Attributes.ContainsAttribute(ap.AttributeName)
+	return ok && a.MultiValued()
+}
+
+// filterValidator is elimity's validator for a prepared filter, over the
+// schemas elimity validated it with (User plus the common attributes, and
+// the extension).
+func (p *patcher) filterValidator(e fp.Expression) filter.Validator {
+	exts := make([]schema.Schema, 0, len(p.exts))
+	for _, ext := range p.exts {
+		exts = append(exts, ext)
+	}
+	return filter.NewFilterValidator(p.prepareFilter(e), p.filterSchema, exts...)
 }
 
 // passes reports whether a resource passes the filter. elimity panics on

@@ -16,8 +16,9 @@ import (
 // (elimity parses and type-checks them but leaves applying them to the
 // resource handler), following RFC 7644 §3.5.2.
 type patcher struct {
-	core schema.Schema            // the core User schema plus externalId
-	exts map[string]schema.Schema // extension schemas by URN
+	core         schema.Schema            // the core User schema plus externalId
+	filterSchema schema.Schema            // the core User schema plus the common attributes
+	exts         map[string]schema.Schema // extension schemas by URN
 }
 
 func newPatcher() *patcher {
@@ -27,8 +28,10 @@ func newPatcher() *patcher {
 			CaseExact: true,
 			Name:      "externalId",
 		})))
+	filterSchema := schema.CoreUserSchema()
+	filterSchema.Attributes = append(append(schema.Attributes{}, filterSchema.Attributes...), schema.CommonAttributes()...)
 	ext := schema.ExtensionEnterpriseUser()
-	return &patcher{core: core, exts: map[string]schema.Schema{ext.ID: ext}}
+	return &patcher{core: core, filterSchema: filterSchema, exts: map[string]schema.Schema{ext.ID: ext}}
 }
 
 func patchError(scimType scimerrors.ScimType, format string, args ...any) error {

@@ -285,6 +285,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw.record()
 }
 
+// serve answers one request: SetDown, then an injected fault, then the
+// strict checks and the SCIM handler (whose answer a Reject hook or a
+// DropResponse fault may replace).
 func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []byte, readErr error) {
 	switch {
 	case readErr != nil:

@@ -240,6 +240,10 @@ func TestFilter(t *testing.T) {
 		{`userName eq "zo\u00EB"`, []string{zoe}},
 		{`userName eq "nobody"`, nil},
 		{`emails[type eq "work" and value eq "zoe@example.com"]`, []string{zoe}},
+		{`emails.value eq "zoe@example.com"`, []string{zoe}},
+		{`emails.value eq "nobody@example.com"`, nil},
+		{`not (emails.value eq "zoe@example.com") and userName eq "zoë"`, nil},
+		{`emails.type eq "work" and userName pr`, []string{zoe}},
 		{enterprise + `:employeeNumber eq "42"`, []string{alice}},
 		{`userName sw "o" or userName eq "zoë"`, []string{obrien, zoe}},
 	} {

@@ -324,10 +324,10 @@ func (h userHandler) GetAll(r *http.Request, params scim.ListRequestParams) (sci
 	s.mu.Unlock()
 
 	if params.FilterValidator != nil {
-		unescapeFilter(params.FilterValidator.GetFilter())
+		v := s.patcher.filterValidator(params.FilterValidator.GetFilter())
 		matched := resources[:0]
 		for _, res := range resources {
-			if passes(*params.FilterValidator, filterView(res)) {
+			if passes(v, filterView(res)) {
 				matched = append(matched, res)
 			}
 		}
