@@ -8,6 +8,7 @@ import (
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
+	"github.com/scim-agent/scim-agent/internal/state"
 )
 
 var str = drupaltest.Str
@@ -364,4 +365,56 @@ func TestBadRequestParksOneUserOnly(t *testing.T) {
 		t.Fatalf("still parked after the fix: %+v", parked)
 	}
 	h.assertServerMatchesDB()
+}
+
+func TestLostPOSTResponseIsAdoptedNotDuplicated(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.settle()
+	// The server creates the account but the answer never arrives: the
+	// client retries the POST, meets 409 and adopts the account.
+	h.scim.Inject(scimtest.Fault{Method: "POST", PathPrefix: "/Users", Times: 1, DropResponse: true})
+	uid := h.create(drupaltest.User{Name: "lost", Mail: str("lost@example.org"), Status: 1})
+	h.settle()
+	if n := len(h.scim.Users()); n != 1 {
+		t.Fatalf("%d accounts on the server, want 1", n)
+	}
+	h.mustServerUser(uid)
+	statuses := []int{}
+	for _, r := range h.scim.RequestsMatching("POST", "/Users") {
+		statuses = append(statuses, r.Status)
+	}
+	if len(statuses) != 2 || statuses[1] != 409 {
+		t.Fatalf("POST statuses = %v, want the applied-but-lost one then a 409", statuses)
+	}
+}
+
+func TestCrashBetweenPOSTAndSaveLooksBeforePosting(t *testing.T) {
+	h := newHarness(t)
+	uid := h.create(drupaltest.User{Name: "mid", Mail: str("mid@example.org"), Status: 1})
+	u := h.load(uid)
+	// State as a crash leaves it: the POST went out (the server has the
+	// account), its outcome was never saved.
+	id := h.scim.Seed(map[string]any{"userName": "mid", "externalId": u.UUID, "active": true,
+		"emails": []any{map[string]any{"value": "mid@example.org", "type": "work", "primary": true}}})
+	store, err := state.Open(h.cfg.State.Path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutAccount(state.Account{UID: uid, Creating: true, UserName: "mid", ExternalID: u.UUID}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	h.start()
+	h.settle()
+	if n := h.count("POST"); n != 0 {
+		t.Fatalf("%d POSTs: the agent posted again instead of looking the account up", n)
+	}
+	if su := h.mustServerUser(uid); su.ID != id {
+		t.Fatalf("server account %s, want %s", su.ID, id)
+	}
+	rec, _, _ := h.agent.store.Account(uid)
+	if rec.SCIMID != id || rec.Creating {
+		t.Fatalf("state = %+v", rec)
+	}
 }

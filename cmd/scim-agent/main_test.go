@@ -1,0 +1,435 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+	"github.com/scim-agent/scim-agent/internal/testdb"
+)
+
+// binary is the scim-agent built once for this package's tests: signals
+// and SIGKILL need a process of its own.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "scim-agent-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "scim-agent")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build scim-agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := testdb.RunMain(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const token = "cmd-test-token-5b2e"
+
+// env is one Drupal database, one SCIM server and a config file for the
+// binary.
+type env struct {
+	t      *testing.T
+	db     *testdb.Database
+	site   *drupaltest.Site
+	scim   *scimtest.Server
+	dir    string
+	config string
+	admin  string
+	dsn    string
+}
+
+func newEnv(t *testing.T, extra string) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, dir: t.TempDir()}
+	e.db = testdb.NewTestDatabase(t, "")
+	e.site = &drupaltest.Site{DB: e.db.DB}
+	if err := e.site.CreateAnonymous(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if e.dsn, err = e.db.CreateAgentUser(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.scim = scimtest.New(t, scimtest.Options{Token: token})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.admin = l.Addr().String()
+	l.Close()
+	e.writeConfig(e.scim.URL, extra)
+	return e
+}
+
+func (e *env) writeConfig(url, extra string) {
+	doc := fmt.Sprintf(`mysql:
+  dsn: %q
+  heartbeat: 1s
+scim:
+  base_url: %s
+  token: ${SCIM_TOKEN}
+  timeout: 5s
+provisioning:
+  workers: 2
+%s
+state:
+  path: %s
+admin:
+  listen: %s
+`, e.dsn, url, extra, filepath.Join(e.dir, "state.db"), e.admin)
+	e.config = filepath.Join(e.dir, "config.yaml")
+	if err := os.WriteFile(e.config, []byte(doc), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// agentProcess is a running scim-agent.
+type agentProcess struct {
+	cmd    *exec.Cmd
+	stdout *bytes.Buffer
+	exited chan struct{}
+	err    error
+}
+
+func (e *env) run(args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "SCIM_TOKEN="+token)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+func (e *env) start(args ...string) *agentProcess {
+	e.t.Helper()
+	cmd := exec.Command(binary, append([]string{"run", "--config", e.config}, args...)...)
+	cmd.Env = append(os.Environ(), "SCIM_TOKEN="+token)
+	p := &agentProcess{cmd: cmd, stdout: &bytes.Buffer{}, exited: make(chan struct{})}
+	cmd.Stdout = &lockedWriter{w: p.stdout}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	e.t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+		if e.t.Failed() {
+			e.t.Logf("agent output:\n%s", p.output())
+		}
+	})
+	return p
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (p *agentProcess) output() string {
+	w := p.cmd.Stdout.(*lockedWriter)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.String()
+}
+
+// waitReady waits for /readyz to answer 200.
+func (e *env) waitReady(p *agentProcess) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.exited:
+			e.t.Fatalf("agent exited: %v\n%s", p.err, p.output())
+		default:
+		}
+		resp, err := http.Get("http://" + e.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("agent not ready within 60s\n%s", p.output())
+}
+
+// mismatch describes how the server differs from the database, or "".
+func (e *env) mismatch() string {
+	ctx := context.Background()
+	rows, err := e.db.DB.Query("SELECT uid FROM users WHERE uid > 0 ORDER BY uid")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var uids []uint32
+	for rows.Next() {
+		var uid uint32
+		rows.Scan(&uid)
+		uids = append(uids, uid)
+	}
+	rows.Close()
+	server := map[string]scimtest.User{}
+	for _, u := range e.scim.Users() {
+		if _, dup := server[u.ExternalID()]; dup {
+			return "two server accounts for externalId " + u.ExternalID()
+		}
+		server[u.ExternalID()] = u
+	}
+	for _, uid := range uids {
+		u, err := e.site.Load(ctx, uid)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		su, ok := server[u.UUID]
+		if !ok {
+			return fmt.Sprintf("uid %d (%s) missing on the server", uid, u.Name)
+		}
+		delete(server, u.UUID)
+		var mail string
+		if emails, _ := su.Get("emails").([]any); len(emails) > 0 {
+			mail, _ = emails[0].(map[string]any)["value"].(string)
+		}
+		want := ""
+		if u.Mail != nil {
+			want = *u.Mail
+		}
+		if su.UserName() != u.Name || mail != want || su.Get("active") != (u.Status == 1) {
+			return fmt.Sprintf("uid %d: server %s/%s/%v, Drupal %s/%s/%d", uid, su.UserName(), mail, su.Get("active"), u.Name, want, u.Status)
+		}
+	}
+	for id, u := range server {
+		return fmt.Sprintf("server holds %s (%s) with no Drupal user", u.ID, id)
+	}
+	return ""
+}
+
+// waitMatch waits until the server equals the database.
+func (e *env) waitMatch(p *agentProcess) {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m := e.mismatch()
+		if m == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("server does not match the database after 60s: %s\n%s", m, p.output())
+		}
+		select {
+		case <-p.exited:
+			e.t.Fatalf("agent exited: %v (%s)\n%s", p.err, m, p.output())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// burst makes n Drupal-style changes: creates, mail changes by save,
+// blocks and deletes.
+func (e *env) burst(prefix string, n int) {
+	e.t.Helper()
+	ctx := context.Background()
+	var uids []uint32
+	for i := 0; i < n; i++ {
+		uid, err := e.site.Create(ctx, drupaltest.User{Name: fmt.Sprintf("%s%03d", prefix, i),
+			Mail: drupaltest.Str(fmt.Sprintf("%s%d@example.org", prefix, i)), Status: 1})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		uids = append(uids, uid)
+		switch {
+		case i%4 == 1:
+			err = e.site.Update(ctx, uids[i-1], func(u *drupaltest.User) { u.Mail = drupaltest.Str(u.Name + "@new.example.org") })
+		case i%4 == 2:
+			err = e.site.Update(ctx, uids[i-1], func(u *drupaltest.User) { u.Status = 0 })
+		case i%4 == 3:
+			err = e.site.Delete(ctx, uids[i-2])
+		}
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// successfulPOSTs counts the 201 answers to POST /Users per userName.
+func (e *env) successfulPOSTs() map[string]int {
+	n := map[string]int{}
+	for _, r := range e.scim.RequestsMatching("POST", "/Users") {
+		if r.Status == http.StatusCreated {
+			name, _ := r.JSON()["userName"].(string)
+			n[name]++
+		}
+	}
+	return n
+}
+
+func TestSIGKILLWithChangesPendingLosesNothing(t *testing.T) {
+	e := newEnv(t, "")
+	e.burst("before", 8)
+	p := e.start()
+	e.waitReady(p)
+
+	// Slow the server so that work is pending when the agent dies.
+	e.scim.Inject(scimtest.Fault{Latency: 30 * time.Millisecond})
+	e.burst("during", 40)
+	deadline := time.Now().Add(30 * time.Second)
+	for e.scim.CountRequests("", "/Users") < 20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	if e.mismatch() == "" {
+		t.Fatal("nothing was pending at SIGKILL: the test proves nothing")
+	}
+	e.scim.ClearFaults()
+
+	p = e.start()
+	e.waitMatch(p)
+	// A POST cut off by the kill before the server answered created
+	// nothing (the restart looked the account up before posting again);
+	// every POST the server answered must be the only one for its user.
+	for name, n := range answeredPOSTs(e) {
+		if n > 1 {
+			t.Errorf("%s POSTed %d times with an answer: a duplicate POST after the restart", name, n)
+		}
+	}
+}
+
+// answeredPOSTs counts, per userName, the POST /Users requests the
+// server answered (201, or 409 for an account that already existed).
+func answeredPOSTs(e *env) map[string]int {
+	n := map[string]int{}
+	for _, r := range e.scim.RequestsMatching("POST", "/Users") {
+		if r.Status != 0 {
+			name, _ := r.JSON()["userName"].(string)
+			n[name]++
+		}
+	}
+	return n
+}
+
+func TestSIGTERMDuringBurstExitsZeroAndLosesNothing(t *testing.T) {
+	e := newEnv(t, "")
+	p := e.start()
+	e.waitReady(p)
+	e.scim.Inject(scimtest.Fault{Latency: 20 * time.Millisecond})
+	e.burst("term", 40)
+	for e.scim.CountRequests("", "/Users") < 10 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("agent still running 15s after SIGTERM\n%s", p.output())
+	}
+	if took := time.Since(start); took > 12*time.Second {
+		t.Fatalf("shutdown took %s, bound is 10s", took)
+	}
+	if p.err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", p.err, p.output())
+	}
+	if !strings.Contains(p.output(), `"msg":"agent.stop"`) {
+		t.Fatalf("no agent.stop line:\n%s", p.output())
+	}
+	e.scim.ClearFaults()
+	p = e.start()
+	e.waitMatch(p)
+}
+
+func TestCheckCommandExitCodes(t *testing.T) {
+	e := newEnv(t, "")
+	out, _, code := e.run("check", "--config", e.config)
+	if code != 0 || !strings.Contains(out, "ok    mysql.binlog_format") || strings.Contains(out, "FAIL") {
+		t.Fatalf("check on a good set-up: exit %d\n%s", code, out)
+	}
+	e.writeConfig(e.scim.URL+"/wrong", "")
+	out, _, code = e.run("check", "--config", e.config)
+	if code != 1 || !strings.Contains(out, "FAIL  scim.service_provider_config") || !strings.Contains(out, "fix: ") {
+		t.Fatalf("check on a wrong URL: exit %d\n%s", code, out)
+	}
+	// run refuses to start on a failed check.
+	p := e.start()
+	<-p.exited
+	if p.err == nil || !strings.Contains(p.output(), `"msg":"check.failed"`) {
+		t.Fatalf("run with a failing check: %v\n%s", p.err, p.output())
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	os.WriteFile(path, []byte("mysql:\n  dsn: x@tcp(127.0.0.1:1)/d\n  servr_id: 3\n"), 0o600)
+	var out, errOut bytes.Buffer
+	code := Main(context.Background(), []string{"check", "--config", path}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), `config.yaml:3: unknown key "servr_id" in mysql`) {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	e := &env{t: t}
+	out, _, code := e.run("version")
+	if code != 0 || !strings.HasPrefix(out, "scim-agent ") || !strings.Contains(out, "go ") {
+		t.Fatalf("version: exit %d\n%s", code, out)
+	}
+	for _, c := range commands() {
+		_, stderr, code := e.run(c.name, "-h")
+		if code != 0 || !strings.Contains(stderr, "Usage: scim-agent "+c.name) || !strings.Contains(stderr, "Example:") {
+			t.Errorf("%s -h: exit %d\n%s", c.name, code, stderr)
+		}
+	}
+	if _, _, code := e.run("nonsense"); code != 2 {
+		t.Errorf("unknown command exit %d, want 2", code)
+	}
+}
+
+// statusJSON reads GET /status of a running agent.
+func (e *env) statusJSON() map[string]any {
+	e.t.Helper()
+	resp, err := http.Get("http://" + e.admin + "/status")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	json.NewDecoder(resp.Body).Decode(&m)
+	return m
+}
