@@ -99,7 +99,8 @@ func TestCloseStopsStream(t *testing.T) {
 	if err := r.wait(t); !errors.Is(err, context.Canceled) {
 		t.Errorf("Stream returned %v after Close, want context.Canceled", err)
 	}
-	if err := f.s.Stream(context.Background(), Position{File: "x", Offset: 4}, nil); err == nil {
+	noop := func(context.Context, Notice) error { return nil }
+	if err := f.s.Stream(context.Background(), Position{File: "x", Offset: 4}, noop); err == nil {
 		t.Error("Stream on a closed Streamer did not fail")
 	}
 }
@@ -111,6 +112,9 @@ func TestStreamRejectsBadStarts(t *testing.T) {
 		if err := f.s.Stream(context.Background(), from, noop); err == nil {
 			t.Errorf("Stream from %+v did not fail", from)
 		}
+	}
+	if err := f.s.Stream(context.Background(), f.pos(t), nil); err == nil {
+		t.Error("Stream without a handle function did not fail")
 	}
 	// Only one Stream at a time.
 	r := f.stream(t, f.pos(t), nil)

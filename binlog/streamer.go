@@ -48,9 +48,12 @@ type Streamer struct {
 	lastEvent         atomic.Int64 // unix nanoseconds
 	lastHeartbeat     atomic.Int64
 
-	closeOnce sync.Once
-	closed    chan struct{}
-	running   sync.WaitGroup
+	// closeCtx is cancelled by Close, which cancels a running Stream.
+	closeCtx context.Context
+	mu       sync.Mutex // guards closing against a Stream starting
+	closing  func()     // cancels closeCtx
+	isClosed bool
+	running  sync.WaitGroup
 }
 
 // Open validates cfg, opens a connection pool for status and
@@ -110,8 +113,8 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 		schema: dsn.DBName,
 		dsn:    dsn,
 		db:     db,
-		closed: make(chan struct{}),
 	}
+	s.closeCtx, s.closing = context.WithCancel(context.Background())
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&s.version); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("binlog: connect to %s@%s: %w", dsn.User, dsn.Addr, err)
@@ -131,15 +134,19 @@ func (s *Streamer) Flavor() string { return s.flavor }
 // waits for it, and closes the connection pool. Do not call it from the
 // handle function of a Stream.
 func (s *Streamer) Close() error {
-	var err error
-	s.closeOnce.Do(func() {
-		close(s.closed)
-		s.running.Wait()
-		if cerr := s.db.Close(); cerr != nil {
-			err = fmt.Errorf("binlog: close: %w", cerr)
-		}
-	})
-	return err
+	s.mu.Lock()
+	if s.isClosed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.isClosed = true
+	s.closing()
+	s.mu.Unlock()
+	s.running.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("binlog: close: %w", err)
+	}
+	return nil
 }
 
 // Status returns the stream's health: whether a dump connection is up and
@@ -309,8 +316,17 @@ func classify(err error) error {
 //
 // from must not be zero: call CurrentPosition for a first start. When
 // from.GTID is set the stream starts from the GTID set (which survives a
-// fail-over), else from File:Offset.
+// fail-over), else from File:Offset; on MariaDB the notices carry GTIDs
+// either way (BINLOG_GTID_POS tells the set at a file position).
+//
+// handle runs on Stream's goroutine, one notice at a time; while it runs,
+// the replication library buffers a few hundred events ahead. A handle
+// call that blocks for longer than 3*Heartbeat while that buffer is full
+// costs a reconnect (logged), never a lost or repeated transaction.
 func (s *Streamer) Stream(ctx context.Context, from Position, handle func(context.Context, Notice) error) (err error) {
+	if handle == nil {
+		return errors.New("binlog: Stream needs a handle function")
+	}
 	if from.IsZero() {
 		return errors.New("binlog: Stream needs a start position: call CurrentPosition for a first start")
 	}
@@ -321,16 +337,17 @@ func (s *Streamer) Stream(ctx context.Context, from Position, handle func(contex
 		return errors.New("binlog: Stream is already running on this Streamer")
 	}
 	defer s.streaming.Store(false)
-	select {
-	case <-s.closed:
+	s.mu.Lock()
+	if s.isClosed {
+		s.mu.Unlock()
 		return fmt.Errorf("binlog: Stream on a closed Streamer: %w", context.Canceled)
-	default:
 	}
 	s.running.Add(1)
+	s.mu.Unlock()
 	defer s.running.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctxFromChan(s.closed), cancel)
+	stop := context.AfterFunc(s.closeCtx, cancel)
 	defer stop()
 
 	if from.GTID != "" {
@@ -376,26 +393,6 @@ func (s *Streamer) Stream(ctx context.Context, from Position, handle func(contex
 			return ctx.Err()
 		case <-t.C:
 		}
-	}
-}
-
-// ctxFromChan returns a context cancelled when ch is closed, for
-// context.AfterFunc.
-func ctxFromChan(ch <-chan struct{}) context.Context {
-	return chanContext(ch)
-}
-
-type chanContext <-chan struct{}
-
-func (c chanContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c chanContext) Done() <-chan struct{}       { return c }
-func (c chanContext) Value(any) any               { return nil }
-func (c chanContext) Err() error {
-	select {
-	case <-c:
-		return context.Canceled
-	default:
-		return nil
 	}
 }
 
