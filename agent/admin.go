@@ -194,13 +194,16 @@ func (a *Agent) SyncNow(ctx context.Context, uids []uint32, dryRun bool) ([]Resu
 	if dryRun {
 		out := make([]Result, 0, len(uids))
 		for _, uid := range uids {
-			res, err := a.reconcile(ctx, uid, "sync --dry-run", true)
+			res, err := a.reconcile(ctx, uid, how{cause: "sync --dry-run", dry: true, verify: true})
 			if err != nil {
 				return out, err
 			}
 			out = append(out, res)
 		}
 		return out, nil
+	}
+	for _, uid := range uids {
+		a.verify.Store(uid, true)
 	}
 	b := a.work.AddCollect(uids, "sync")
 	if b == nil {

@@ -57,6 +57,9 @@ type Options struct {
 	ReadyWindow time.Duration
 	// ApproveDeletes releases a tripped deletion guard at start.
 	ApproveDeletes bool
+	// ReconcileInterval, when set, replaces provisioning.reconcile_interval
+	// (tests use intervals shorter than the config allows).
+	ReconcileInterval time.Duration
 }
 
 // positionKey is the state meta key of the saved binlog position.
@@ -84,6 +87,7 @@ type Agent struct {
 
 	shutdownTimeout time.Duration
 	readyWindow     time.Duration
+	driftInterval   time.Duration
 	usePatch        atomic.Bool  // false when the server has no PATCH (or answered 405)
 	lastSCIMOK      atomic.Int64 // unix nanoseconds
 	lastSCIMFail    atomic.Int64
@@ -93,6 +97,16 @@ type Agent struct {
 	started         time.Time
 	savedMu         sync.Mutex
 	saved           binlog.Position
+	// verify holds uids (uint32 → true) whose next reconcile compares
+	// with the server's copy: set by sync and the scheduled reconcile.
+	verify    sync.Map
+	adminAddr atomic.Value // string: the admin listener's address while Run runs
+}
+
+// AdminAddr returns the address the admin listener listens on, or "".
+func (a *Agent) AdminAddr() string {
+	s, _ := a.adminAddr.Load().(string)
+	return s
 }
 
 // Open connects to the database, the SCIM server's client and the state
@@ -106,6 +120,10 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		work:            newWorkset(100_000),
 		shutdownTimeout: opts.ShutdownTimeout,
 		readyWindow:     opts.ReadyWindow,
+		driftInterval:   cfg.Provisioning.ReconcileInterval,
+	}
+	if opts.ReconcileInterval > 0 {
+		a.driftInterval = opts.ReconcileInterval
 	}
 	if a.log == nil {
 		a.log = zap.NewNop()
@@ -285,6 +303,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("admin.listen %s: %w", a.cfg.Admin.Listen, err)
 		}
+		a.adminAddr.Store(l.Addr().String())
 		adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
 		adminDone := make(chan struct{})
 		go func() {
@@ -300,12 +319,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.usePatch.Store(spc.PatchSupported)
 	a.markSCIMOK()
-	probeDone := make(chan struct{})
+	var background sync.WaitGroup
+	defer background.Wait()
+	background.Add(1)
 	go func() {
-		defer close(probeDone)
+		defer background.Done()
 		a.probeSCIM(ctx)
 	}()
-	defer func() { <-probeDone }()
+	if a.driftInterval > 0 {
+		background.Add(1)
+		go func() {
+			defer background.Done()
+			a.runDriftRepairs(ctx, a.driftInterval)
+		}()
+	}
 
 	// Workers outlive ctx by up to the shutdown timeout, so a request in
 	// flight at SIGTERM can finish and be recorded.
@@ -455,7 +482,7 @@ func (a *Agent) runWorker(ctx context.Context) {
 		var res Result
 		for attempt := 1; ; attempt++ {
 			var err error
-			res, err = a.reconcile(ctx, uid, t.cause, a.dryRun)
+			res, err = a.reconcile(ctx, uid, how{cause: t.cause, dry: a.dryRun})
 			if err == nil {
 				handled = res.Outcome != Held
 				break
@@ -558,7 +585,7 @@ func (a *Agent) ReconcileAll(ctx context.Context, uids []uint32, dryRun bool) ([
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i], errs[i] = a.reconcile(ctx, uids[i], "manual", dryRun)
+				results[i], errs[i] = a.reconcile(ctx, uids[i], how{cause: "manual", dry: dryRun, verify: true})
 			}
 		}()
 	}

@@ -48,26 +48,35 @@ type Result struct {
 }
 
 // Reconcile makes the server's copy of uid equal to Drupal's user now,
-// outside the binlog stream (for the sync and retry commands). The caller
-// must make sure no Run reconciles the same uid at the same time.
+// outside the binlog stream, checking the server's own copy (a GET), not
+// only what the agent last pushed. The caller must make sure no Run
+// reconciles the same uid at the same time.
 func (a *Agent) Reconcile(ctx context.Context, uid uint32, dryRun bool) (Result, error) {
-	return a.reconcile(ctx, uid, "manual", dryRun)
+	return a.reconcile(ctx, uid, how{cause: "manual", dry: dryRun, verify: true})
+}
+
+// how says how one reconcile runs.
+type how struct {
+	cause  string // the binlog position (or command) that caused it, for logs
+	dry    bool   // --dry-run: send no write, save nothing
+	verify bool   // compare with the server's copy (GET), not only the pushed fingerprints
 }
 
 // run is one reconcile in progress: the uid, its logger (every line
 // carries uid and the binlog position that caused it) and its state.
 type run struct {
-	a     *Agent
-	uid   uint32
-	cause string
-	dry   bool // --dry-run: send no write, save nothing
-	log   *zap.Logger
-	ctx   context.Context
-	rec   state.Account
-	known bool // rec came from the store
+	a      *Agent
+	uid    uint32
+	cause  string
+	dry    bool // --dry-run: send no write, save nothing
+	verify bool // compare with the server's copy
+	log    *zap.Logger
+	ctx    context.Context
+	rec    state.Account
+	known  bool // rec came from the store
 }
 
-func (a *Agent) reconcile(ctx context.Context, uid uint32, cause string, dryRun bool) (res Result, err error) {
+func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, err error) {
 	defer func() {
 		if err == nil {
 			a.counts.add(res.Outcome)
@@ -77,8 +86,11 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, cause string, dryRun 
 	if a.cfg.Provisioning.Excluded(uid) {
 		return Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}, nil
 	}
-	log := a.log.With(zap.Uint32("uid", uid), zap.String("binlog_pos", cause))
-	r := &run{a: a, uid: uid, cause: cause, dry: dryRun, log: log, ctx: scimclient.ContextWithLogger(ctx, log)}
+	if _, asked := a.verify.LoadAndDelete(uid); asked {
+		h.verify = true
+	}
+	log := a.log.With(zap.Uint32("uid", uid), zap.String("binlog_pos", h.cause))
+	r := &run{a: a, uid: uid, cause: h.cause, dry: h.dry, verify: h.verify, log: log, ctx: scimclient.ContextWithLogger(ctx, log)}
 	if r.rec, r.known, err = a.store.Account(uid); err != nil {
 		return Result{}, err
 	}
@@ -144,7 +156,23 @@ func (r *run) present(acct mapping.Account) (Result, error) {
 	if r.rec.SCIMID == "" {
 		return r.create(user)
 	}
-	changes := r.a.mapper.Diff(user, r.rec.Pushed)
+	var changes mapping.Changes
+	if r.verify {
+		current, cr, err := r.a.client.GetUser(r.ctx, r.rec.SCIMID)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users/"+r.rec.SCIMID, cr, err)
+		if scimclient.IsStatus(err, http.StatusNotFound) {
+			r.log.Warn(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
+				zap.String("detail", "the account is gone from the server; creating it again"))
+			r.rec.SCIMID, r.rec.Pushed = "", nil
+			return r.create(user)
+		}
+		if err != nil {
+			return res, err
+		}
+		changes = r.a.mapper.Compare(user, current)
+	} else {
+		changes = r.a.mapper.Diff(user, r.rec.Pushed)
+	}
 	if r.rec.Gone && !changes.Has("active") && user.Active() {
 		// Deleted-then-deactivated copy of an account that is back.
 		changes.Set = append(changes.Set, "active")

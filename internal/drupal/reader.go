@@ -243,3 +243,31 @@ func (r *Reader) Count(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// LoadMany reads the accounts of uids with one query (no barrier: callers
+// use it to find candidates, and reconcile each with Load). uids without
+// a users row are absent from the map.
+func (r *Reader) LoadMany(ctx context.Context, uids []uint32) (map[uint32]mapping.Account, error) {
+	out := make(map[uint32]mapping.Account, len(uids))
+	if len(uids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(uids))
+	for i, uid := range uids {
+		args[i] = uid
+	}
+	q := r.selectList + " WHERE u.uid IN (?" + strings.Repeat(", ?", len(uids)-1) + ")"
+	rows, err := r.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %d users: %w", len(uids), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		a, err := r.scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read %d users: %w", len(uids), err)
+		}
+		out[a.UID] = a
+	}
+	return out, rows.Err()
+}

@@ -124,6 +124,10 @@ func TestPageAndFind(t *testing.T) {
 	if n, err := r.Count(ctx); err != nil || n != 6 {
 		t.Fatalf("Count = %d, %v; want 6 (with uid 0)", n, err)
 	}
+	many, err := r.LoadMany(ctx, []uint32{uids[1], uids[3], 9999})
+	if err != nil || len(many) != 2 || many[uids[3]].Values["name"] != "d" {
+		t.Fatalf("LoadMany = %v, %v", many, err)
+	}
 	got, err := r.FindByName(ctx, "c")
 	if err != nil || len(got) != 1 || got[0] != uids[2] {
 		t.Fatalf("FindByName = %v, %v", got, err)

@@ -1,0 +1,323 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/binlog"
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+	"github.com/scim-agent/scim-agent/internal/state"
+	"github.com/scim-agent/scim-agent/internal/testdb"
+)
+
+func TestDriftRepairBothWaysWithPagination(t *testing.T) {
+	// Pages of 3 users: the walk must follow startIndex to the end.
+	h := newHarness(t, withSCIM(scimtest.Options{Token: testToken, MaxResults: 3}))
+	var uids []uint32
+	for i := 0; i < 8; i++ {
+		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("d%d", i), Mail: str(fmt.Sprintf("d%d@example.org", i)), Status: 1}))
+	}
+	stranger := h.scim.Seed(map[string]any{"userName": "stranger", "displayName": "not ours"})
+	h.start()
+	h.settle()
+
+	// Hands on the server: an edited attribute, a reactivation the
+	// agent did not make, an account deleted out of band.
+	edited, blocked, removed := h.mustServerUser(uids[1]), h.mustServerUser(uids[6]), h.mustServerUser(uids[7])
+	h.scim.Edit(edited.ID, func(m map[string]any) { m["displayName"] = "changed by hand" })
+	h.update(uids[6], func(u *drupaltest.User) { u.Status = 0 })
+	h.settle()
+	h.scim.Edit(blocked.ID, func(m map[string]any) { m["active"] = true })
+	h.scim.Remove(removed.ID)
+	// An orphan: the Drupal user goes while the agent does not look (its
+	// position skips the deletion).
+	orphan := h.mustServerUser(uids[2])
+	h.stop()
+	if err := h.site.Delete(context.Background(), uids[2]); err != nil {
+		t.Fatal(err)
+	}
+	h.skipBinlog()
+	// And a Drupal user the agent never saw.
+	unseen := h.create(drupaltest.User{Name: "unseen", Status: 1})
+	h.skipBinlog()
+	h.start()
+	h.settle()
+	h.scim.ResetRequests()
+
+	rep, err := h.agent.RepairDrift(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checked != 8 || rep.Drifted != 2 || rep.Orphans != 1 || rep.Missing != 1 || rep.Unprovisioned != 1 {
+		t.Fatalf("report = %+v", rep)
+	}
+	if pages := h.scim.CountRequests("GET", "/Users"); pages < 3 {
+		t.Fatalf("%d GETs of /Users: the walk did not page", pages)
+	}
+	if su, _ := h.scim.UserByID(edited.ID); su.Get("displayName") != "d1" {
+		t.Fatalf("hand-edited displayName = %v, want Drupal's d1 back", su.Get("displayName"))
+	}
+	if su, _ := h.scim.UserByID(blocked.ID); su.Get("active") != false {
+		t.Fatal("hand-reactivated account not deactivated again")
+	}
+	if _, ok := h.scim.UserByID(orphan.ID); ok {
+		t.Fatal("orphan not deleted")
+	}
+	h.mustServerUser(uids[7])
+	h.mustServerUser(unseen)
+	su, ok := h.scim.UserByID(stranger)
+	if !ok || su.Get("displayName") != "not ours" {
+		t.Fatal("an account the agent never provisioned was touched")
+	}
+	for _, r := range h.userRequests() {
+		if strings.Contains(r.Path, stranger) {
+			t.Fatalf("request to the stranger's account: %s %s", r.Method, r.Path)
+		}
+	}
+	h.assertServerMatchesDB(stranger)
+
+	// A second run finds nothing to do and writes nothing.
+	h.scim.ResetRequests()
+	rep, err = h.agent.RepairDrift(context.Background())
+	if err != nil || rep.Drifted+rep.Orphans+rep.Missing+rep.Unprovisioned != 0 {
+		t.Fatalf("second run = %+v, %v", rep, err)
+	}
+	for _, r := range h.userRequests() {
+		if r.Method != "GET" {
+			t.Fatalf("second run wrote: %s %s", r.Method, r.Path)
+		}
+	}
+}
+
+// skipBinlog moves the saved position to the binlog's head while the
+// agent is stopped, as if it had missed what was written meanwhile.
+func (h *harness) skipBinlog() {
+	h.t.Helper()
+	if h.agent != nil {
+		h.t.Fatal("skipBinlog with the agent running")
+	}
+	var gtid string
+	if err := testdb.Shared(h.t).Root().QueryRow("SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+		h.t.Fatal(err)
+	}
+	pos := h.headPosition()
+	pos.GTID = gtid
+	store, err := state.Open(h.cfg.State.Path, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.PutMeta(positionKey, pos); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func TestScheduledReconcileRunsBesideStreaming(t *testing.T) {
+	h := newHarness(t)
+	uid := h.create(drupaltest.User{Name: "sched", Status: 1})
+	h.start(func(o *Options) { o.ReconcileInterval = 200 * time.Millisecond })
+	h.settle()
+	su := h.mustServerUser(uid)
+	h.scim.Edit(su.ID, func(m map[string]any) { m["userName"] = "renamed-by-hand" })
+	// Streaming goes on meanwhile.
+	other := h.create(drupaltest.User{Name: "streamed", Status: 1})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if su, _ := h.scim.UserByID(su.ID); su.UserName() == "sched" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the scheduled reconcile did not repair the hand edit")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.settle()
+	h.mustServerUser(other)
+}
+
+func TestDryRunSendsAndSavesNothing(t *testing.T) {
+	h := newHarness(t)
+	keep := h.create(drupaltest.User{Name: "keep", Mail: str("keep@example.org"), Status: 1})
+	h.start(func(o *Options) { o.DryRun = true })
+	h.settle()
+	h.create(drupaltest.User{Name: "new", Status: 1})
+	h.update(keep, func(u *drupaltest.User) { u.Mail = str("other@example.org") })
+	h.settle()
+	for _, r := range h.userRequests() {
+		if r.Method != "GET" {
+			t.Fatalf("dry run sent %s %s", r.Method, r.Path)
+		}
+	}
+	if len(h.scim.Users()) != 0 {
+		t.Fatal("dry run created accounts")
+	}
+	if n, _ := h.agent.store.CountAccounts(); n != 0 {
+		t.Fatalf("dry run saved %d accounts", n)
+	}
+	var pos binlog.Position
+	if ok, _ := h.agent.store.Meta(positionKey, &pos); ok {
+		t.Fatalf("dry run saved a position: %v", pos)
+	}
+	var dry int
+	for _, line := range collectedLines() {
+		if strings.Contains(line, `"msg":"scim.dry_run"`) && strings.Contains(line, `"userName\":\"new\"`) {
+			dry++
+		}
+	}
+	if dry == 0 {
+		t.Fatal("no scim.dry_run line for the created user")
+	}
+}
+
+func TestSyncWhileRunningGoesThroughTheWorkers(t *testing.T) {
+	h := newHarness(t)
+	var uids []uint32
+	for i := 0; i < 10; i++ {
+		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("s%d", i), Status: 1}))
+	}
+	h.start()
+	h.settle()
+	// The server lost two accounts; a sync finds and recreates them while
+	// streaming goes on.
+	h.scim.Remove(h.mustServerUser(uids[3]).ID)
+	h.scim.Edit(h.mustServerUser(uids[4]).ID, func(m map[string]any) { m["active"] = false })
+	h.scim.ResetRequests()
+	done := make(chan []Result)
+	go func() {
+		res, err := h.agent.SyncNow(context.Background(), uids, false)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	h.update(uids[5], func(u *drupaltest.User) { u.Mail = str("s5@example.org") })
+	res := <-done
+	h.settle()
+	got := map[uint32]Outcome{}
+	for _, r := range res {
+		got[r.UID] = r.Outcome
+	}
+	if len(res) != 10 || got[uids[3]] != Created || got[uids[4]] != Reactivated || got[uids[0]] != Unchanged {
+		t.Fatalf("results = %+v", res)
+	}
+	if n := h.count("POST"); n != 1 {
+		t.Fatalf("%d POSTs, want 1 (the lost account)", n)
+	}
+	h.assertServerMatchesDB()
+	if n, _ := h.agent.store.CountAccounts(); n != 10 {
+		t.Fatalf("state holds %d accounts, want 10", n)
+	}
+}
+
+func TestRetryParkedAfterTheServerIsFixed(t *testing.T) {
+	h := newHarness(t)
+	reject := true
+	h.scim.Reject(func(method string, attrs map[string]any) *scimtest.Fault {
+		if name, _ := attrs["userName"].(string); reject && name == "picky" {
+			return &scimtest.Fault{Status: 400, ScimType: "invalidValue", Detail: "no thanks"}
+		}
+		return nil
+	})
+	h.start()
+	h.settle()
+	uid := h.create(drupaltest.User{Name: "picky", Status: 1})
+	h.settle()
+	if p, _ := ParkedUsers(h.agent.store); len(p) != 1 {
+		t.Fatalf("parked = %+v", p)
+	}
+	h.scim.Reject(nil)
+	_ = reject
+	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, false)
+	if err != nil || len(res) != 1 || res[0].Outcome != Created {
+		t.Fatalf("retry = %+v, %v", res, err)
+	}
+	if p, _ := ParkedUsers(h.agent.store); len(p) != 0 {
+		t.Fatalf("still parked: %+v", p)
+	}
+}
+
+func TestDeletionGuardHoldsAndReleases(t *testing.T) {
+	h := newHarness(t, withProvisioning("max_deletes: 3\nmax_deletes_window: 10m"))
+	var uids []uint32
+	for i := 0; i < 8; i++ {
+		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("g%d", i), Status: 1}))
+	}
+	h.start()
+	h.settle()
+	ctx := context.Background()
+	for _, uid := range uids[:6] {
+		if err := h.site.Delete(ctx, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for h.agent.guard.HeldCount() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("guard holds %d, want 3", h.agent.guard.HeldCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Creates and updates keep flowing while deletions are held.
+	created := h.create(drupaltest.User{Name: "flowing", Status: 1})
+	h.update(uids[7], func(u *drupaltest.User) { u.Mail = str("g7@example.org") })
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		_, ok := h.serverUser(h.load(created).UUID)
+		if ok && h.agent.work.Depth() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("creates stopped flowing while the guard held deletions")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := h.count("DELETE"); n != 3 {
+		t.Fatalf("%d DELETEs sent, want exactly the 3 allowed", n)
+	}
+	if !h.agent.guard.Tripped() || !h.agent.Status().Guard.Tripped {
+		t.Fatal("guard not tripped")
+	}
+	if pos, _, _ := h.agent.work.Safe(); atLeast(pos, h.headPosition()) {
+		t.Fatal("the position moved past held deletions")
+	}
+	// A restart keeps holding (the tripped state is saved).
+	h.stop()
+	h.start()
+	deadline = time.Now().Add(20 * time.Second)
+	for h.agent.guard.HeldCount() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart the guard holds %d, want 3", h.agent.guard.HeldCount())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := h.count("DELETE"); n != 3 {
+		t.Fatalf("%d DELETEs after the restart, want still 3", n)
+	}
+	// Approve over the admin endpoint, as `scim-agent approve-deletes` does.
+	resp, err := http.Post("http://"+h.agent.AdminAddr()+"/approve-deletes", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var approved struct{ Released int }
+	json.Unmarshal(body, &approved)
+	if resp.StatusCode != 200 || approved.Released != 3 {
+		t.Fatalf("approve: %d %s", resp.StatusCode, body)
+	}
+	h.settle()
+	if n := h.count("DELETE"); n != 6 {
+		t.Fatalf("%d DELETEs after approval, want 6", n)
+	}
+	if h.agent.guard.Tripped() {
+		t.Fatal("guard still tripped")
+	}
+	h.assertServerMatchesDB()
+}
