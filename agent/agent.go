@@ -144,11 +144,17 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	}
 	tables := drupal.Tables{Prefix: cfg.MySQL.TablePrefix}
 	a.reader = drupal.NewReader(a.db, tables, a.mapper.Sources())
-	if a.client, err = newSCIMClient(cfg, a.log, 0); err != nil {
+	onRetry := func(method string, status int) {
+		a.metrics.observeRetry(method, status)
+		if status == 0 || status >= 500 {
+			a.markSCIMFail()
+		}
+	}
+	if a.client, err = newSCIMClient(cfg, a.log, 0, onRetry); err != nil {
 		a.Close()
 		return nil, err
 	}
-	if a.probe, err = newSCIMClient(cfg, nil, 1); err != nil {
+	if a.probe, err = newSCIMClient(cfg, nil, 1, nil); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -230,9 +236,10 @@ func openDB(dsn string, maxConns int) (*sql.DB, error) {
 }
 
 // newSCIMClient builds the SCIM client from the config. maxAttempts 0
-// retries retryable failures for as long as it takes.
-func newSCIMClient(cfg *config.Config, log *zap.Logger, maxAttempts int) (*scimclient.Client, error) {
+// retries retryable failures for as long as it takes; onRetry may be nil.
+func newSCIMClient(cfg *config.Config, log *zap.Logger, maxAttempts int, onRetry func(string, int)) (*scimclient.Client, error) {
 	c := scimclient.Config{
+		OnRetry:     onRetry,
 		BaseURL:     cfg.SCIM.BaseURL,
 		Token:       cfg.SCIM.Token,
 		Timeout:     cfg.SCIM.Timeout,
@@ -390,6 +397,7 @@ func (a *Agent) follow(ctx context.Context) error {
 		a.savedMu.Lock()
 		a.saved = pos
 		a.savedMu.Unlock()
+		a.metrics.observePosition(pos)
 		a.syncDone.Store(true)
 		a.requeueParked()
 	} else {
@@ -432,6 +440,7 @@ func (a *Agent) syncFromHere(ctx context.Context, reason string) (binlog.Positio
 	a.savedMu.Lock()
 	a.saved = pos
 	a.savedMu.Unlock()
+	a.metrics.observePosition(pos)
 	a.syncDone.Store(true)
 	return pos, nil
 }

@@ -280,7 +280,7 @@ func prefixHint(ctx context.Context, db *sql.DB, schema, prefix string) string {
 
 // checkSCIM reads the ServiceProviderConfig and one user with the token.
 func checkSCIM(ctx context.Context, cfg *config.Config) []CheckResult {
-	client, err := newSCIMClient(cfg, nil, 2)
+	client, err := newSCIMClient(cfg, nil, 2, nil)
 	if err != nil {
 		return []CheckResult{failed("scim.connect", err.Error(), "fix scim.base_url / scim.token / scim.ca_file")}
 	}

@@ -50,7 +50,7 @@ func newMetrics(a *Agent) *metrics {
 	}, []string{"method", "status_class"})
 	m.registry.MustRegister(m.scimDuration)
 	m.retries = f.counterVec("scim_agent_scim_retries_total",
-		"SCIM request attempts that were retried, by method.", "method")
+		"SCIM request attempts that failed and were retried, by method and status class (5xx, 4xx for 429, error).", "method", "status_class")
 	m.syncDone = f.gauge("scim_agent_initial_sync_done_users", "Users reconciled by the running full sync.")
 	m.syncTotal = f.gauge("scim_agent_initial_sync_total_users", "Users the running full sync walks.")
 	m.position = f.gaugeVec("scim_agent_binlog_position_info",
@@ -111,16 +111,22 @@ func (f promFactory) gaugeFunc(name, help string, fn func() float64) {
 	f.r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
-// observeRequest records one SCIM call.
-func (m *metrics) observeRequest(method string, status int, attempts int, d time.Duration) {
-	class := "error"
-	if status > 0 {
-		class = strconv.Itoa(status/100) + "xx"
+// observeRequest records one SCIM call (its retries are counted as they
+// happen, by observeRetry).
+func (m *metrics) observeRequest(method string, status int, d time.Duration) {
+	m.scimDuration.WithLabelValues(method, statusClass(status)).Observe(d.Seconds())
+}
+
+// observeRetry counts one retried attempt.
+func (m *metrics) observeRetry(method string, status int) {
+	m.retries.WithLabelValues(method, statusClass(status)).Inc()
+}
+
+func statusClass(status int) string {
+	if status <= 0 {
+		return "error"
 	}
-	m.scimDuration.WithLabelValues(method, class).Observe(d.Seconds())
-	if attempts > 1 {
-		m.retries.WithLabelValues(method).Add(float64(attempts - 1))
-	}
+	return strconv.Itoa(status/100) + "xx"
 }
 
 // observeReconcile counts one reconcile.

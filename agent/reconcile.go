@@ -622,7 +622,7 @@ func (r *run) logCall(op, userName, method, path string, cr scimclient.Result, e
 		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
 		zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
 	}
-	r.a.metrics.observeRequest(method, cr.Status, cr.Attempts, cr.Duration)
+	r.a.metrics.observeRequest(method, cr.Status, cr.Duration)
 	if err == nil || cr.Status > 0 && cr.Status < 500 {
 		r.a.markSCIMOK()
 	}

@@ -28,6 +28,8 @@ func (a *Agent) FullSync(ctx context.Context, reason string) error {
 		return err
 	}
 	a.log.Info(MsgSyncStart, zap.String("reason", reason), zap.Int("total", total), zap.Int("known", len(known)))
+	a.metrics.syncTotal.Set(float64(total))
+	a.metrics.syncDone.Set(0)
 
 	type page struct {
 		done <-chan struct{}
@@ -48,6 +50,7 @@ func (a *Agent) FullSync(ctx context.Context, reason string) error {
 			case <-inflight[0].done:
 				done += inflight[0].n
 				inflight = inflight[1:]
+				a.metrics.syncDone.Set(float64(done))
 			}
 		}
 		return nil

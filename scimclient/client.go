@@ -100,6 +100,10 @@ type Config struct {
 	Logger *zap.Logger
 	// UserAgent is sent as User-Agent. Default DefaultUserAgent.
 	UserAgent string
+	// OnRetry, when set, is called before each retry with the method, and
+	// the status that caused it (0 for a network error): retries are
+	// counted as they happen, not when the call finally ends.
+	OnRetry func(method string, status int)
 }
 
 // Client is a SCIM client; it is safe for concurrent use.
@@ -395,6 +399,13 @@ func (r *request) backoff(_, _ time.Duration, _ int, resp *http.Response) time.D
 		fields = append(fields, zap.Bool("retry_after", true))
 	}
 	r.log.Warn(MsgRetry, fields...)
+	if r.c.cfg.OnRetry != nil {
+		status := r.status
+		if r.err != nil {
+			status = 0
+		}
+		r.c.cfg.OnRetry(r.method, status)
+	}
 	return wait
 }
 
