@@ -26,6 +26,12 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
 
+# A private MariaDB, the tests' SCIM server and the agent, with scripted
+# Drupal-style changes shown as they reach the server. Ctrl-C stops it all;
+# DEMO_UNATTENDED=1 runs the script, checks the result and exits.
+demo: build ensure-mariadb
+	$(GO) run ./internal/demo -agent $(BIN)
+
 test: ensure-mariadb vet
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 

@@ -1,0 +1,412 @@
+// Command demo shows scim-agent at work on this machine, with nothing to
+// install but Go and MariaDB: it starts a private MariaDB with the binary
+// log on, loads Drupal's user tables with a handful of users, starts the
+// in-process SCIM server the tests use, runs the real scim-agent binary
+// against both, makes Drupal-style changes and prints each request as it
+// arrives at the SCIM server.
+//
+// Ctrl-C stops everything it started and removes its temp directory.
+// With DEMO_UNATTENDED=1 it runs the scripted changes, checks that the
+// server matches the database and exits 0 (or 1 on a mismatch).
+//
+// Run it with `make demo`, which builds the agent first.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+	"github.com/scim-agent/scim-agent/internal/testdb"
+)
+
+func main() {
+	agentBin := flag.String("agent", "bin/scim-agent", "the scim-agent binary to run")
+	flag.Parse()
+	unattended := os.Getenv("DEMO_UNATTENDED") == "1"
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := &demo{out: os.Stdout, agentBin: *agentBin, unattended: unattended}
+	err := d.run(ctx)
+	d.cleanup()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+// demo owns every process and directory it starts.
+type demo struct {
+	out        io.Writer
+	agentBin   string
+	unattended bool
+
+	dir   string
+	db    *testdb.Server
+	site  *drupaltest.Site
+	scim  *scimtest.Server
+	agent  *exec.Cmd
+	exited chan error // receives the agent's exit once
+	admin  string
+
+	mu      sync.Mutex
+	printed int // requests already shown
+}
+
+const token = "demo-token"
+
+func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+
+func (d *demo) run(ctx context.Context) error {
+	var err error
+	if d.agentBin, err = filepath.Abs(d.agentBin); err != nil {
+		return err
+	}
+	if _, err := os.Stat(d.agentBin); err != nil {
+		return fmt.Errorf("agent binary: %w (run `make demo`, which builds it)", err)
+	}
+	if d.dir, err = os.MkdirTemp("", "scim-agent-demo-"); err != nil {
+		return err
+	}
+
+	d.say("▶ Starting a private MariaDB (binlog on, ROW format) in %s ...", d.dir)
+	if d.db, err = testdb.Start(ctx, testdb.Options{}); err != nil {
+		return err
+	}
+	db, err := d.db.NewDatabase(ctx, "")
+	if err != nil {
+		return err
+	}
+	d.site = &drupaltest.Site{DB: db.DB}
+	dsn, err := db.CreateAgentUser(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.site.CreateAnonymous(ctx); err != nil {
+		return err
+	}
+	for _, u := range []struct{ name, mail string }{
+		{"admin", "admin@example.org"}, {"alice", "alice@example.org"}, {"bob", "bob@example.org"},
+		{"carol", "carol@example.org"}, {"dave", "dave@example.org"},
+	} {
+		if _, err := d.site.Create(ctx, drupaltest.User{Name: u.name, Mail: drupaltest.Str(u.mail), Status: 1}); err != nil {
+			return err
+		}
+	}
+	d.say("  Drupal database %q on %s holds 5 users (uid 1-5) and the anonymous user (uid 0).", db.Name, d.db.Addr)
+
+	d.say("▶ Starting a SCIM 2.0 server (the one the tests use) ...")
+	if d.scim, err = scimtest.Start(scimtest.Options{Token: token}); err != nil {
+		return err
+	}
+	d.say("  %s", d.scim.URL)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	d.admin = l.Addr().String()
+	l.Close()
+	config := filepath.Join(d.dir, "config.yaml")
+	doc := fmt.Sprintf(`mysql:
+  dsn: %q
+  heartbeat: 1s
+scim:
+  base_url: %s
+  token: ${SCIM_TOKEN}
+provisioning:
+  exclude_uids: [0]
+state:
+  path: %s
+log:
+  format: json
+admin:
+  listen: %s
+`, dsn, d.scim.URL, filepath.Join(d.dir, "state.db"), d.admin)
+	if err := os.WriteFile(config, []byte(doc), 0o600); err != nil {
+		return err
+	}
+	logPath := filepath.Join(d.dir, "agent.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	d.say("▶ Starting scim-agent (config %s, JSON logs in %s) ...", config, logPath)
+	d.agent = exec.Command(d.agentBin, "run", "--config", config)
+	d.agent.Env = append(os.Environ(), "SCIM_TOKEN="+token)
+	d.agent.Stdout, d.agent.Stderr = logFile, logFile
+	d.agent.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.agent.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	d.exited = exited
+	go func() { exited <- d.agent.Wait() }()
+	if err := d.waitReady(ctx, exited, logPath); err != nil {
+		return err
+	}
+	d.say("  ready: the initial sync provisioned the existing users:")
+	d.showRequests()
+
+	steps := []struct {
+		title string
+		do    func(context.Context) error
+	}{
+		{"Create user 'erin' (one transaction: users, users_field_data, user__roles)", func(ctx context.Context) error {
+			_, err := d.site.Create(ctx, drupaltest.User{Name: "erin", Mail: drupaltest.Str("erin@example.org"), Status: 1, Roles: []string{"editor"}})
+			return err
+		}},
+		{"Change bob's e-mail the way Drupal saves (DELETE + INSERT of every users_field_data row)", func(ctx context.Context) error {
+			return d.site.Update(ctx, 3, func(u *drupaltest.User) { u.Mail = drupaltest.Str("robert@example.org") })
+		}},
+		{"200 logins of alice (bare UPDATEs of login/access): nothing to send", func(ctx context.Context) error {
+			for i := 0; i < 200; i++ {
+				if err := d.site.Login(ctx, 2, time.Now().Unix()+int64(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"Block carol (a save with status = 0)", func(ctx context.Context) error {
+			return d.site.Update(ctx, 4, func(u *drupaltest.User) { u.Status = 0 })
+		}},
+		{"Delete dave (one transaction: users, users_field_data, user__roles)", func(ctx context.Context) error {
+			return d.site.Delete(ctx, 5)
+		}},
+	}
+	for i, step := range steps {
+		d.say("\n▶ %d/%d %s", i+1, len(steps), step.title)
+		if err := step.do(ctx); err != nil {
+			return err
+		}
+		if err := d.waitMatch(ctx, exited); err != nil {
+			return err
+		}
+		d.showRequests()
+	}
+	if m := d.mismatch(ctx); m != "" {
+		return fmt.Errorf("the SCIM server does not match the database: %s", m)
+	}
+	d.say("\n✔ The SCIM server matches the Drupal database:")
+	d.showServer()
+	if d.unattended {
+		return nil
+	}
+	d.say("\nTry your own changes (Ctrl-C stops everything):")
+	d.say("  mariadb -h 127.0.0.1 -P %s -u root %s", strings.TrimPrefix(d.db.Addr, "127.0.0.1:"), db.Name)
+	d.say("  e.g.  UPDATE users_field_data SET mail = 'new@example.org' WHERE uid = 2;")
+	d.say("  status: %s status --config %s", d.agentBin, config)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.say("\n▶ Stopping ...")
+			return nil
+		case err := <-exited:
+			d.exited = nil
+			return fmt.Errorf("scim-agent exited: %v (see %s)", err, logPath)
+		case <-tick.C:
+			d.showRequests()
+		}
+	}
+}
+
+func (d *demo) waitReady(ctx context.Context, exited chan error, logPath string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + d.admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-exited:
+			d.exited = nil
+			log, _ := os.ReadFile(logPath)
+			return fmt.Errorf("scim-agent exited: %v\n%s", err, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.New("scim-agent was not ready within 60s")
+}
+
+// waitMatch waits until the server reflects the database.
+func (d *demo) waitMatch(ctx context.Context, exited chan error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if d.mismatch(ctx) == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the SCIM server did not catch up within 30s: %s", d.mismatch(ctx))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-exited:
+			d.exited = nil
+			return fmt.Errorf("scim-agent exited: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// mismatch describes how the server differs from the database, or "".
+func (d *demo) mismatch(ctx context.Context) string {
+	rows, err := d.site.DB.QueryContext(ctx, "SELECT uid FROM users WHERE uid > 0 ORDER BY uid")
+	if err != nil {
+		return err.Error()
+	}
+	var uids []uint32
+	for rows.Next() {
+		var uid uint32
+		rows.Scan(&uid)
+		uids = append(uids, uid)
+	}
+	rows.Close()
+	server := map[string]scimtest.User{}
+	for _, u := range d.scim.Users() {
+		server[u.ExternalID()] = u
+	}
+	for _, uid := range uids {
+		u, err := d.site.Load(ctx, uid)
+		if err != nil {
+			return err.Error()
+		}
+		su, ok := server[u.UUID]
+		if !ok {
+			return fmt.Sprintf("%s is not on the server yet", u.Name)
+		}
+		delete(server, u.UUID)
+		if su.UserName() != u.Name || email(su) != deref(u.Mail) || su.Get("active") != (u.Status == 1) {
+			return fmt.Sprintf("%s differs", u.Name)
+		}
+	}
+	for _, su := range server {
+		return fmt.Sprintf("%s is still on the server", su.UserName())
+	}
+	return ""
+}
+
+func email(u scimtest.User) string {
+	if emails, _ := u.Get("emails").([]any); len(emails) > 0 {
+		v, _ := emails[0].(map[string]any)["value"].(string)
+		return v
+	}
+	return ""
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// showRequests prints the requests the SCIM server received since the
+// last call, one readable line each.
+func (d *demo) showRequests() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	reqs := d.scim.RequestsMatching("", "/Users")
+	if len(reqs) == d.printed {
+		d.say("  (no request reached the SCIM server)")
+		return
+	}
+	for _, r := range reqs[d.printed:] {
+		d.say("  ← %-6s %-45s %d  %s", r.Method, short(r.Path), r.Status, summary(r))
+	}
+	d.printed = len(reqs)
+}
+
+func short(path string) string {
+	if len(path) > 45 {
+		return path[:42] + "..."
+	}
+	return path
+}
+
+func summary(r scimtest.Request) string {
+	body := r.JSON()
+	switch r.Method {
+	case http.MethodPost:
+		name, _ := body["userName"].(string)
+		return fmt.Sprintf("create userName=%q active=%v", name, body["active"])
+	case http.MethodPatch:
+		var parts []string
+		ops, _ := body["Operations"].([]any)
+		for _, o := range ops {
+			op, _ := o.(map[string]any)
+			parts = append(parts, fmt.Sprintf("%v %v=%v", op["op"], op["path"], compact(op["value"])))
+		}
+		return strings.Join(parts, "; ")
+	case http.MethodDelete:
+		return "delete"
+	}
+	return ""
+}
+
+func compact(v any) string {
+	switch x := v.(type) {
+	case []any:
+		if len(x) == 1 {
+			if m, ok := x[0].(map[string]any); ok {
+				return fmt.Sprint(m["value"])
+			}
+		}
+	case nil:
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func (d *demo) showServer() {
+	users := d.scim.Users()
+	sort.Slice(users, func(i, j int) bool { return users[i].UserName() < users[j].UserName() })
+	for _, u := range users {
+		d.say("  %-8s %-22s active=%v", u.UserName(), email(u), u.Get("active"))
+	}
+}
+
+// cleanup stops the agent (SIGTERM, as an operator would), the SCIM
+// server and MariaDB, and removes the temp directory.
+func (d *demo) cleanup() {
+	if d.exited != nil {
+		d.agent.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(15 * time.Second):
+			d.agent.Process.Kill()
+		}
+	}
+	if d.scim != nil {
+		d.scim.Close()
+	}
+	if d.db != nil {
+		d.db.Stop()
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+	}
+}
