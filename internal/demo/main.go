@@ -56,10 +56,10 @@ type demo struct {
 	agentBin   string
 	unattended bool
 
-	dir   string
-	db    *testdb.Server
-	site  *drupaltest.Site
-	scim  *scimtest.Server
+	dir    string
+	db     *testdb.Server
+	site   *drupaltest.Site
+	scim   *scimtest.Server
 	agent  *exec.Cmd
 	exited chan error // receives the agent's exit once
 	admin  string
