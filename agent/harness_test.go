@@ -72,7 +72,7 @@ func collectedLines() []string {
 
 // harness is one Drupal database, one SCIM server and one agent.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	db   *testdb.Database
 	site *drupaltest.Site
 	scim *scimtest.Server
@@ -107,7 +107,7 @@ func withMapping(yaml string) harnessOption { return func(c *harnessConfig) { c.
 // sure it never appears in a log line.
 const testToken = "tok-3f9a1c-never-logged"
 
-func newHarness(t *testing.T, opts ...harnessOption) *harness {
+func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
 	hc := harnessConfig{scim: scimtest.Options{Token: testToken}}
 	for _, o := range opts {
@@ -175,7 +175,7 @@ func indent(s string) string {
 	return b.String()
 }
 
-func dsnPassword(t *testing.T, dsn string) string {
+func dsnPassword(t testing.TB, dsn string) string {
 	t.Helper()
 	user, _, _ := strings.Cut(dsn, "@")
 	_, pw, _ := strings.Cut(user, ":")

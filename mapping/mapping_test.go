@@ -233,3 +233,18 @@ func TestApplyKeepsUnmanagedAttributes(t *testing.T) {
 		t.Fatalf("schemas = %v, want the enterprise extension added", s)
 	}
 }
+
+// BenchmarkMapAndDiff is the per-change CPU cost of deciding what to send.
+func BenchmarkMapAndDiff(b *testing.B) {
+	m, _ := New(map[string]string{"name.givenName": "field_first_name", "roles": "roles"})
+	a := account(map[string]any{"name": "alice", "mail": "alice@example.org", "status": int64(1),
+		"timezone": "Europe/Paris", "preferred_langcode": "en", "roles": []string{"editor", "admin"},
+		"field_first_name.field_first_name_value": "Alice"})
+	pushed := m.Map(a).Fingerprints()
+	b.ReportAllocs()
+	for b.Loop() {
+		if c := m.Diff(m.Map(a), pushed); !c.Empty() {
+			b.Fatal("changes")
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+)
+
+// BenchmarkWorkset is the queue's cost per uid: Add, Get and Done of one
+// single-uid transaction.
+func BenchmarkWorkset(b *testing.B) {
+	w := newWorkset(0)
+	now := time.Now()
+	b.ReportAllocs()
+	var i uint32
+	for b.Loop() {
+		i++
+		w.Add([]uint32{i % 1000}, pos(i), now, "")
+		uid, t, _ := w.Get()
+		w.Done(uid, t, true, Result{})
+	}
+}
+
+// BenchmarkBacklog measures how fast the agent drains a backlog, end to
+// end against the real MariaDB and the in-process SCIM server on
+// loopback: b.N changes are written while the agent is stopped, then the
+// timer runs from its start until every change is handled. "create" is
+// one user created per transaction (one POST each); "noop-save" is a
+// Drupal save that changes nothing mapped (a password rehash: no request
+// at all); "mail-save" changes the mail (one PATCH each).
+func BenchmarkBacklog(b *testing.B) {
+	for _, kind := range []string{"create", "noop-save", "mail-save"} {
+		b.Run(kind, func(b *testing.B) {
+			h := newHarness(b)
+			ctx := context.Background()
+			var uids []uint32
+			if kind != "create" {
+				for i := 0; i < b.N; i++ {
+					uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("n%d", i), Mail: str("n@example.org"), Status: 1}))
+				}
+			}
+			h.start()
+			h.settle()
+			h.stop()
+			for i := 0; i < b.N; i++ {
+				var err error
+				switch kind {
+				case "create":
+					_, err = h.site.Create(ctx, drupaltest.User{Name: fmt.Sprintf("c%d", i), Mail: str("c@example.org"), Status: 1})
+				case "noop-save":
+					err = h.site.Update(ctx, uids[i], func(u *drupaltest.User) { u.Pass = "$2y$10$rehash" })
+				case "mail-save":
+					err = h.site.Update(ctx, uids[i], func(u *drupaltest.User) { u.Mail = str(fmt.Sprintf("m%d@example.org", i)) })
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			b.ReportAllocs()
+			b.ResetTimer()
+			h.start()
+			h.settle()
+			b.StopTimer()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "changes/s")
+			b.ReportMetric(float64(after.HeapInuse)/(1<<20), "heap-MiB")
+		})
+	}
+}
