@@ -7,7 +7,9 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -75,7 +77,13 @@ func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lo
 	}
 	switch node.Kind {
 	case yaml.ScalarNode:
-		return expand(node, path, lookupEnv)
+		if err := expand(node, path, lookupEnv); err != nil {
+			return err
+		}
+		if t == durationType {
+			return durationScalar(node, path)
+		}
+		return nil
 	case yaml.SequenceNode:
 		for _, item := range node.Content {
 			elem := t
@@ -138,6 +146,26 @@ func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lo
 		}
 	default:
 		return &keyError{node.Line, fmt.Sprintf("%s: must be a single value, not a mapping", path)}
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationScalar lets a duration be written as 0 (off) and makes any
+// other bare number an error naming the key: "6" could mean hours or
+// nanoseconds.
+func durationScalar(node *yaml.Node, path string) error {
+	v := strings.TrimSpace(node.Value)
+	if v == "0" {
+		node.Value, node.Tag, node.Style = "0s", "!!str", 0
+		return nil
+	}
+	if _, err := strconv.ParseFloat(v, 64); err == nil {
+		return &keyError{node.Line, fmt.Sprintf("%s: %q needs a unit, e.g. 30s, 10m or 6h", path, v)}
+	}
+	if _, err := time.ParseDuration(v); err != nil {
+		return &keyError{node.Line, fmt.Sprintf("%s: %q is not a duration such as 30s, 10m or 6h", path, v)}
 	}
 	return nil
 }
