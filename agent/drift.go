@@ -126,7 +126,7 @@ func (a *Agent) RepairDrift(ctx context.Context) (DriftReport, error) {
 			}
 		}
 		rep.Checked += len(page.Resources)
-		if time.Since(lastLog) >= 5*time.Second {
+		if time.Since(lastLog) >= progressEvery {
 			lastLog = time.Now()
 			a.log.Info(MsgDriftProgress, zap.Int("done", rep.Checked), zap.Int("total", page.TotalResults),
 				zap.Float64("rate_per_s", float64(rep.Checked)/time.Since(start).Seconds()))

@@ -26,6 +26,10 @@ import (
 // for leaked secrets (see logschema_test.go).
 func TestMain(m *testing.M) {
 	code := testdb.RunMain(m)
+	if path := os.Getenv("SCIM_AGENT_LOG_DUMP"); path != "" {
+		// Every line the agents logged, for debugging a failure.
+		os.WriteFile(path, []byte(strings.Join(collectedLines(), "\n")+"\n"), 0o644)
+	}
 	if code == 0 {
 		if err := checkCollectedLogs(); err != nil {
 			fmt.Fprintln(os.Stderr, "log check failed:", err)
@@ -73,11 +77,13 @@ func collectedLines() []string {
 // harness is one Drupal database, one SCIM server and one agent.
 type harness struct {
 	t    testing.TB
+	srv  *testdb.Server
 	db   *testdb.Database
 	site *drupaltest.Site
 	scim *scimtest.Server
 	cfg  *config.Config
 	dir  string
+	dsn  string // the agent account's DSN
 
 	agent  *Agent
 	cancel context.CancelFunc
@@ -91,7 +97,11 @@ type harnessConfig struct {
 	mapping string // extra YAML for the mapping section
 	scim    scimtest.Options
 	prefix  string
+	srv     *testdb.Server // nil: the package's shared server
 }
+
+// withServer runs the harness on a server of the test's own.
+func withServer(s *testdb.Server) harnessOption { return func(c *harnessConfig) { c.srv = s } }
 
 func withProvisioning(yaml string) harnessOption {
 	return func(c *harnessConfig) { c.yaml += yaml }
@@ -118,7 +128,15 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	}
 	ctx := context.Background()
 	h := &harness{t: t, dir: t.TempDir()}
-	h.db = testdb.NewTestDatabase(t, hc.prefix)
+	h.srv = hc.srv
+	if h.srv == nil {
+		h.srv = testdb.Shared(t)
+	}
+	var err error
+	if h.db, err = h.srv.NewDatabase(ctx, hc.prefix); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.db.Close() })
 	h.site = &drupaltest.Site{DB: h.db.DB, Prefix: hc.prefix}
 	if err := h.site.CreateAnonymous(ctx); err != nil {
 		t.Fatal(err)
@@ -127,6 +145,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.dsn = dsn
 	h.scim = scimtest.New(t, hc.scim)
 	rememberSecret(hc.scim.Token)
 	rememberSecret(dsnPassword(t, dsn))
@@ -223,23 +242,57 @@ func (h *harness) stop() {
 	h.agent = nil
 }
 
-// headPosition is the binlog position after everything written so far.
+// headPosition is the binlog position after everything written so far,
+// with the GTID of the last transaction.
 func (h *harness) headPosition() binlog.Position {
 	h.t.Helper()
 	var file string
 	var pos uint32
 	var doDB, ignoreDB sql.NullString
-	if err := testdb.Shared(h.t).Root().QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &doDB, &ignoreDB); err != nil {
+	root := h.srv.Root()
+	var gtid string
+	if err := root.QueryRow("SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
 		h.t.Fatal(err)
 	}
-	return binlog.Position{File: file, Offset: pos}
+	if err := root.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &doDB, &ignoreDB); err != nil {
+		h.t.Fatal(err)
+	}
+	return binlog.Position{File: file, Offset: pos, GTID: gtid}
 }
 
+// atLeast reports whether p is at or past target. MariaDB GTIDs compare
+// per domain (a rotation to a new file with no transaction in it does
+// not count); without them, file:pos is compared.
 func atLeast(p, target binlog.Position) bool {
+	if p.GTID != "" && target.GTID != "" {
+		have := gtidSeqs(p.GTID)
+		for domain, seq := range gtidSeqs(target.GTID) {
+			if have[domain] < seq {
+				return false
+			}
+		}
+		return true
+	}
 	if p.File != target.File {
 		return p.File > target.File
 	}
 	return p.Offset >= target.Offset
+}
+
+// gtidSeqs maps each domain of a MariaDB GTID set ("0-1-15,1-2-3") to
+// its sequence number.
+func gtidSeqs(set string) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, g := range strings.Split(set, ",") {
+		parts := strings.Split(strings.TrimSpace(g), "-")
+		if len(parts) != 3 {
+			continue
+		}
+		var seq uint64
+		fmt.Sscan(parts[2], &seq)
+		out[parts[0]] = seq
+	}
+	return out
 }
 
 // settle waits until the agent has handled every change written so far.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 )
@@ -119,6 +120,9 @@ func checkCollectedLogs() error {
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
+	if path := os.Getenv("SCIM_AGENT_LOG_SAMPLES"); path != "" {
+		writeSamples(path, lines)
+	}
 	msgs := make([]string, 0, len(seen))
 	for m, n := range seen {
 		msgs = append(msgs, fmt.Sprintf("%s=%d", m, n))
@@ -126,6 +130,26 @@ func checkCollectedLogs() error {
 	sort.Strings(msgs)
 	fmt.Printf("log check: %d lines, every one documented: %s\n", len(lines), strings.Join(msgs, " "))
 	return nil
+}
+
+// writeSamples writes the first line of each message to path, for the
+// README's log table (SCIM_AGENT_LOG_SAMPLES=/tmp/samples go test ./agent).
+func writeSamples(path string, lines []string) {
+	first := map[string]string{}
+	for _, line := range lines {
+		var m map[string]any
+		json.Unmarshal([]byte(line), &m)
+		msg, _ := m["msg"].(string)
+		if _, ok := first[msg]; !ok {
+			first[msg] = line
+		}
+	}
+	var out []string
+	for _, line := range first {
+		out = append(out, line)
+	}
+	sort.Strings(out)
+	os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
 // duplicateKey returns a top-level key that occurs twice in a JSON

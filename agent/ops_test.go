@@ -14,7 +14,6 @@ import (
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/state"
-	"github.com/scim-agent/scim-agent/internal/testdb"
 )
 
 func TestDriftRepairBothWaysWithPagination(t *testing.T) {
@@ -104,7 +103,7 @@ func (h *harness) skipBinlog() {
 		h.t.Fatal("skipBinlog with the agent running")
 	}
 	var gtid string
-	if err := testdb.Shared(h.t).Root().QueryRow("SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+	if err := h.srv.Root().QueryRow("SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
 		h.t.Fatal(err)
 	}
 	pos := h.headPosition()

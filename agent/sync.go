@@ -13,6 +13,9 @@ import (
 // syncPageSize is how many uids a full sync reads and queues at once.
 const syncPageSize = 500
 
+// progressEvery is how often a full sync or drift repair logs progress.
+var progressEvery = 5 * time.Second
+
 // FullSync reconciles every Drupal user, and every uid the state file
 // knows whose Drupal user is gone, through the workers of a running Run.
 // It reads uids a page at a time and keeps at most two pages queued, so
@@ -87,7 +90,7 @@ func (a *Agent) FullSync(ctx context.Context, reason string) error {
 		if err := wait(1); err != nil {
 			return err
 		}
-		if time.Since(lastLog) >= 5*time.Second {
+		if time.Since(lastLog) >= progressEvery {
 			lastLog = time.Now()
 			a.log.Info(MsgSyncProgress, zap.Int("done", done), zap.Int("total", total),
 				zap.Float64("rate_per_s", float64(done)/time.Since(start).Seconds()))

@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+	"github.com/scim-agent/scim-agent/internal/testdb"
+)
+
+func TestOperationsSwitchedOff(t *testing.T) {
+	tests := []struct {
+		name    string
+		ops     string
+		change  func(h *harness, uid uint32)
+		method  string // the request the change would have caused
+		outcome Outcome
+	}{
+		{"create off", "[update, deactivate, delete]", func(h *harness, _ uint32) {
+			h.create(drupaltest.User{Name: "newcomer", Status: 1})
+		}, "POST", Skipped},
+		{"update off", "[create, deactivate, delete]", func(h *harness, uid uint32) {
+			h.update(uid, func(u *drupaltest.User) { u.Mail = str("changed@example.org") })
+		}, "PATCH", Skipped},
+		{"deactivate off", "[create, update, delete]", func(h *harness, uid uint32) {
+			h.update(uid, func(u *drupaltest.User) { u.Status = 0 })
+		}, "PATCH", Skipped},
+		{"delete off", "[create, update, deactivate]", func(h *harness, uid uint32) {
+			h.site.Delete(context.Background(), uid)
+		}, "DELETE", Skipped},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withProvisioning("operations: "+tt.ops))
+			uid := h.create(drupaltest.User{Name: "existing", Mail: str("e@example.org"), Status: 1})
+			if tt.name == "create off" {
+				// Provision the existing user with create on, then switch it off.
+				h.scim.Seed(map[string]any{"userName": "existing", "externalId": h.load(uid).UUID, "active": true,
+					"emails": []any{map[string]any{"value": "e@example.org", "type": "work", "primary": true}}})
+			}
+			h.start()
+			h.settle()
+			h.scim.ResetRequests()
+			tt.change(h, uid)
+			h.settle()
+			if n := h.count(tt.method); n != 0 {
+				t.Fatalf("%d %s requests with the operation switched off", n, tt.method)
+			}
+			if got := h.agent.counts.snapshot()[tt.outcome]; got == 0 {
+				t.Fatalf("no %s reconcile counted: %v", tt.outcome, h.agent.counts.snapshot())
+			}
+		})
+	}
+}
+
+func TestDatabaseErrorHoldsPositionAndRetries(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.settle()
+	h.stop()
+	uid := h.create(drupaltest.User{Name: "patient", Status: 1})
+	// The table the reader needs is gone for a while (a botched
+	// migration): reads fail, the position waits, the worker retries.
+	root := h.srv.Root()
+	rename := func(from, to string) {
+		t.Helper()
+		if _, err := root.Exec(fmt.Sprintf("RENAME TABLE `%s`.`%s` TO `%s`.`%s`", h.db.Name, from, h.db.Name, to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rename("users_field_data", "users_field_data_away")
+	h.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for !logged(`"msg":"reconcile.error"`, fmt.Sprintf(`"uid":%d`, uid)) {
+		if time.Now().After(deadline) {
+			t.Fatal("no reconcile.error logged while reads fail")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pos, _, _ := h.agent.work.Safe(); atLeast(pos, h.headPosition()) {
+		t.Fatal("the position moved past a change that could not be read")
+	}
+	rename("users_field_data_away", "users_field_data")
+	h.settle()
+	h.mustServerUser(uid)
+}
+
+// logged reports whether one collected log line holds every part.
+func logged(parts ...string) bool {
+	for _, line := range collectedLines() {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+func TestBinlogReconnectLosesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.settle()
+	before := h.create(drupaltest.User{Name: "before-kill", Status: 1})
+	// Kill the agent's binlog dump connection on the server.
+	var killed int
+	rows, err := h.srv.Root().Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", "agent_"+h.db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		if _, err := h.srv.Root().Exec(fmt.Sprintf("KILL %d", id)); err == nil {
+			killed++
+		}
+	}
+	if killed == 0 {
+		t.Fatal("no binlog dump connection to kill")
+	}
+	after := h.create(drupaltest.User{Name: "after-kill", Status: 1})
+	h.settle()
+	h.mustServerUser(before)
+	h.mustServerUser(after)
+	if !logged(`"msg":"binlog.reconnect"`) {
+		t.Fatal("no binlog.reconnect logged")
+	}
+	for name, n := range h.postsByUserName() {
+		if n != 1 {
+			t.Fatalf("%s POSTed %d times across the reconnect", name, n)
+		}
+	}
+}
+
+func TestPurgedPositionFallsBackToAFullSync(t *testing.T) {
+	srv := testdb.StartPrivate(t, testdb.Options{})
+	h := newHarness(t, withServer(srv))
+	kept := h.create(drupaltest.User{Name: "kept", Mail: str("kept@example.org"), Status: 1})
+	gone := h.create(drupaltest.User{Name: "gone", Status: 1})
+	h.start()
+	h.settle()
+	h.stop()
+	// While the agent is down: changes, then the binlogs holding them
+	// are purged.
+	h.update(kept, func(u *drupaltest.User) { u.Mail = str("kept@new.example.org") })
+	h.site.Delete(context.Background(), gone)
+	added := h.create(drupaltest.User{Name: "added", Status: 1})
+	root := srv.Root()
+	// The server keeps a file a dump thread still reads: wait until the
+	// stopped agent's connection is gone.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var n int
+		root.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'").Scan(&n)
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stopped agent's binlog dump connection is still open")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := root.Exec("FLUSH BINARY LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	head := h.headPosition()
+	// MariaDB keeps a file until InnoDB's binlog checkpoint passes it
+	// (written in the background): purge until the old file is gone.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if _, err := root.Exec("PURGE BINARY LOGS TO '" + head.File + "'"); err != nil {
+			t.Fatal(err)
+		}
+		var first string
+		var size int64
+		if err := root.QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
+			t.Fatal(err)
+		}
+		if first == head.File {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still there after PURGE BINARY LOGS TO %s", first, head.File)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.start()
+	h.settle()
+	if !logged(`"msg":"binlog.position_purged"`) {
+		t.Fatal("no error-level binlog.position_purged line")
+	}
+	h.mustServerUser(added)
+	h.assertServerMatchesDB()
+	// And it streams on from the current position.
+	later := h.create(drupaltest.User{Name: "later", Status: 1})
+	h.settle()
+	h.mustServerUser(later)
+}
+
+func TestMinimalRowMetadataStillWorks(t *testing.T) {
+	srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=MINIMAL"}})
+	h := newHarness(t, withServer(srv))
+	results := Check(context.Background(), h.cfg)
+	if r, _ := findCheck(results, "mysql.binlog_row_metadata"); !r.Warn || AnyFailed(results) {
+		t.Fatalf("check with MINIMAL metadata: %+v", results)
+	}
+	h.start()
+	h.settle()
+	uid := h.create(drupaltest.User{Name: "minimal", Mail: str("m@example.org"), Status: 1})
+	h.settle() // else the create may be read after the update: one POST, no PATCH (coalescing)
+	h.update(uid, func(u *drupaltest.User) { u.Mail = str("m2@example.org") })
+	for i := 0; i < 20; i++ {
+		h.site.Login(context.Background(), uid, time.Now().Unix()+int64(i))
+	}
+	h.settle()
+	h.assertServerMatchesDB()
+	if n := h.count("PATCH"); n != 1 {
+		t.Fatalf("%d PATCHes, want 1 (logins filtered with names from information_schema)", n)
+	}
+	if !logged(`"msg":"binlog.columns_loaded"`) {
+		t.Fatal("columns not loaded from information_schema")
+	}
+}
+
+func TestProgressIsLogged(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = 0
+	h := newHarness(t, withSCIM(scimtest.Options{Token: testToken, MaxResults: 2}))
+	for i := 0; i < 5; i++ {
+		h.create(drupaltest.User{Name: fmt.Sprintf("p%d", i), Status: 1})
+	}
+	h.start()
+	h.settle()
+	if _, err := h.agent.RepairDrift(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !logged(`"msg":"sync.progress"`) || !logged(`"msg":"drift.progress"`) {
+		t.Fatal("no progress lines")
+	}
+}
