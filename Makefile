@@ -10,7 +10,7 @@ PKGS    := ./...
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/scim-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/scim-agent
 
 # mariadbd and mariadb-install-db come from Debian's mariadb-server. The
 # tests start private servers of their own; the package's own service is

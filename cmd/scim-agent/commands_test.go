@@ -55,7 +55,7 @@ func TestSyncCommandWithoutARunningAgent(t *testing.T) {
 		t.Fatalf("sync --mail: exit %d\n%s", code, out)
 	}
 	out, _, code = e.run("sync", "--config", e.config, "--all")
-	if code != 0 || !strings.Contains(out, `adopted     uid=4 userName="dave"`) || !strings.Contains(out, `skipped     uid=0`) {
+	if code != 0 || !strings.Contains(out, `adopted     uid=4 userName="dave"`) || strings.Contains(out, `uid=0`) {
 		t.Fatalf("sync --all: exit %d\n%s", code, out)
 	}
 	if m := e.mismatch(); m != "" {

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/scim-agent/scim-agent/agent"
+	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/drupal"
 	"github.com/scim-agent/scim-agent/internal/state"
 )
@@ -25,7 +26,7 @@ func retryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return errUsage
 	}
-	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store) ([]uint32, error) {
+	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) ([]uint32, error) {
 		if !*parked {
 			return uids, nil
 		}

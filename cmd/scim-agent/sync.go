@@ -38,21 +38,22 @@ func syncCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Usage()
 		return errUsage
 	}
-	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store) ([]uint32, error) {
+	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) ([]uint32, error) {
 		switch {
 		case *name != "":
 			return r.FindByName(ctx, *name)
 		case *mail != "":
 			return r.FindByMail(ctx, *mail)
 		case *all:
-			return allUIDs(ctx, r, store)
+			return allUIDs(ctx, r, store, cfg.Provisioning.Excluded)
 		}
 		return uids, nil
 	}, *dryRun)
 }
 
-// allUIDs lists every Drupal uid and every uid the state file knows.
-func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store) ([]uint32, error) {
+// allUIDs lists every Drupal uid and every uid the state file knows,
+// less the excluded ones.
+func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store, excluded func(uint32) bool) ([]uint32, error) {
 	seen := map[uint32]bool{}
 	var out []uint32
 	for from := uint32(0); ; {
@@ -62,7 +63,9 @@ func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store) (
 		}
 		for _, uid := range page {
 			seen[uid] = true
-			out = append(out, uid)
+			if !excluded(uid) {
+				out = append(out, uid)
+			}
 		}
 		if len(page) < 1000 {
 			break
@@ -71,7 +74,7 @@ func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store) (
 	}
 	if s := store(); s != nil {
 		err := s.ForEachAccount(func(a state.Account) error {
-			if !seen[a.UID] {
+			if !seen[a.UID] && !excluded(a.UID) {
 				out = append(out, a.UID)
 			}
 			return nil
@@ -85,7 +88,7 @@ func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store) (
 
 // selector picks the uids a command reconciles. store returns the state
 // store when this process holds it, nil when a running agent does.
-type selector func(ctx context.Context, r *drupal.Reader, store func() *state.Store) ([]uint32, error)
+type selector func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) ([]uint32, error)
 
 // reconcileCommand reconciles the selected uids and prints one line per
 // user. When an agent is running (it holds the state file) the work is
@@ -119,7 +122,7 @@ func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.
 			return rerr
 		}
 		defer closeReader()
-		uids, perr := pick(ctx, reader, func() *state.Store { return nil })
+		uids, perr := pick(ctx, reader, func() *state.Store { return nil }, cfg)
 		switch {
 		case errors.Is(perr, errParkedRemote):
 			results, err = admin.retry(ctx, agent.SyncRequest{Parked: true})
@@ -135,7 +138,7 @@ func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.
 		return err
 	default:
 		defer a.Close()
-		uids, perr := pick(ctx, a.Reader(), a.Store)
+		uids, perr := pick(ctx, a.Reader(), a.Store, cfg)
 		if perr != nil {
 			return perr
 		}

@@ -162,7 +162,7 @@ admin:
 		return err
 	}
 	d.say("  ready: the initial sync provisioned the existing users:")
-	d.showRequests()
+	d.showRequests(true)
 
 	steps := []struct {
 		title string
@@ -198,7 +198,7 @@ admin:
 		if err := d.waitMatch(ctx, exited); err != nil {
 			return err
 		}
-		d.showRequests()
+		d.showRequests(true)
 	}
 	if m := d.mismatch(ctx); m != "" {
 		return fmt.Errorf("the SCIM server does not match the database: %s", m)
@@ -223,7 +223,7 @@ admin:
 			d.exited = nil
 			return fmt.Errorf("scim-agent exited: %v (see %s)", err, logPath)
 		case <-tick.C:
-			d.showRequests()
+			d.showRequests(false)
 		}
 	}
 }
@@ -325,13 +325,16 @@ func deref(s *string) string {
 }
 
 // showRequests prints the requests the SCIM server received since the
-// last call, one readable line each.
-func (d *demo) showRequests() {
+// last call, one readable line each; with sayNone it says so when there
+// were none.
+func (d *demo) showRequests(sayNone bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	reqs := d.scim.RequestsMatching("", "/Users")
 	if len(reqs) == d.printed {
-		d.say("  (no request reached the SCIM server)")
+		if sayNone {
+			d.say("  (no request reached the SCIM server)")
+		}
 		return
 	}
 	for _, r := range reqs[d.printed:] {
