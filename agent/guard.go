@@ -93,7 +93,7 @@ func (g *guard) Allow(uid uint32, op string) bool {
 		g.tripped, g.since = true, now
 		g.save()
 		g.log.Error(MsgGuardTripped, zap.Int("count", len(g.sent)+1), zap.Int("max", g.max),
-			zap.Duration("window", g.window),
+			zap.String("window", g.window.String()),
 			zap.String("detail", "deprovisioning paused: run `scim-agent approve-deletes` once you have checked these deletions are intended"))
 		g.hold(uid, op)
 		return false
