@@ -418,3 +418,28 @@ func TestCrashBetweenPOSTAndSaveLooksBeforePosting(t *testing.T) {
 		t.Fatalf("state = %+v", rec)
 	}
 }
+
+func TestServerWithoutPATCHGetsPUTOfItsOwnCopy(t *testing.T) {
+	h := newHarness(t, withSCIM(scimtest.Options{Token: testToken, DisablePatch: true}))
+	uid := h.create(drupaltest.User{Name: "putty", Mail: str("putty@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	su := h.mustServerUser(uid)
+	// An attribute the agent does not manage, set on the server.
+	h.scim.Edit(su.ID, func(m map[string]any) { m["title"] = "set by the IdP" })
+	h.scim.ResetRequests()
+
+	h.update(uid, func(u *drupaltest.User) { u.Mail = str("putty@new.example.org"); u.Status = 0 })
+	h.settle()
+	if got := methods(h.userRequests()); len(got) != 2 || got[0] != "GET /Users/"+su.ID || got[1] != "PUT /Users/"+su.ID {
+		t.Fatalf("requests = %v, want GET then PUT of the account", got)
+	}
+	if h.count("PATCH") != 0 {
+		t.Fatal("PATCH sent to a server without PATCH")
+	}
+	su = h.mustServerUser(uid)
+	if su.Get("title") != "set by the IdP" {
+		t.Fatal("the PUT dropped an attribute the agent does not manage")
+	}
+	h.assertServerMatchesDB()
+}

@@ -145,11 +145,24 @@ func (e *env) start(args ...string) *agentProcess {
 	e.t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.exited
+		out := p.output()
+		for _, secret := range []string{token, e.dsnPassword(), "$2y$"} {
+			if strings.Contains(out, secret) {
+				e.t.Errorf("the agent's output holds a secret (%.6s...)", secret)
+			}
+		}
 		if e.t.Failed() {
-			e.t.Logf("agent output:\n%s", p.output())
+			e.t.Logf("agent output:\n%s", out)
 		}
 	})
 	return p
+}
+
+// dsnPassword is the agent account's password, which must never be logged.
+func (e *env) dsnPassword() string {
+	user, _, _ := strings.Cut(e.dsn, "@")
+	_, pw, _ := strings.Cut(user, ":")
+	return pw
 }
 
 type lockedWriter struct {
@@ -375,6 +388,35 @@ func TestSIGTERMDuringBurstExitsZeroAndLosesNothing(t *testing.T) {
 	e.scim.ClearFaults()
 	p = e.start()
 	e.waitMatch(p)
+}
+
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	e := newEnv(t, "")
+	p := e.start()
+	e.waitReady(p)
+	// A request that hangs: the graceful shutdown would wait 10s for it.
+	e.scim.Inject(scimtest.Fault{Latency: time.Minute})
+	e.create("hanging", "")
+	for e.scim.CountRequests("POST", "/Users") == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	for !strings.Contains(p.output(), `"msg":"binlog.stopped"`) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second SIGTERM did not stop the agent at once")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("second signal took %s", took)
+	}
+	if ee, ok := p.err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit after the second signal: %v, want status 130", p.err)
+	}
 }
 
 func TestCheckCommandExitCodes(t *testing.T) {
