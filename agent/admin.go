@@ -50,19 +50,12 @@ func (a *Agent) markSCIMFail() { a.lastSCIMFail.Store(time.Now().UnixNano()) }
 // succeeded lately it asks the server for its ServiceProviderConfig, with
 // a single attempt.
 func (a *Agent) probeSCIM(ctx context.Context) {
-	every := a.readyWindow / 3
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	period := a.readyWindow / 3
+	every(ctx, period, func() {
+		if time.Since(time.Unix(0, a.lastSCIMOK.Load())) < period && a.scimHealthy() {
 			return
-		case <-tick.C:
 		}
-		if time.Since(time.Unix(0, a.lastSCIMOK.Load())) < every && a.scimHealthy() {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, every)
+		pctx, cancel := context.WithTimeout(ctx, period)
 		_, _, err := a.probe.ServiceProviderConfig(pctx)
 		cancel()
 		if err == nil {
@@ -70,7 +63,7 @@ func (a *Agent) probeSCIM(ctx context.Context) {
 		} else if ctx.Err() == nil {
 			a.markSCIMFail()
 		}
-	}
+	})
 }
 
 // Handler serves the admin endpoints:

@@ -522,17 +522,25 @@ func retryDelay(attempt int) time.Duration {
 
 // savePositions saves the safe position once a second until ctx is done.
 func (a *Agent) savePositions(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
+	every(ctx, time.Second, func() {
+		a.heartbeat.Store(time.Now().UnixNano())
+		if err := a.savePosition(); err != nil {
+			a.log.Error(MsgPositionSaved, zap.Error(err))
+		}
+	})
+}
+
+// every calls fn every d until ctx is done; the caller's goroutine runs
+// fn, so runs never overlap.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			a.heartbeat.Store(time.Now().UnixNano())
-			if err := a.savePosition(); err != nil {
-				a.log.Error(MsgPositionSaved, zap.Error(err))
-			}
+			fn()
 		}
 	}
 }

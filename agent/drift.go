@@ -44,22 +44,15 @@ type DriftReport struct {
 }
 
 // runDriftRepairs repairs drift every interval until ctx is done.
-func (a *Agent) runDriftRepairs(ctx context.Context, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+func (a *Agent) runDriftRepairs(ctx context.Context, period time.Duration) {
+	every(ctx, period, func() {
 		if !a.syncDone.Load() {
-			continue // a full sync is running: it does the same and more
+			return // a full sync is running: it does the same and more
 		}
 		if _, err := a.RepairDrift(ctx); err != nil && ctx.Err() == nil {
 			a.log.Error(MsgDriftFailed, zap.Error(err))
 		}
-	}
+	})
 }
 
 // RepairDrift makes every account the agent manages equal to Drupal again,

@@ -341,6 +341,14 @@ func (r *run) recordPush(user mapping.User, c mapping.Changes) {
 	r.rec.Parked = nil
 }
 
+// holdsAll records that the server holds every managed value of user,
+// and saves.
+func (r *run) holdsAll(user mapping.User) error {
+	r.recordPush(user, mapping.Changes{Set: r.a.mapper.Paths()})
+	r.rec.Active = user.Active()
+	return r.save()
+}
+
 // create POSTs the user, adopting the server's account on a 409.
 func (r *run) create(user mapping.User) (Result, error) {
 	res := Result{UserName: user.UserName()}
@@ -383,9 +391,7 @@ func (r *run) create(user mapping.User) (Result, error) {
 		return res, r.permanent(OpCreate, "the server's answer to POST /Users holds no id")
 	}
 	r.rec.Creating, r.rec.Pushed = false, nil
-	r.recordPush(user, mapping.Changes{Set: r.a.mapper.Paths()})
-	r.rec.Active = user.Active()
-	if err := r.save(); err != nil {
+	if err := r.holdsAll(user); err != nil {
 		return res, err
 	}
 	res.Outcome, res.SCIMID = Created, id
@@ -447,9 +453,7 @@ func (r *run) adopt(user mapping.User, found scimclient.Resource) (Result, error
 			return res, err
 		}
 	}
-	r.recordPush(user, mapping.Changes{Set: r.a.mapper.Paths()})
-	r.rec.Active = user.Active()
-	if err := r.save(); err != nil {
+	if err := r.holdsAll(user); err != nil {
 		return res, err
 	}
 	res.Outcome, res.SCIMID = Adopted, id
@@ -458,21 +462,9 @@ func (r *run) adopt(user mapping.User, found scimclient.Resource) (Result, error
 
 // managedBy returns the uid whose record holds scimID, or 0.
 func (a *Agent) managedBy(scimID string) (uint32, error) {
-	var uid uint32
-	err := a.store.ForEachAccount(func(acc state.Account) error {
-		if acc.SCIMID == scimID {
-			uid = acc.UID
-			return errStop
-		}
-		return nil
-	})
-	if errors.Is(err, errStop) {
-		err = nil
-	}
+	uid, _, err := a.store.UIDBySCIMID(scimID)
 	return uid, err
 }
-
-var errStop = errors.New("stop")
 
 // gone reconciles a uid whose users row no longer exists: DELETE, or
 // deactivate with on_delete: deactivate. Only accounts the agent

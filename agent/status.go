@@ -40,15 +40,10 @@ type Status struct {
 
 // ParkedUser is one parked uid with its last error.
 type ParkedUser struct {
-	UID      uint32    `json:"uid"`
-	UserName string    `json:"userName,omitempty"`
-	SCIMID   string    `json:"scim_id,omitempty"`
-	Op       string    `json:"op"`
-	Status   int       `json:"status,omitempty"`
-	ScimType string    `json:"scim_type,omitempty"`
-	Detail   string    `json:"detail"`
-	At       time.Time `json:"at"`
-	Failures int       `json:"failures"`
+	UID      uint32 `json:"uid"`
+	UserName string `json:"userName,omitempty"`
+	SCIMID   string `json:"scim_id,omitempty"`
+	state.Parked
 }
 
 // counters counts reconciles by outcome since start.
@@ -84,9 +79,7 @@ func ParkedUsers(store *state.Store) ([]ParkedUser, error) {
 	}
 	out := make([]ParkedUser, 0, len(parked))
 	for _, a := range parked {
-		p := a.Parked
-		out = append(out, ParkedUser{UID: a.UID, UserName: a.UserName, SCIMID: a.SCIMID, Op: p.Op, Status: p.Status,
-			ScimType: p.ScimType, Detail: p.Detail, At: p.At, Failures: p.Failures})
+		out = append(out, ParkedUser{UID: a.UID, UserName: a.UserName, SCIMID: a.SCIMID, Parked: *a.Parked})
 	}
 	return out, nil
 }

@@ -207,51 +207,14 @@ func (e *env) waitReady(p *agentProcess) {
 
 // mismatch describes how the server differs from the database, or "".
 func (e *env) mismatch() string {
-	ctx := context.Background()
-	rows, err := e.db.DB.Query("SELECT uid FROM users WHERE uid > 0 ORDER BY uid")
+	diffs, err := e.site.Differences(context.Background(), e.scim.Users(), func(uid uint32) bool { return uid != 0 })
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var uids []uint32
-	for rows.Next() {
-		var uid uint32
-		rows.Scan(&uid)
-		uids = append(uids, uid)
+	if len(diffs) == 0 {
+		return ""
 	}
-	rows.Close()
-	server := map[string]scimtest.User{}
-	for _, u := range e.scim.Users() {
-		if _, dup := server[u.ExternalID()]; dup {
-			return "two server accounts for externalId " + u.ExternalID()
-		}
-		server[u.ExternalID()] = u
-	}
-	for _, uid := range uids {
-		u, err := e.site.Load(ctx, uid)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		su, ok := server[u.UUID]
-		if !ok {
-			return fmt.Sprintf("uid %d (%s) missing on the server", uid, u.Name)
-		}
-		delete(server, u.UUID)
-		var mail string
-		if emails, _ := su.Get("emails").([]any); len(emails) > 0 {
-			mail, _ = emails[0].(map[string]any)["value"].(string)
-		}
-		want := ""
-		if u.Mail != nil {
-			want = *u.Mail
-		}
-		if su.UserName() != u.Name || mail != want || su.Get("active") != (u.Status == 1) {
-			return fmt.Sprintf("uid %d: server %s/%s/%v, Drupal %s/%s/%d", uid, su.UserName(), mail, su.Get("active"), u.Name, want, u.Status)
-		}
-	}
-	for id, u := range server {
-		return fmt.Sprintf("server holds %s (%s) with no Drupal user", u.ID, id)
-	}
-	return ""
+	return diffs[0]
 }
 
 // waitMatch waits until the server equals the database.

@@ -274,54 +274,14 @@ func (d *demo) waitMatch(ctx context.Context, exited chan error) error {
 
 // mismatch describes how the server differs from the database, or "".
 func (d *demo) mismatch(ctx context.Context) string {
-	rows, err := d.site.DB.QueryContext(ctx, "SELECT uid FROM users WHERE uid > 0 ORDER BY uid")
+	diffs, err := d.site.Differences(ctx, d.scim.Users(), func(uid uint32) bool { return uid != 0 })
 	if err != nil {
 		return err.Error()
 	}
-	var uids []uint32
-	for rows.Next() {
-		var uid uint32
-		rows.Scan(&uid)
-		uids = append(uids, uid)
-	}
-	rows.Close()
-	server := map[string]scimtest.User{}
-	for _, u := range d.scim.Users() {
-		server[u.ExternalID()] = u
-	}
-	for _, uid := range uids {
-		u, err := d.site.Load(ctx, uid)
-		if err != nil {
-			return err.Error()
-		}
-		su, ok := server[u.UUID]
-		if !ok {
-			return fmt.Sprintf("%s is not on the server yet", u.Name)
-		}
-		delete(server, u.UUID)
-		if su.UserName() != u.Name || email(su) != deref(u.Mail) || su.Get("active") != (u.Status == 1) {
-			return fmt.Sprintf("%s differs", u.Name)
-		}
-	}
-	for _, su := range server {
-		return fmt.Sprintf("%s is still on the server", su.UserName())
-	}
-	return ""
-}
-
-func email(u scimtest.User) string {
-	if emails, _ := u.Get("emails").([]any); len(emails) > 0 {
-		v, _ := emails[0].(map[string]any)["value"].(string)
-		return v
-	}
-	return ""
-}
-
-func deref(s *string) string {
-	if s == nil {
+	if len(diffs) == 0 {
 		return ""
 	}
-	return *s
+	return diffs[0]
 }
 
 // showRequests prints the requests the SCIM server received since the
@@ -388,7 +348,7 @@ func (d *demo) showServer() {
 	users := d.scim.Users()
 	sort.Slice(users, func(i, j int) bool { return users[i].UserName() < users[j].UserName() })
 	for _, u := range users {
-		d.say("  %-8s %-22s active=%v", u.UserName(), email(u), u.Get("active"))
+		d.say("  %-8s %-22s active=%v", u.UserName(), drupaltest.Email(u), u.Get("active"))
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 var (
 	bucketAccounts = []byte("accounts")
 	bucketMeta     = []byte("meta")
+	bucketSCIMIDs  = []byte("scim_ids") // SCIM id → uid, kept by PutAccount and DeleteAccount
 )
 
 // ErrLocked is returned by Open when another process holds the file.
@@ -52,7 +53,24 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		if tx.Bucket(bucketSCIMIDs) != nil {
+			return nil
+		}
+		// A file written before the index existed: build it.
+		ids, err := tx.CreateBucket(bucketSCIMIDs)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+			var a Account
+			if err := json.Unmarshal(v, &a); err != nil {
+				return err
+			}
+			if a.SCIMID == "" {
+				return nil
+			}
+			return ids.Put([]byte(a.SCIMID), k)
+		})
 	})
 	if err != nil {
 		db.Close()
@@ -134,7 +152,16 @@ func (s *Store) PutAccount(a Account) error {
 		return err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAccounts).Put(uidKey(a.UID), v)
+		accounts, ids := tx.Bucket(bucketAccounts), tx.Bucket(bucketSCIMIDs)
+		if err := unindex(accounts, ids, a.UID); err != nil {
+			return err
+		}
+		if a.SCIMID != "" {
+			if err := ids.Put([]byte(a.SCIMID), uidKey(a.UID)); err != nil {
+				return err
+			}
+		}
+		return accounts.Put(uidKey(a.UID), v)
 	})
 	if err != nil {
 		return fmt.Errorf("save state of uid %d: %w", a.UID, err)
@@ -142,10 +169,42 @@ func (s *Store) PutAccount(a Account) error {
 	return nil
 }
 
+// unindex drops the SCIM id index entry of uid's current record.
+func unindex(accounts, ids *bolt.Bucket, uid uint32) error {
+	old := accounts.Get(uidKey(uid))
+	if old == nil {
+		return nil
+	}
+	var prev Account
+	if err := json.Unmarshal(old, &prev); err != nil {
+		return err
+	}
+	if prev.SCIMID == "" {
+		return nil
+	}
+	return ids.Delete([]byte(prev.SCIMID))
+}
+
+// UIDBySCIMID returns the uid whose record holds the SCIM id, if any.
+func (s *Store) UIDBySCIMID(id string) (uid uint32, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSCIMIDs).Get([]byte(id))
+		if len(v) == 4 {
+			uid, ok = binary.BigEndian.Uint32(v), true
+		}
+		return nil
+	})
+	return uid, ok, err
+}
+
 // DeleteAccount forgets uid.
 func (s *Store) DeleteAccount(uid uint32) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAccounts).Delete(uidKey(uid))
+		accounts := tx.Bucket(bucketAccounts)
+		if err := unindex(accounts, tx.Bucket(bucketSCIMIDs), uid); err != nil {
+			return err
+		}
+		return accounts.Delete(uidKey(uid))
 	})
 	if err != nil {
 		return fmt.Errorf("delete state of uid %d: %w", uid, err)

@@ -52,8 +52,22 @@ func TestAccountsAndMetaSurviveReopen(t *testing.T) {
 	if ok, err := s.Meta("position", &p); !ok || err != nil || p.File != "bin.000002" {
 		t.Fatalf("Meta = %+v %v %v", p, ok, err)
 	}
+	if uid, ok, err := s.UIDBySCIMID("srv-42"); !ok || uid != 42 || err != nil {
+		t.Fatalf("UIDBySCIMID(srv-42) = %d, %v, %v", uid, ok, err)
+	}
+	// A new SCIM id replaces the old index entry.
+	got.SCIMID = "srv-42b"
+	if err := s.PutAccount(got); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.UIDBySCIMID("srv-42"); ok {
+		t.Fatal("old SCIM id still indexed")
+	}
 	if err := s.DeleteAccount(42); err != nil {
 		t.Fatal(err)
+	}
+	if _, ok, _ := s.UIDBySCIMID("srv-42b"); ok {
+		t.Fatal("deleted account still indexed")
 	}
 	if n, _ := s.CountAccounts(); n != 1 {
 		t.Fatalf("CountAccounts = %d after delete", n)
