@@ -132,7 +132,6 @@ func TestReconnectAfterKill(t *testing.T) {
 }
 
 func TestPurgedPosition(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	srv := testdb.StartPrivate(t, testdb.Options{})
 	db, err := srv.NewDatabase(ctx, "")
@@ -190,7 +189,6 @@ func TestColumnNamesWithoutFullMetadata(t *testing.T) {
 			if tt.metadata == "FULL" {
 				db = testdb.NewTestDatabase(t, "")
 			} else {
-				t.Parallel()
 				srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=" + tt.metadata}})
 				var err error
 				if db, err = srv.NewDatabase(ctx, ""); err != nil {
@@ -259,7 +257,6 @@ func TestColumnNamesWithoutFullMetadata(t *testing.T) {
 // event written before an ALTER TABLE that is read after it cannot be
 // mapped with today's columns, and the stream must say so.
 func TestSchemaChangedUnderAStream(t *testing.T) {
-	t.Parallel()
 	ctx := context.Background()
 	srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=MINIMAL"}})
 	db, err := srv.NewDatabase(ctx, "")
