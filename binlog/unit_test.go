@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -510,5 +511,31 @@ func TestAssembleUnknownColumn(t *testing.T) {
 	a = newAssembler("drupal", []Table{{Name: "users_field_data", KeyColumn: "uid"}}, fakeColumns{}, nil, zap.NewNop())
 	if _, err := a.event(context.Background(), rowsEv(b, replication.WRITE_ROWS_EVENTv1, noNames, fdRow(1, "en", "a@x", 1))); !errors.Is(err, ErrUnknownColumns) {
 		t.Errorf("err = %v, want ErrUnknownColumns", err)
+	}
+}
+
+func TestDriverLogsGoToZapAtDebug(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	h := &slogToZap{log: zap.New(core)}
+	l := slog.New(h).With("conn", 7)
+	l.Error("kill connection", slog.Any("error", errors.New("boom")), slog.Any("config", struct{ Password string }{"secret"}))
+	entries := logs.FilterMessage(MsgDriver).All()
+	if len(entries) != 1 || entries[0].Level != zap.DebugLevel {
+		t.Fatalf("entries = %v", entries)
+	}
+	m := entries[0].ContextMap()
+	driver, _ := m["driver"].(map[string]any)
+	if m["detail"] != "kill connection" || m["driver_level"] != "ERROR" || driver["error"] != "boom" || driver["conn"] != "7" {
+		t.Errorf("fields = %v", m)
+	}
+	if _, ok := driver["config"]; ok {
+		t.Errorf("the driver's config dump was logged: %v", m)
+	}
+	if _, ok := m["level"]; ok {
+		t.Errorf("a second level key: %v", m)
+	}
+	quiet := &slogToZap{log: zap.NewNop()}
+	if quiet.Enabled(context.Background(), slog.LevelError) {
+		t.Error("enabled with a no-op logger")
 	}
 }
