@@ -15,23 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-// runMain gives the package's MariaDB servers a temporary directory of
-// their own: a starting mariadbd deletes every "#sql*" file in its tmpdir,
-// which breaks a mariadb-install-db running at the same time in the same
-// tmpdir (another package's, or this one's). For the same reason the
-// tests that start private servers do not run in parallel.
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "binlogtest")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	os.Setenv("TMPDIR", dir)
-	return testdb.RunMain(m)
-}
+func TestMain(m *testing.M) { os.Exit(testdb.RunMain(m)) }
 
 // waitFor bounds every wait of the tests: long enough for a slow machine,
 // short enough to fail a hung test quickly.

@@ -104,8 +104,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 func (s *Server) start(ctx context.Context, mariadbd, installDB string, opts Options) error {
 	dataDir := filepath.Join(s.Dir, "data")
+	// A private tmpdir: mariadbd deletes every #sql* file in its tmpdir at
+	// start-up, which would break another server's mariadb-install-db
+	// running in a shared /tmp at the same moment.
+	tmpDir := filepath.Join(s.Dir, "tmp")
+	if err := os.Mkdir(tmpDir, 0o700); err != nil {
+		return err
+	}
 	install := exec.CommandContext(ctx, installDB, "--no-defaults",
 		"--datadir="+dataDir,
+		"--tmpdir="+tmpDir,
 		"--auth-root-authentication-method=normal",
 		"--skip-test-db",
 	)
@@ -123,6 +131,7 @@ func (s *Server) start(ctx context.Context, mariadbd, installDB string, opts Opt
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := []string{"--no-defaults",
 		"--datadir=" + dataDir,
+		"--tmpdir=" + tmpDir,
 		"--socket=" + filepath.Join(s.Dir, "mariadb.sock"),
 		"--pid-file=" + filepath.Join(s.Dir, "mariadb.pid"),
 		"--log-error=" + filepath.Join(s.Dir, "error.log"),
