@@ -407,14 +407,24 @@ func (a *Agent) follow(ctx context.Context) error {
 	}
 	for {
 		err := a.stream.Stream(ctx, pos, a.handleNotice)
-		if !errors.Is(err, binlog.ErrPositionPurged) || ctx.Err() != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var reason string
+		switch {
+		case errors.Is(err, binlog.ErrPositionPurged):
+			a.log.Error(MsgPositionPurged, zap.String("position", pos.String()), zap.Error(err))
+			reason = "saved position purged from the server"
+		case errors.Is(err, binlog.ErrUnknownColumns):
+			// Events written before a schema change cannot be decoded
+			// with today's column names (binlog_row_metadata is not
+			// FULL): skip them and reconcile everyone instead.
+			a.log.Error(MsgColumnsUnknown, zap.String("position", pos.String()), zap.Error(err))
+			reason = "binlog events older than a schema change"
+		default:
 			return err
 		}
-		a.log.Error(MsgPositionPurged, zap.String("position", pos.String()), zap.Error(err))
-		if pos, err = a.syncFromHere(ctx, "saved position purged from the server"); err != nil {
+		if pos, err = a.syncFromHere(ctx, reason); err != nil {
 			return err
 		}
 	}

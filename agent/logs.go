@@ -25,6 +25,10 @@ const (
 	// MsgPositionPurged (error): the saved position is gone from the
 	// server; a full sync follows.
 	MsgPositionPurged = "binlog.position_purged"
+	// MsgColumnsUnknown (error): the binlog holds events of a watched
+	// table whose columns cannot be known any more (no row metadata, and
+	// the schema changed since); a full sync follows.
+	MsgColumnsUnknown = "binlog.columns_unknown"
 	// MsgSyncStart, MsgSyncProgress and MsgSyncDone (info) frame a full
 	// sync: reason, done, total, rate_per_s.
 	MsgSyncStart    = "sync.start"

@@ -247,3 +247,24 @@ func TestProgressIsLogged(t *testing.T) {
 		t.Fatal("no progress lines")
 	}
 }
+
+func TestSchemaChangeWithoutRowMetadataFallsBackToAFullSync(t *testing.T) {
+	srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=MINIMAL"}})
+	h := newHarness(t, withServer(srv))
+	uid := h.create(drupaltest.User{Name: "before", Mail: str("b@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	h.stop()
+	// A change, then a schema change, while the agent is down: the old
+	// event no longer matches information_schema's columns.
+	h.update(uid, func(u *drupaltest.User) { u.Mail = str("after@example.org") })
+	if _, err := h.db.DB.Exec("ALTER TABLE users_field_data ADD COLUMN extra INT NULL"); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	h.settle()
+	if !logged(`"msg":"binlog.columns_unknown"`) {
+		t.Fatal("no binlog.columns_unknown line")
+	}
+	h.assertServerMatchesDB()
+}
