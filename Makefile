@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin/scim-agent
 PKGS    := ./...
 
-.PHONY: all build test bench demo vet fmt ensure-mariadb clean
+.PHONY: all build test bench demo vet fmt ensure-mariadb ensure-promtool clean
 
 all: build
 
@@ -22,6 +22,25 @@ ensure-mariadb:
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mariadb-server
 
+# promtool checks deploy/prometheus/alerts.yaml and runs its rule unit
+# tests. Where it is not installed, it is taken out of Debian's prometheus
+# package into bin/ without installing the package (which would start a
+# Prometheus server).
+PROMTOOL ?= $(shell command -v promtool 2>/dev/null || echo bin/promtool)
+
+ensure-promtool:
+	@if [ -x "$(PROMTOOL)" ]; then exit 0; fi; \
+	echo "promtool not found: extracting it from Debian's prometheus package into bin/"; \
+	set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	if ! (cd "$$dir" && apt-get download -q prometheus >/dev/null 2>&1); then \
+		if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null; \
+		(cd "$$dir" && apt-get download -q prometheus); \
+	fi; \
+	dpkg-deb -x "$$dir"/prometheus_*.deb "$$dir/x"; \
+	mkdir -p "$$(dirname "$(PROMTOOL)")"; \
+	cp "$$dir/x/usr/bin/promtool" "$(PROMTOOL)"
+
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
@@ -32,8 +51,8 @@ vet:
 demo: build ensure-mariadb
 	$(GO) run ./internal/demo -agent $(BIN)
 
-test: ensure-mariadb vet
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+test: ensure-mariadb ensure-promtool vet
+	PROMTOOL=$(abspath $(PROMTOOL)) $(GO) test -count=1 -timeout 15m $(PKGS)
 
 # Micro-benchmarks run for the default time; the end-to-end backlog
 # benchmarks drain a fixed backlog of 2000 changes (their set-up is not

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	promqlparser "github.com/prometheus/prometheus/promql/parser"
 )
 
 // repoRoot is the module's root, where the Dockerfile lives.
@@ -160,170 +162,44 @@ type promRefs struct {
 	labels  []string
 }
 
-// promKeywords are PromQL words that are neither metrics nor functions.
-var promKeywords = map[string]bool{
-	"and": true, "or": true, "unless": true, "bool": true, "offset": true,
-	"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true,
-	"inf": true, "nan": true, "start": true, "end": true,
-	// Aggregation operators, which may stand before "by (...)" rather
-	// than "(".
-	"sum": true, "min": true, "max": true, "avg": true, "group": true, "stddev": true, "stdvar": true,
-	"count": true, "count_values": true, "bottomk": true, "topk": true, "quantile": true,
-	"limitk": true, "limit_ratio": true,
-}
+// grafanaMacros stand for Grafana's interval variables, which Grafana
+// replaces before Prometheus sees the query; the values only need to
+// parse.
+var grafanaMacros = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$__range", "1h")
 
-// grouping keywords take a parenthesised list of label names.
-var grouping = map[string]bool{"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true}
+// promParser is Prometheus's own PromQL parser, with the functions and
+// features of the Prometheus version it comes from.
+var promParser = promqlparser.NewParser(promqlparser.Options{})
 
-// scanPromQL reads the metric and label names of a PromQL expression
-// without a full parser: identifiers not followed by "(" are metric
-// names, names inside {...} before a matcher operator and inside the
-// lists of by/without/on/ignoring/group_left/group_right are label names.
-// Strings, ranges ([5m], [$__rate_interval]), numbers, durations and
-// Grafana variables ($instance) are skipped. It reports unbalanced
-// brackets and quotes, the mistakes a hand-edited expression makes.
+// scanPromQL parses a PromQL expression (Grafana's interval macros
+// allowed) and returns the metric names of its selectors and the label
+// names of its matchers and of its by/without/on/ignoring clauses, in
+// the order they appear.
 func scanPromQL(expr string) (promRefs, error) {
 	var refs promRefs
-	var stack []rune
-	pendingGroup := false
-	rs := []rune(expr)
-	isIdentStart := func(r rune) bool { return r == '_' || r == ':' || unicode.IsLetter(r) }
-	isIdent := func(r rune) bool { return isIdentStart(r) || unicode.IsDigit(r) }
-	nextNonSpace := func(i int) rune {
-		for ; i < len(rs); i++ {
-			if !unicode.IsSpace(rs[i]) {
-				return rs[i]
+	e, err := promParser.ParseExpr(grafanaMacros.Replace(expr))
+	if err != nil {
+		return refs, err
+	}
+	promqlparser.Inspect(e, func(n promqlparser.Node, _ []promqlparser.Node) error {
+		switch n := n.(type) {
+		case *promqlparser.AggregateExpr:
+			refs.labels = append(refs.labels, n.Grouping...)
+		case *promqlparser.BinaryExpr:
+			if n.VectorMatching != nil {
+				refs.labels = append(refs.labels, n.VectorMatching.MatchingLabels...)
+				refs.labels = append(refs.labels, n.VectorMatching.Include...)
+			}
+		case *promqlparser.VectorSelector:
+			refs.metrics = append(refs.metrics, n.Name)
+			for _, m := range n.LabelMatchers {
+				if m.Name != "__name__" {
+					refs.labels = append(refs.labels, m.Name)
+				}
 			}
 		}
-		return 0
-	}
-	skipString := func(i int) (int, error) {
-		q := rs[i]
-		for j := i + 1; j < len(rs); j++ {
-			if rs[j] == '\\' && q != '`' {
-				j++
-				continue
-			}
-			if rs[j] == q {
-				return j + 1, nil
-			}
-		}
-		return 0, fmt.Errorf("unterminated string at offset %d", i)
-	}
-	for i := 0; i < len(rs); {
-		r := rs[i]
-		switch {
-		case unicode.IsSpace(r):
-			i++
-		case r == '"' || r == '\'' || r == '`':
-			j, err := skipString(i)
-			if err != nil {
-				return refs, err
-			}
-			i = j
-		case r == '$':
-			i++
-			for i < len(rs) && (isIdent(rs[i]) || rs[i] == '{' || rs[i] == '}') {
-				i++
-			}
-		case unicode.IsDigit(r) || r == '.' && i+1 < len(rs) && unicode.IsDigit(rs[i+1]):
-			for i < len(rs) && (isIdent(rs[i]) || rs[i] == '.') {
-				i++
-			}
-		case r == '[':
-			j := strings.IndexRune(string(rs[i:]), ']')
-			if j < 0 {
-				return refs, fmt.Errorf("unclosed [ at offset %d", i)
-			}
-			i += len([]rune(string(rs[i:])[:j])) + 1
-		case r == '{':
-			// Label matchers: name op "value", ...
-			i++
-			for {
-				for i < len(rs) && (unicode.IsSpace(rs[i]) || rs[i] == ',') {
-					i++
-				}
-				if i >= len(rs) {
-					return refs, fmt.Errorf("unclosed {")
-				}
-				if rs[i] == '}' {
-					i++
-					break
-				}
-				start := i
-				for i < len(rs) && isIdent(rs[i]) {
-					i++
-				}
-				if start == i {
-					return refs, fmt.Errorf("label name expected at offset %d", i)
-				}
-				refs.labels = append(refs.labels, string(rs[start:i]))
-				for i < len(rs) && unicode.IsSpace(rs[i]) {
-					i++
-				}
-				for i < len(rs) && strings.ContainsRune("=!~", rs[i]) {
-					i++
-				}
-				for i < len(rs) && unicode.IsSpace(rs[i]) {
-					i++
-				}
-				if i >= len(rs) || !strings.ContainsRune("\"'`", rs[i]) {
-					return refs, fmt.Errorf("quoted label value expected at offset %d", i)
-				}
-				j, err := skipString(i)
-				if err != nil {
-					return refs, err
-				}
-				i = j
-			}
-		case r == '(':
-			if pendingGroup {
-				pendingGroup = false
-				end := strings.IndexRune(string(rs[i:]), ')')
-				if end < 0 {
-					return refs, fmt.Errorf("unclosed ( at offset %d", i)
-				}
-				for _, l := range strings.Split(string(rs[i:])[1:end], ",") {
-					if l = strings.TrimSpace(l); l != "" {
-						refs.labels = append(refs.labels, l)
-					}
-				}
-				i += len([]rune(string(rs[i:])[:end])) + 1
-				continue
-			}
-			stack = append(stack, '(')
-			i++
-		case r == ')':
-			if len(stack) == 0 {
-				return refs, fmt.Errorf("unbalanced ) at offset %d", i)
-			}
-			stack = stack[:len(stack)-1]
-			i++
-		case r == ']' || r == '}':
-			return refs, fmt.Errorf("unbalanced %c at offset %d", r, i)
-		case isIdentStart(r):
-			start := i
-			for i < len(rs) && isIdent(rs[i]) {
-				i++
-			}
-			word := string(rs[start:i])
-			next := nextNonSpace(i)
-			switch {
-			case grouping[word]:
-				pendingGroup = next == '('
-			case promKeywords[word]:
-			case next == '(':
-				// A function or an aggregation.
-			default:
-				refs.metrics = append(refs.metrics, word)
-			}
-		default:
-			i++
-		}
-	}
-	if len(stack) > 0 {
-		return refs, fmt.Errorf("%d unclosed (", len(stack))
-	}
+		return nil
+	})
 	return refs, nil
 }
 
