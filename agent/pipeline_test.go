@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,6 +279,38 @@ func TestExistingServerAccountIsAdoptedOn409(t *testing.T) {
 		t.Fatalf("%d POSTs, want exactly the one answered 409", h.count("POST"))
 	}
 	h.assertServerMatchesDB()
+}
+
+func TestForeignAccountIsNeitherAdoptedNorDeleted(t *testing.T) {
+	h := newHarness(t)
+	foreign := h.scim.Seed(map[string]any{"userName": "ivan", "externalId": "another-directory-7", "active": true})
+	h.start()
+	h.settle()
+	uid := h.create(drupaltest.User{Name: "ivan", Mail: str("ivan@example.org"), Status: 1})
+	h.settle()
+	parked, err := ParkedUsers(h.agent.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parked) != 1 || parked[0].UID != uid || !strings.Contains(parked[0].Parked.Detail, "another-directory-7") {
+		t.Fatalf("parked = %+v, want uid %d parked naming the other owner", parked, uid)
+	}
+
+	// Deleting the Drupal user must not delete the account it never owned.
+	h.scim.ResetRequests()
+	if err := h.site.Delete(context.Background(), uid); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if n := h.count("DELETE") + h.count("PATCH") + h.count("PUT"); n != 0 {
+		t.Fatalf("%d writes after deleting a user whose server account is foreign: %v", n, methods(h.userRequests()))
+	}
+	if _, ok := h.scim.UserByID(foreign); !ok {
+		t.Fatal("the foreign account was deleted")
+	}
+	if _, known, _ := h.agent.store.Account(uid); known {
+		t.Fatal("state still holds the deleted uid")
+	}
 }
 
 func TestOutageAnd429LoseNothing(t *testing.T) {

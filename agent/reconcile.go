@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -412,11 +413,46 @@ func (r *run) lookup(user mapping.User) (scimclient.Resource, error) {
 		if err != nil {
 			return nil, err
 		}
-		if len(list.Resources) > 0 {
-			return list.Resources[0], nil
+		for _, res := range list.Resources {
+			// A server that ignores or loosens the filter must not hand
+			// us somebody else's account.
+			if got, _ := res[f.attr].(string); matches(f.attr, got, f.value) {
+				return res, nil
+			}
 		}
 	}
 	return nil, nil
+}
+
+// matches reports whether a looked-up attribute is the value asked for:
+// userName is case-insensitive in SCIM (RFC 7643 §4.1.1), externalId is
+// not.
+func matches(attr, got, want string) bool {
+	if attr == "userName" {
+		return strings.EqualFold(got, want)
+	}
+	return got == want
+}
+
+// claim checks that an account found on the server may become uid's:
+// it carries no other identity's externalId and no other uid holds it.
+// It returns a permanent error naming the owner when it may not.
+func (r *run) claim(userName, externalID string, found scimclient.Resource) (string, error) {
+	id, _ := found["id"].(string)
+	if ext, _ := found["externalId"].(string); ext != "" && externalID != "" && ext != externalID {
+		return "", r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
+			userName, id, ext))
+	}
+	if id == "" {
+		return "", r.permanent(OpCreate, "the server's matching account has no id")
+	}
+	if other, err := r.a.managedBy(id); err != nil {
+		return "", err
+	} else if other != 0 && other != r.uid {
+		return "", r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which the agent provisions for uid %d",
+			userName, id, other))
+	}
+	return id, nil
 }
 
 // adopt takes over an account found on the server and makes it match.
@@ -424,20 +460,10 @@ func (r *run) lookup(user mapping.User) (scimclient.Resource, error) {
 // take.
 func (r *run) adopt(user mapping.User, found scimclient.Resource) (Result, error) {
 	res := Result{UserName: user.UserName()}
-	id, _ := found["id"].(string)
-	if ext, _ := found["externalId"].(string); ext != "" && user.ExternalID() != "" && ext != user.ExternalID() {
+	id, err := r.claim(user.UserName(), user.ExternalID(), found)
+	if err != nil {
 		res.Outcome = Failed
-		return res, r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
-			user.UserName(), id, ext))
-	}
-	if id == "" {
-		return res, r.permanent(OpCreate, "the server's matching account has no id")
-	}
-	if other, err := r.a.managedBy(id); err != nil {
 		return res, err
-	} else if other != 0 && other != r.uid {
-		return res, r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which the agent provisions for uid %d",
-			user.UserName(), id, other))
 	}
 	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
@@ -485,7 +511,17 @@ func (r *run) gone() (Result, error) {
 			res.Outcome = Unchanged
 			return res, r.forget()
 		}
-		r.rec.SCIMID, _ = found["id"].(string)
+		id, err := r.claim(r.rec.UserName, r.rec.ExternalID, found)
+		if err != nil {
+			var se *scimclient.Error
+			if errors.As(err, &se) {
+				// Somebody else's account: never ours to delete.
+				res.Outcome, res.Detail = Unchanged, se.Detail
+				return res, r.forget()
+			}
+			return res, err
+		}
+		r.rec.SCIMID = id
 	}
 	prov := r.a.cfg.Provisioning
 	if prov.OnDelete == config.OpDeactivate {
