@@ -72,18 +72,21 @@ type Agent struct {
 	log    *zap.Logger
 	dryRun bool
 
-	db      *sql.DB
-	store   *state.Store
-	client  *scimclient.Client
-	probe   *scimclient.Client // single attempt, for readiness probes
-	mapper  *mapping.Mapper
-	reader  *drupal.Reader
-	stream  *binlog.Streamer
-	work    *workset
-	guard   *guard
-	metrics *metrics
-	counts  counters
-	parked  parkedSet
+	db     *sql.DB
+	store  *state.Store
+	client *scimclient.Client
+	probe  *scimclient.Client // single attempt, for readiness probes
+	mapper *mapping.Mapper
+	reader *drupal.Reader
+	stream *binlog.Streamer
+	work   *workset
+	guard  *guard
+	// released are the uids approved but not yet sent when the agent
+	// opened; Run queues them.
+	released []uint32
+	metrics  *metrics
+	counts   counters
+	parked   parkedSet
 
 	shutdownTimeout time.Duration
 	readyWindow     time.Duration
@@ -178,6 +181,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 	if opts.ApproveDeletes {
 		a.guard.Approve()
 	}
+	a.released = a.guard.Released()
 	a.metrics = newMetrics(a)
 	if a.stream, err = binlog.Open(ctx, binlog.Config{
 		DSN:       cfg.MySQL.DSN,
@@ -352,6 +356,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			defer workers.Done()
 			a.runWorker(workCtx)
 		}()
+	}
+	for _, uid := range a.released {
+		a.work.Requeue(uid, "approve-deletes")
 	}
 	saverDone := make(chan struct{})
 	go func() {

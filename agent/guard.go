@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -47,21 +49,57 @@ type guard struct {
 }
 
 // guardState is what survives a restart: a tripped guard stays tripped
-// until approved.
+// until approved, the uids it held stay held, and approved uids not yet
+// sent stay approved (a sync or drift repair held some of them, and the
+// binlog will not name those again).
 type guardState struct {
-	Tripped bool      `json:"tripped"`
-	Since   time.Time `json:"since"`
+	Tripped  bool              `json:"tripped"`
+	Since    time.Time         `json:"since"`
+	Held     map[uint32]string `json:"held,omitempty"`     // uid → op held
+	Approved []uint32          `json:"approved,omitempty"` // released, not yet sent
 }
 
 func newGuard(max int, window time.Duration, store *state.Store, log *zap.Logger) *guard {
 	g := &guard{max: max, window: window, store: store, log: log, held: map[uint32]string{}, approved: map[uint32]bool{}}
 	if store != nil {
 		var s guardState
-		if ok, err := store.Meta(guardKey, &s); err == nil && ok && s.Tripped {
-			g.tripped, g.since = true, s.Since
+		if ok, err := store.Meta(guardKey, &s); err == nil && ok {
+			if s.Tripped {
+				g.tripped, g.since = true, s.Since
+				maps.Copy(g.held, s.Held)
+			}
+			for _, uid := range s.Approved {
+				g.approved[uid] = true
+			}
 		}
 	}
 	return g
+}
+
+// ApproveStored approves a deletion guard tripped while no agent runs: the
+// next start sends every deletion and deactivation it held.
+func ApproveStored(store *state.Store) error {
+	var s guardState
+	if _, err := store.Meta(guardKey, &s); err != nil {
+		return err
+	}
+	s.Tripped = false
+	for uid := range s.Held {
+		s.Approved = append(s.Approved, uid)
+	}
+	slices.Sort(s.Approved)
+	s.Approved = slices.Compact(s.Approved)
+	s.Held = nil
+	return store.PutMeta(guardKey, s)
+}
+
+// Released returns the uids approved but not yet sent, which the agent
+// queues at start: some were held by a sync or drift repair, and the
+// binlog will not name them again.
+func (g *guard) Released() []uint32 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Sorted(maps.Keys(g.approved))
 }
 
 // Allow asks to deprovision uid now (op is delete or deactivate). It
@@ -74,6 +112,7 @@ func (g *guard) Allow(uid uint32, op string) bool {
 	defer g.mu.Unlock()
 	if g.approved[uid] {
 		delete(g.approved, uid)
+		g.save()
 		return true
 	}
 	if g.tripped {
@@ -103,17 +142,20 @@ func (g *guard) Allow(uid uint32, op string) bool {
 }
 
 func (g *guard) hold(uid uint32, op string) {
-	if _, dup := g.held[uid]; !dup {
-		g.log.Warn(MsgGuardHeld, zap.Uint32("uid", uid), zap.String("op", op))
+	if _, dup := g.held[uid]; dup {
+		return
 	}
+	g.log.Warn(MsgGuardHeld, zap.Uint32("uid", uid), zap.String("op", op))
 	g.held[uid] = op
+	g.save()
 }
 
 func (g *guard) save() {
 	if g.store == nil {
 		return
 	}
-	if err := g.store.PutMeta(guardKey, guardState{Tripped: g.tripped, Since: g.since}); err != nil {
+	st := guardState{Tripped: g.tripped, Since: g.since, Held: g.held, Approved: slices.Sorted(maps.Keys(g.approved))}
+	if err := g.store.PutMeta(guardKey, st); err != nil {
 		g.log.Error(MsgGuardTripped, zap.Error(err))
 	}
 }

@@ -290,7 +290,7 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	h.stop()
 	h.start()
 	deadline = time.Now().Add(20 * time.Second)
-	for h.agent.guard.HeldCount() < 3 {
+	for h.agent.guard.HeldCount() < 3 || h.agent.AdminAddr() == "" {
 		if time.Now().After(deadline) {
 			t.Fatalf("after restart the guard holds %d, want 3", h.agent.guard.HeldCount())
 		}
@@ -317,6 +317,65 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	}
 	if h.agent.guard.Tripped() {
 		t.Fatal("guard still tripped")
+	}
+	h.assertServerMatchesDB()
+}
+
+func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
+	h := newHarness(t, withProvisioning("max_deletes: 1\nmax_deletes_window: 10m"))
+	var gone []uint32
+	for i := 0; i < 3; i++ {
+		gone = append(gone, h.create(drupaltest.User{Name: fmt.Sprintf("s%d", i), Status: 1}))
+	}
+	h.create(drupaltest.User{Name: "stays", Status: 1})
+	h.start()
+	h.settle()
+	h.stop()
+	// The three leave while no agent runs, and the saved position is lost
+	// (as after a purge): the next start finds them by a full sync, which
+	// the binlog will never name them to again.
+	ctx := context.Background()
+	for _, uid := range gone {
+		if err := h.site.Delete(ctx, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := state.Open(h.cfg.State.Path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DeleteMeta(positionKey); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+
+	h.start()
+	// The sync ends although two of its deletions are held, and streaming
+	// carries a new user to the server.
+	created := h.create(drupaltest.User{Name: "after-sync", Status: 1})
+	h.settle()
+	h.mustServerUser(created)
+	if n, held := h.count("DELETE"), h.agent.guard.HeldCount(); n != 1 || held != 2 {
+		t.Fatalf("%d DELETEs and %d held, want 1 and 2", n, held)
+	}
+
+	// Approved while no agent runs, the held deletions go at the next
+	// start, although nothing in the binlog names them.
+	h.stop()
+	if store, err = state.Open(h.cfg.State.Path, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApproveStored(store); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	h.start()
+	h.settle()
+	if n := h.count("DELETE"); n != 3 {
+		t.Fatalf("%d DELETEs after approval, want 3", n)
+	}
+	if h.agent.guard.Tripped() || len(h.agent.guard.Released()) != 0 {
+		t.Fatalf("guard after approval: tripped %v, approved-not-sent %v", h.agent.guard.Tripped(), h.agent.guard.Released())
 	}
 	h.assertServerMatchesDB()
 }

@@ -165,19 +165,23 @@ type ticket struct {
 
 // Done releases uid. With handled true, every batch that named uid up to
 // the ticket counts it as reconciled. With handled false (the reconcile
-// was interrupted, or is held back by the deletion guard) those batches
+// was interrupted, or is held back by the deletion guard) binlog batches
 // keep waiting, and so does the position, until Requeue hands the uid out
-// again. A uid named again while it was held is queued again either way.
+// again. A uid held by the guard counts as done for batches without a
+// position (a sync page, a drift repair, a request): the guard keeps it,
+// and a sync must not wait for an approval while streaming waits for the
+// sync. A uid named again while it was held is queued again either way.
 func (w *workset) Done(uid uint32, t ticket, handled bool, res Result) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.busy, uid)
+	held := res.Outcome == Held
 	p := w.pending[uid]
 	keep := p[:0]
 	for _, b := range p {
 		// Unhandled, a uid still counts for a batch that only wants its
 		// answer; binlog batches keep waiting (and so does the position).
-		if b.seq > t.seq || !handled && b.results == nil {
+		if b.seq > t.seq || !handled && b.results == nil && (b.pos != nil || !held) {
 			keep = append(keep, b)
 			continue
 		}

@@ -96,8 +96,8 @@ func TestWorksetHeldUIDKeepsPositionUntilRequeued(t *testing.T) {
 	b2 := w.Add([]uint32{6}, pos(20), time.Now(), "p20")
 	tk5 := mustGet(t, w, 5)
 	tk6 := mustGet(t, w, 6)
-	w.Done(5, tk5, false, Result{}) // held by the deletion guard
-	w.Done(6, tk6, true, Result{})  // other work keeps flowing
+	w.Done(5, tk5, false, Result{Outcome: Held}) // held by the deletion guard
+	w.Done(6, tk6, true, Result{})               // other work keeps flowing
 	if isClosed(b1) || !isClosed(b2) {
 		t.Fatal("held uid must keep b1 open while b2 completes")
 	}
@@ -112,6 +112,27 @@ func TestWorksetHeldUIDKeepsPositionUntilRequeued(t *testing.T) {
 	w.Done(5, tk5, true, Result{})
 	if p, _, _ := w.Safe(); p.Offset != 20 {
 		t.Fatalf("Safe = %v, want 20", p)
+	}
+}
+
+func TestWorksetHeldUIDCompletesABatchWithoutPosition(t *testing.T) {
+	w := newWorkset(0)
+	page := w.Add([]uint32{5, 6}, nil, time.Now(), "sync")
+	tk5 := mustGet(t, w, 5)
+	tk6 := mustGet(t, w, 6)
+	w.Done(5, tk5, false, Result{Outcome: Held}) // the guard keeps it
+	w.Done(6, tk6, false, Result{})              // interrupted: must run again
+	if isClosed(page) {
+		t.Fatal("an interrupted uid completed the sync page")
+	}
+	w.Requeue(6, "retry")
+	tk6 = mustGet(t, w, 6)
+	w.Done(6, tk6, true, Result{})
+	if !isClosed(page) {
+		t.Fatal("a uid held by the guard keeps a sync page open: the sync would wait for an approval")
+	}
+	if !w.Idle() {
+		t.Fatal("workset not idle")
 	}
 }
 

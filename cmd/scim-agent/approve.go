@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/scim-agent/scim-agent/agent"
 	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/state"
 )
@@ -40,7 +41,7 @@ func approveDeletesCommand(ctx context.Context, args []string, stdout, stderr io
 	}
 	defer store.Close()
 	// No agent running: clear the guard so the next start sends what was held.
-	if err := store.DeleteMeta("deletion_guard"); err != nil {
+	if err := agent.ApproveStored(store); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "approved: the next start sends the held deletions and deactivations")
