@@ -14,6 +14,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"database/sql"
@@ -60,6 +61,10 @@ type Options struct {
 	// ReconcileInterval, when set, replaces provisioning.reconcile_interval
 	// (tests use intervals shorter than the config allows).
 	ReconcileInterval time.Duration
+	// MaxPendingTransactions bounds the binlog transactions read but not
+	// yet fully handled; reading pauses at the bound (default 100000,
+	// a few MiB).
+	MaxPendingTransactions int
 }
 
 // positionKey is the state meta key of the saved binlog position.
@@ -120,7 +125,7 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 		cfg:             cfg,
 		log:             opts.Logger,
 		dryRun:          opts.DryRun,
-		work:            newWorkset(100_000),
+		work:            newWorkset(cmp.Or(opts.MaxPendingTransactions, 100_000)),
 		shutdownTimeout: opts.ShutdownTimeout,
 		readyWindow:     opts.ReadyWindow,
 		driftInterval:   cfg.Provisioning.ReconcileInterval,
@@ -326,22 +331,32 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	spc, _, err := a.client.ServiceProviderConfig(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			a.log.Info(MsgAgentStop, zap.String("reason", "stopped before the SCIM server answered"))
+			return nil // stopped while waiting for the server: nothing to save
+		}
 		return fmt.Errorf("read the SCIM server's ServiceProviderConfig: %w", err)
 	}
 	a.usePatch.Store(spc.PatchSupported)
 	a.markSCIMOK()
+	// runCtx ends with ctx, or when the stream stops for good: every loop
+	// below stops with it. Ending it also closes the work queue, so a
+	// binlog reader waiting for room in a full queue wakes up.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	defer context.AfterFunc(runCtx, a.work.Close)()
 	var background sync.WaitGroup
 	defer background.Wait()
 	background.Add(1)
 	go func() {
 		defer background.Done()
-		a.probeSCIM(ctx)
+		a.probeSCIM(runCtx)
 	}()
 	if a.driftInterval > 0 {
 		background.Add(1)
 		go func() {
 			defer background.Done()
-			a.runDriftRepairs(ctx, a.driftInterval)
+			a.runDriftRepairs(runCtx, a.driftInterval)
 		}()
 	}
 
@@ -363,14 +378,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	saverDone := make(chan struct{})
 	go func() {
 		defer close(saverDone)
-		a.savePositions(ctx)
+		a.savePositions(runCtx)
 	}()
 
 	a.log.Info(MsgAgentStart, zap.String("version", buildinfo.Read().Short()), zap.Int("workers", a.cfg.Provisioning.Workers),
 		zap.Bool("patch", spc.PatchSupported), zap.Bool("dry_run", a.dryRun))
-	streamErr := a.follow(ctx)
+	streamErr := a.follow(runCtx)
+	if streamErr != nil && ctx.Err() == nil {
+		a.log.Error(MsgAgentStop, zap.String("reason", "the binlog stream stopped for good"), zap.Error(streamErr))
+	}
 
 	// Shut down: no new work, let running reconciles finish, then cut them.
+	stopRun()
 	a.work.Close()
 	finished := make(chan struct{})
 	go func() { workers.Wait(); close(finished) }()

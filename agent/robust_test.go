@@ -108,27 +108,7 @@ func TestBinlogReconnectLosesNothing(t *testing.T) {
 	h.start()
 	h.settle()
 	before := h.create(drupaltest.User{Name: "before-kill", Status: 1})
-	// Kill the agent's binlog dump connection on the server.
-	var killed int
-	rows, err := h.srv.Root().Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", "agent_"+h.db.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		rows.Scan(&id)
-		ids = append(ids, id)
-	}
-	rows.Close()
-	for _, id := range ids {
-		if _, err := h.srv.Root().Exec(fmt.Sprintf("KILL %d", id)); err == nil {
-			killed++
-		}
-	}
-	if killed == 0 {
-		t.Fatal("no binlog dump connection to kill")
-	}
+	h.killDumpConnections()
 	after := h.create(drupaltest.User{Name: "after-kill", Status: 1})
 	h.settle()
 	h.mustServerUser(before)
@@ -267,4 +247,100 @@ func TestSchemaChangeWithoutRowMetadataFallsBackToAFullSync(t *testing.T) {
 		t.Fatal("no binlog.columns_unknown line")
 	}
 	h.assertServerMatchesDB()
+}
+
+// killDumpConnections kills the agent's binlog dump connections on the
+// server, as a network cut or a server restart would.
+func (h *harness) killDumpConnections() {
+	h.t.Helper()
+	rows, err := h.srv.Root().Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", "agent_"+h.db.Name)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	killed := 0
+	for _, id := range ids {
+		if _, err := h.srv.Root().Exec(fmt.Sprintf("KILL %d", id)); err == nil {
+			killed++
+		}
+	}
+	if killed == 0 {
+		h.t.Fatal("no binlog dump connection to kill")
+	}
+}
+
+func TestPermanentStreamErrorEndsRunWithTheError(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.settle()
+	// The replication grant is taken away and the connection cut: no
+	// reconnect can cure that, and Run must say so instead of hanging.
+	if _, err := h.srv.Root().Exec(fmt.Sprintf("REVOKE REPLICATION SLAVE ON *.* FROM 'agent_%s'@'%%'", h.db.Name)); err != nil {
+		t.Fatal(err)
+	}
+	h.killDumpConnections()
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "REPLICATION SLAVE") {
+			t.Fatalf("Run returned %v, want the refused replication connection", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after the stream stopped for good")
+	}
+	h.agent.Close()
+	h.agent = nil
+}
+
+func TestStopWithAFullQueueDuringAnOutageLosesNothing(t *testing.T) {
+	h := newHarness(t)
+	h.start(func(o *Options) { o.MaxPendingTransactions = 2 })
+	h.settle()
+	h.scim.SetDown(true)
+	var uids []uint32
+	for i := 0; i < 6; i++ {
+		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("full%d", i), Status: 1}))
+	}
+	// Wait until the binlog reader waits for room in the queue.
+	w := h.agent.work
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		w.mu.Lock()
+		full := w.open >= w.maxOpen
+		w.mu.Unlock()
+		if full {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the queue never filled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop() // fails the test when Run does not return
+	h.scim.SetDown(false)
+	h.start()
+	h.settle()
+	for _, uid := range uids {
+		h.mustServerUser(uid)
+	}
+	h.assertServerMatchesDB()
+}
+
+func TestStopWhileWaitingForTheSCIMServerAtStartIsClean(t *testing.T) {
+	h := newHarness(t)
+	h.scim.SetDown(true)
+	h.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for h.scim.CountRequests("GET", "/ServiceProviderConfig") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent never asked for the ServiceProviderConfig")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop() // a stop asked for is not a failure: Run returns nil
 }
