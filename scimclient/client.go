@@ -380,6 +380,9 @@ func (r *request) backoff(_, _ time.Duration, _ int, resp *http.Response) time.D
 	wait, fromServer := time.Duration(0), false
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		wait, fromServer = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		// "Retry-After: 0" or a date already past would make a tight
+		// loop of a server that keeps saying it: back off as usual.
+		fromServer = fromServer && wait >= r.c.cfg.MinBackoff
 	}
 	if !fromServer {
 		wait = min(max(r.bo.NextBackOff(), r.c.cfg.MinBackoff), r.c.cfg.MaxBackoff)

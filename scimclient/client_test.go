@@ -333,6 +333,27 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 }
 
+func TestRetryAfterZeroStillBacksOff(t *testing.T) {
+	srv := scimtest.New(t, scimtest.Options{})
+	log, logs := observed()
+	c := newClient(t, srv, func(c *Config) { c.Logger = log; c.MinBackoff = 20 * time.Millisecond; c.MaxBackoff = 40 * time.Millisecond })
+	past := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
+	srv.Inject(scimtest.Fault{Method: "GET", Times: 2, Status: 429, RetryAfter: "0"})
+	srv.Inject(scimtest.Fault{Method: "GET", Times: 2, Status: 503, RetryAfter: past})
+	if _, _, err := c.ListUsers(context.Background(), "", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	retries := logs.FilterMessage(MsgRetry).All()
+	if len(retries) != 4 {
+		t.Fatalf("%d retry lines, want 4", len(retries))
+	}
+	for _, e := range retries {
+		if ms, _ := e.ContextMap()["retry_in_ms"].(int64); ms < 20 {
+			t.Errorf("waited %d ms after %v: a server saying Retry-After 0 or a past date made a tight loop", ms, e.ContextMap())
+		}
+	}
+}
+
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, tc := range []struct {
