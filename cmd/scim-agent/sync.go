@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/scim-agent/scim-agent/agent"
@@ -179,16 +181,21 @@ func printResults(w io.Writer, results []agent.Result) error {
 // its parked uids itself.
 var errParkedRemote = errors.New("the running agent picks its parked uids")
 
-// uintList is a repeatable uint flag.
+// uintList is a repeatable uid flag that also takes a comma-separated
+// list: --uid 12 --uid 13 or --uid 12,13.
 type uintList []uint32
 
 func (l *uintList) String() string { return fmt.Sprint(*l) }
 
 func (l *uintList) Set(s string) error {
-	var v uint32
-	if _, err := fmt.Sscan(s, &v); err != nil {
-		return fmt.Errorf("%q is not a uid", s)
+	var out []uint32
+	for _, part := range strings.Split(s, ",") {
+		v, err := strconv.ParseUint(strings.TrimSpace(part), 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q is not a uid (a whole number from 0 to 4294967295)", part)
+		}
+		out = append(out, uint32(v))
 	}
-	*l = append(*l, v)
+	*l = append(*l, out...)
 	return nil
 }
