@@ -81,7 +81,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad on_delete", minimal + "provisioning:\n  on_delete: remove\n", `config.yaml:8: provisioning.on_delete: "remove" is not one of delete, deactivate`},
 		{"bad operation", minimal + "provisioning:\n  operations: [create, purge]\n", `provisioning.operations: "purge" is not one of`},
 		{"workers out of range", minimal + "provisioning:\n  workers: 0\n", ``},
-		{"wrong type", minimal + "provisioning:\n  workers: many\n", "cannot unmarshal !!str `many`"},
+		{"wrong type", minimal + "provisioning:\n  workers: many\n", "config.yaml:8: provisioning.workers: cannot unmarshal !!str `many` into int"},
 		{"missing dsn", "scim:\n  base_url: https://x/scim\n  token: t\n", `config.yaml: mysql.dsn: is required`},
 		{"dsn without database", strings.Replace(minimal, "/drupal", "/", 1), `config.yaml:3: mysql.dsn: names no database`},
 		{"relative URL", strings.Replace(minimal, "https://idp.example.com/scim/v2", "/scim/v2", 1), `scim.base_url: "/scim/v2" is not an absolute http(s) URL`},
@@ -109,6 +109,29 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 				t.Fatalf("error leaks a secret: %q", err)
 			}
 		})
+	}
+}
+
+func TestEnvironmentInNumbers(t *testing.T) {
+	vars := env(map[string]string{"DB_PASSWORD": "pw", "SCIM_TOKEN": "007", "WORKERS": "6", "SERVER_ID": "4242",
+		"SKIP": "17", "MAX": "many"})
+	doc := strings.Replace(minimal, "mysql:\n", "mysql:\n  server_id: \"${SERVER_ID}\"\n", 1) +
+		"provisioning:\n  workers: ${WORKERS}\n  exclude_uids:\n    - 0\n    - ${SKIP}\n"
+	cfg, err := Parse([]byte(doc), "config.yaml", vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Provisioning.Workers != 6 || cfg.MySQL.ServerID != 4242 || len(cfg.Provisioning.ExcludeUIDs) != 2 ||
+		cfg.Provisioning.ExcludeUIDs[1] != 17 {
+		t.Fatalf("workers %d, server_id %d, exclude_uids %v", cfg.Provisioning.Workers, cfg.MySQL.ServerID, cfg.Provisioning.ExcludeUIDs)
+	}
+	// A string stays a string, digits or not.
+	if cfg.SCIM.Token != "007" {
+		t.Fatalf("token = %q, want the digits kept as written", cfg.SCIM.Token)
+	}
+	_, err = Parse([]byte(minimal+"provisioning:\n  max_deletes: ${MAX}\n"), "config.yaml", vars)
+	if err == nil || !strings.Contains(err.Error(), "config.yaml:8: provisioning.max_deletes: cannot unmarshal !!str `many`") {
+		t.Fatalf("error = %v, want the line, key and value at fault", err)
 	}
 }
 

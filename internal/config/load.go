@@ -42,7 +42,7 @@ func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Co
 	var c Config
 	if root != nil {
 		if err := root.Decode(&c); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, typeError(name, err, lines)
 		}
 	}
 	present := func(path string) bool { _, ok := lines[path]; return ok }
@@ -57,6 +57,37 @@ func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Co
 		return nil, err
 	}
 	return &c, nil
+}
+
+// typeError rewrites YAML's "line N: cannot unmarshal ..." so that each
+// problem names its file, line and key.
+func typeError(name string, err error, lines map[string]int) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	byLine := map[int]string{}
+	for path, line := range lines {
+		if cur, ok := byLine[line]; !ok || len(path) > len(cur) {
+			byLine[line] = path // the deepest key on the line
+		}
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		var line int
+		var rest string
+		if _, serr := fmt.Sscanf(e, "line %d:", &line); serr == nil {
+			_, rest, _ = strings.Cut(e, ": ")
+			if path, ok := byLine[line]; ok {
+				msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, line, path, rest))
+				continue
+			}
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s", name, line, rest))
+			continue
+		}
+		msgs = append(msgs, name+": "+e)
+	}
+	return errors.New(strings.Join(msgs, "\n"))
 }
 
 // keyError is a problem at one line of the file.
@@ -77,8 +108,14 @@ func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lo
 	}
 	switch node.Kind {
 	case yaml.ScalarNode:
-		if err := expand(node, path, lookupEnv); err != nil {
+		expanded, err := expand(node, path, lookupEnv)
+		if err != nil {
 			return err
+		}
+		if expanded && t.Kind() != reflect.String {
+			// workers: ${WORKERS} or workers: "${WORKERS}" holds a number
+			// once expanded: let YAML read the value, not the quotes.
+			node.Tag, node.Style = "", 0
 		}
 		if t == durationType {
 			return durationScalar(node, path)
@@ -177,11 +214,12 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// expand replaces ${VAR} in a scalar value. An unset variable is an error:
-// an empty password or token is never what the operator meant.
-func expand(node *yaml.Node, path string, lookupEnv func(string) (string, bool)) error {
-	if !strings.Contains(node.Value, "${") {
-		return nil
+// expand replaces ${VAR} in a scalar value and reports whether it did.
+// An unset variable is an error: an empty password or token is never what
+// the operator meant.
+func expand(node *yaml.Node, path string, lookupEnv func(string) (string, bool)) (bool, error) {
+	if !envRef.MatchString(node.Value) {
+		return false, nil
 	}
 	var missing []string
 	node.Value = envRef.ReplaceAllStringFunc(node.Value, func(ref string) string {
@@ -193,9 +231,9 @@ func expand(node *yaml.Node, path string, lookupEnv func(string) (string, bool))
 		return v
 	})
 	if len(missing) > 0 {
-		return &keyError{node.Line, fmt.Sprintf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))}
+		return true, &keyError{node.Line, fmt.Sprintf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))}
 	}
-	return nil
+	return true, nil
 }
 
 // IsKeyError reports whether err is about a key or value of the file.
