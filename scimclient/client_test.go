@@ -131,9 +131,11 @@ func TestUserRoundTrip(t *testing.T) {
 		t.Fatalf("GET %v %+v %v", got, res, err)
 	}
 
-	// PUT back what GET returned (with id, meta, schemas): the client
-	// strips the read-only attributes.
+	// PUT back what GET returned (with id, meta, schemas, and the groups
+	// a server lists on a member): the client strips the read-only
+	// attributes.
 	got["displayName"] = "Alice"
+	got["Groups"] = []any{map[string]any{"value": "g1", "display": "Staff"}}
 	replaced, _, err := c.ReplaceUser(ctx, id, got)
 	if err != nil || replaced["displayName"] != "Alice" {
 		t.Fatalf("PUT %v %v", replaced, err)

@@ -238,7 +238,8 @@ func userPath(id string) (string, error) {
 }
 
 // resourceBody prepares a resource for POST or PUT: a copy without the
-// read-only id and meta (RFC 7643 §3.1), with "schemas" an array holding
+// read-only id and meta (RFC 7643 §3.1) and groups (§4.1.2: membership
+// is changed through the Group, and a PUT built from a GET holds it), with "schemas" an array holding
 // the core User schema, the schemas it had, and every extension whose
 // object it holds.
 func resourceBody(r Resource) map[string]any {
@@ -246,7 +247,7 @@ func resourceBody(r Resource) map[string]any {
 	var had []string
 	for k, v := range r {
 		switch {
-		case strings.EqualFold(k, "id"), strings.EqualFold(k, "meta"):
+		case strings.EqualFold(k, "id"), strings.EqualFold(k, "meta"), strings.EqualFold(k, "groups"):
 		case strings.EqualFold(k, "schemas"):
 			had = schemaList(v)
 		default:

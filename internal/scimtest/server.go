@@ -385,15 +385,16 @@ func (s *Server) strictChecks(w http.ResponseWriter, r *http.Request, body []byt
 	return checkResourceBody(w, m)
 }
 
-// checkResourceBody rejects read-only attributes (RFC 7643 §3.1 says a
+// checkResourceBody rejects read-only attributes (id, meta, and a User's
+// groups; RFC 7643 §3.1 says a
 // server SHALL ignore them; this one rejects them so the client's defect
 // shows) and extension objects whose URN is missing from schemas (RFC 7643
 // §3).
 func checkResourceBody(w http.ResponseWriter, m map[string]json.RawMessage) bool {
 	for k := range m {
-		if strings.EqualFold(k, "id") || strings.EqualFold(k, "meta") {
+		if strings.EqualFold(k, "id") || strings.EqualFold(k, "meta") || strings.EqualFold(k, "groups") {
 			writeError(w, http.StatusBadRequest, "mutability",
-				fmt.Sprintf("attribute %q is readOnly: a client must not send it (RFC 7643 §3.1)", k))
+				fmt.Sprintf("attribute %q is readOnly: a client must not send it (RFC 7643 §3.1, §4.1.2)", k))
 			return false
 		}
 	}
