@@ -338,7 +338,11 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 func TestRetryAfterZeroStillBacksOff(t *testing.T) {
 	srv := scimtest.New(t, scimtest.Options{})
 	log, logs := observed()
-	c := newClient(t, srv, func(c *Config) { c.Logger = log; c.MinBackoff = 20 * time.Millisecond; c.MaxBackoff = 40 * time.Millisecond })
+	c := newClient(t, srv, func(c *Config) {
+		c.Logger = log
+		c.MinBackoff = 20 * time.Millisecond
+		c.MaxBackoff = 40 * time.Millisecond
+	})
 	past := time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)
 	srv.Inject(scimtest.Fault{Method: "GET", Times: 2, Status: 429, RetryAfter: "0"})
 	srv.Inject(scimtest.Fault{Method: "GET", Times: 2, Status: 503, RetryAfter: past})
