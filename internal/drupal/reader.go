@@ -78,6 +78,11 @@ func NewReader(db *sql.DB, tables Tables, sources mapping.Sources) *Reader {
 	if sources.Roles {
 		barrier += " LEFT JOIN " + quote(tables.Roles()) + " r ON r.entity_id = u.uid"
 	}
+	// Mapped field tables too: a module or migration may write one alone.
+	for i, f := range sources.Fields {
+		alias := fmt.Sprintf("f%d", i)
+		barrier += " LEFT JOIN " + quote(tables.Field(f.Name)) + " " + alias + " ON " + alias + ".entity_id = u.uid"
+	}
 	r.barrier = barrier + " WHERE u.uid = ? LOCK IN SHARE MODE"
 	return r
 }
