@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
@@ -117,7 +118,22 @@ func (a *assembler) decodeRows(e *replication.RowsEvent, data []byte) error {
 	if e.Table == nil || !a.watches(e.Table.Schema, e.Table.Table) {
 		return nil
 	}
-	return e.DecodeData(pos, data)
+	if err := e.DecodeData(pos, data); err != nil {
+		return decodeError(string(e.Table.Table), err)
+	}
+	return nil
+}
+
+// decodeError names the table whose rows would not decode, without the
+// row data: go-mysql's message for a panic while decoding quotes the raw
+// event and the rows parsed so far, which can hold a password hash, and
+// this error ends up in a log line.
+func decodeError(table string, err error) error {
+	msg, _, _ := strings.Cut(err.Error(), ", data ")
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	return fmt.Errorf("binlog: decode a rows event of table %s: %s", table, msg)
 }
 
 // event processes one binlog event and returns a Notice when the event

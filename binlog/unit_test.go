@@ -539,3 +539,28 @@ func TestDriverLogsGoToZapAtDebug(t *testing.T) {
 		t.Error("enabled with a no-op logger")
 	}
 }
+
+func TestDecodeErrorHoldsNoRowData(t *testing.T) {
+	hash := "$S$E5Bq8ysFC1HrTzKkS5RTkCFVGGRyNotAHashRealOne"
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		// What go-mysql returns when decoding panics: the raw event and the
+		// rows parsed so far, password hash included.
+		{"panic", fmt.Errorf("parse rows event panic runtime error: index out of range [3] with length 3, data %q, parsed rows %#v",
+			"\x01\x02"+hash, []any{int64(7), hash}), "binlog: decode a rows event of table users_field_data: parse rows event panic runtime error: index out of range [3] with length 3"},
+		{"plain", errors.New("invalid blob packlen = 9"), "binlog: decode a rows event of table users_field_data: invalid blob packlen = 9"},
+		{"long", errors.New(strings.Repeat("x", 500)), "binlog: decode a rows event of table users_field_data: " + strings.Repeat("x", 200) + "..."},
+	}
+	for _, tt := range tests {
+		got := decodeError("users_field_data", tt.err).Error()
+		if got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+		if strings.Contains(got, hash) {
+			t.Errorf("%s: the error holds the password hash", tt.name)
+		}
+	}
+}
