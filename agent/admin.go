@@ -28,6 +28,8 @@ func (a *Agent) Readiness() Readiness {
 		return Readiness{Reason: "not running"}
 	case !a.stream.Status().Connected:
 		return Readiness{Reason: "binlog not connected"}
+	case a.authRefused.Load() != 0:
+		return Readiness{Reason: "the SCIM server refuses the token (HTTP 401): changes wait until scim.token is fixed"}
 	case !a.scimHealthy():
 		return Readiness{Reason: fmt.Sprintf("no successful SCIM request in the last %s", a.readyWindow)}
 	case !a.syncDone.Load():

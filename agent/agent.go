@@ -99,12 +99,15 @@ type Agent struct {
 	usePatch        atomic.Bool  // false when the server has no PATCH (or answered 405)
 	lastSCIMOK      atomic.Int64 // unix nanoseconds
 	lastSCIMFail    atomic.Int64
-	heartbeat       atomic.Int64 // the saver loop's last turn, for /healthz
-	running         atomic.Bool
-	syncDone        atomic.Bool
-	started         time.Time
-	savedMu         sync.Mutex
-	saved           binlog.Position
+	// authRefused is when the SCIM server last answered a request of a
+	// reconcile with 401, unless one succeeded since (unix nanoseconds).
+	authRefused atomic.Int64
+	heartbeat   atomic.Int64 // the saver loop's last turn, for /healthz
+	running     atomic.Bool
+	syncDone    atomic.Bool
+	started     time.Time
+	savedMu     sync.Mutex
+	saved       binlog.Position
 	// verify holds uids (uint32 → true) whose next reconcile compares
 	// with the server's copy: set by sync and the scheduled reconcile.
 	verify    sync.Map
@@ -538,6 +541,7 @@ func (a *Agent) runWorker(ctx context.Context) {
 			wait := retryDelay(attempt)
 			a.log.Warn("reconcile.error", zap.Uint32("uid", uid), zap.String("binlog_pos", t.cause),
 				zap.Int("attempt", attempt), zap.Int64("retry_in_ms", wait.Milliseconds()), zap.Error(err))
+			a.work.Fail(uid, Result{UID: uid, Outcome: Failed, Detail: err.Error()})
 			select {
 			case <-ctx.Done():
 			case <-time.After(wait):

@@ -109,6 +109,12 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 	}
 	if err != nil {
 		var se *scimclient.Error
+		if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
+			// The token, not this user: parking would turn a revoked or
+			// rotated token into every user parked. Hold the position
+			// and retry like an outage; /readyz says why.
+			return res, fmt.Errorf("the SCIM server refuses the token: %s", se.Error())
+		}
 		if errors.As(err, &se) && ctx.Err() == nil {
 			return r.park(res, se)
 		}
@@ -651,7 +657,12 @@ func (r *run) logCall(op, userName, method, path string, cr scimclient.Result, e
 		zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
 	}
 	r.a.metrics.observeRequest(method, cr.Status, cr.Duration)
-	if err == nil || cr.Status > 0 && cr.Status < 500 {
+	switch {
+	case cr.Status == http.StatusUnauthorized:
+		r.a.authRefused.Store(time.Now().UnixNano())
+		r.a.markSCIMFail()
+	case err == nil || cr.Status > 0 && cr.Status < 500:
+		r.a.authRefused.Store(0)
 		r.a.markSCIMOK()
 	}
 	if err != nil {

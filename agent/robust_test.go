@@ -344,3 +344,42 @@ func TestStopWhileWaitingForTheSCIMServerAtStartIsClean(t *testing.T) {
 	}
 	h.stop() // a stop asked for is not a failure: Run returns nil
 }
+
+func TestRefusedTokenHoldsChangesInsteadOfParkingThem(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.settle()
+	h.scim.SetToken("rotated-on-the-server")
+	uid := h.create(drupaltest.User{Name: "waits", Mail: str("waits@example.org"), Status: 1})
+	deadline := time.Now().Add(20 * time.Second)
+	for !logged(`"msg":"reconcile.error"`, fmt.Sprintf(`"uid":%d`, uid), "refuses the token") {
+		if time.Now().After(deadline) {
+			t.Fatal("no reconcile.error naming the refused token")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p, _ := ParkedUsers(h.agent.store); len(p) != 0 {
+		t.Fatalf("a refused token parked users: %+v", p)
+	}
+	if r := h.agent.Readiness(); r.Ready || !strings.Contains(r.Reason, "401") {
+		t.Fatalf("readiness = %+v, want not ready because of the 401", r)
+	}
+	if pos, _, _ := h.agent.work.Safe(); atLeast(pos, h.headPosition()) {
+		t.Fatal("the position moved past a change the server refused")
+	}
+	// An operator's request meanwhile gets an answer, not a hang.
+	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, false)
+	if err != nil || len(res) != 1 || res[0].Outcome != Failed || !strings.Contains(res[0].Detail, "401") {
+		t.Fatalf("sync while refused = %+v, %v", res, err)
+	}
+
+	// Once the server takes the token again the change goes through,
+	// with no restart.
+	h.scim.SetToken(h.scim.Token)
+	h.settle()
+	h.mustServerUser(uid)
+	if r := h.agent.Readiness(); !r.Ready {
+		t.Fatalf("readiness after the token works again: %+v", r)
+	}
+	h.assertServerMatchesDB()
+}

@@ -207,6 +207,37 @@ func (w *workset) Done(uid uint32, t ticket, handled bool, res Result) {
 	}
 }
 
+// Fail answers the batches that only want uid's result (requests such
+// as POST /sync) with res, a failed attempt, while the worker keeps
+// retrying for the binlog batches: an operator's request gets its answer
+// instead of waiting out an outage of unknown length.
+func (w *workset) Fail(uid uint32, res Result) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.pending[uid]
+	keep := p[:0]
+	for _, b := range p {
+		// A request that came after the attempt began gets the same
+		// answer: the next attempt would most likely fail alike.
+		if b.results == nil {
+			keep = append(keep, b)
+			continue
+		}
+		b.results[uid] = res
+		b.remaining--
+		if b.remaining == 0 {
+			w.open--
+			close(b.done)
+			w.cond.Broadcast()
+		}
+	}
+	if len(keep) == 0 {
+		delete(w.pending, uid)
+	} else {
+		w.pending[uid] = keep
+	}
+}
+
 // Requeue queues uid again, covering every batch that has named it so far.
 func (w *workset) Requeue(uid uint32, cause string) {
 	w.mu.Lock()

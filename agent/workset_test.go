@@ -136,6 +136,24 @@ func TestWorksetHeldUIDCompletesABatchWithoutPosition(t *testing.T) {
 	}
 }
 
+func TestWorksetFailAnswersRequestsOnly(t *testing.T) {
+	w := newWorkset(0)
+	stream := w.Add([]uint32{5}, pos(10), time.Now(), "p10")
+	tk := mustGet(t, w, 5)
+	req := w.AddCollect([]uint32{5}, "sync") // arrives while the attempt runs
+	w.Fail(5, Result{UID: 5, Outcome: Failed, Detail: "refused"})
+	if !isClosed(req.done) || req.results[5].Detail != "refused" {
+		t.Fatalf("the request got no answer from a failed attempt: %+v", req.results)
+	}
+	if isClosed(stream) {
+		t.Fatal("a failed attempt completed a binlog batch")
+	}
+	w.Done(5, tk, true, Result{})
+	if !isClosed(stream) {
+		t.Fatal("binlog batch not complete after the retry succeeded")
+	}
+}
+
 func TestWorksetMergesCompleteBatchesBehindAStall(t *testing.T) {
 	w := newWorkset(0)
 	w.Add([]uint32{1}, pos(1), time.Now(), "p1")

@@ -91,7 +91,8 @@ type Options struct {
 type Server struct {
 	// URL is the SCIM base URL, e.g. http://127.0.0.1:40123/scim/v2.
 	URL string
-	// Token is the bearer token the server requires.
+	// Token is the bearer token the server required when it started
+	// (SetToken changes what it requires).
 	Token string
 
 	opts      Options
@@ -106,10 +107,11 @@ type Server struct {
 	seq     uint64 // insertion order, for stable listing
 	version uint64 // source of meta.version
 
-	fmu    sync.Mutex // guards faults, reject and down
+	fmu    sync.Mutex // guards faults, reject, down and token
 	faults []*faultState
 	reject func(method string, attrs map[string]any) *Fault
 	down   bool
+	token  string
 
 	lmu  sync.Mutex // guards reqs and the Requests they point to
 	reqs []*Request
@@ -135,6 +137,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		Token:   opts.Token,
+		token:   opts.Token,
 		opts:    opts,
 		closed:  make(chan struct{}),
 		users:   map[string]*user{},
@@ -454,7 +457,18 @@ func (s *Server) authorized(r *http.Request) bool {
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.Token)) == 1
+	s.fmu.Lock()
+	want := s.token
+	s.fmu.Unlock()
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(want)) == 1
+}
+
+// SetToken changes the bearer token the server requires, as a rotation
+// or revocation on a real server does.
+func (s *Server) SetToken(token string) {
+	s.fmu.Lock()
+	s.token = token
+	s.fmu.Unlock()
 }
 
 // acceptable reports whether an Accept header allows a SCIM JSON answer;
