@@ -471,6 +471,7 @@ func (a *Agent) syncFromHere(ctx context.Context, reason string) (binlog.Positio
 	if err := a.FullSync(ctx, reason); err != nil {
 		return pos, err
 	}
+	a.work.Resync()
 	if !a.dryRun {
 		if err := a.store.PutMeta(positionKey, pos); err != nil {
 			return pos, err

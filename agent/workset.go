@@ -253,6 +253,20 @@ func (w *workset) Requeue(uid uint32, cause string) {
 	}
 }
 
+// Resync forgets the positions of the binlog batches read so far: a
+// full sync covered them, and the position saved after it is newer than
+// theirs. Their uids are still reconciled; only the safe position no
+// longer waits for them, so it never moves back behind the sync's.
+func (w *workset) Resync() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, b := range w.positioned {
+		b.pos = nil
+	}
+	w.positioned = nil
+	w.hasSafe = false
+}
+
 // advance moves the safe position past every complete binlog batch at the
 // head of the line.
 func (w *workset) advance() {

@@ -154,6 +154,23 @@ func TestWorksetFailAnswersRequestsOnly(t *testing.T) {
 	}
 }
 
+func TestWorksetResyncNeverMovesThePositionBack(t *testing.T) {
+	w := newWorkset(0)
+	w.Add([]uint32{5}, pos(10), time.Now(), "p10") // read before the resync
+	tk := mustGet(t, w, 5)
+	w.Resync() // a full sync covered it; the agent saved a newer position
+	w.Done(5, tk, true, Result{})
+	if p, _, ok := w.Safe(); ok {
+		t.Fatalf("Safe = %v after a resync: an old batch would move the saved position back", p)
+	}
+	w.Add([]uint32{6}, pos(30), time.Now(), "p30")
+	tk = mustGet(t, w, 6)
+	w.Done(6, tk, true, Result{})
+	if p, _, ok := w.Safe(); !ok || p.Offset != 30 {
+		t.Fatalf("Safe = %v, %v; want 30", p, ok)
+	}
+}
+
 func TestWorksetMergesCompleteBatchesBehindAStall(t *testing.T) {
 	w := newWorkset(0)
 	w.Add([]uint32{1}, pos(1), time.Now(), "p1")
