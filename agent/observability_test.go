@@ -190,3 +190,13 @@ func TestReadinessFollowsTheSCIMServer(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusSaysWhenTheStateFileCannotBeRead(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.settle()
+	h.agent.store.Close() // as a failed disk would make reads fail
+	if s := h.agent.Status(); !strings.Contains(s.Error, "read the state file") {
+		t.Fatalf("status error = %q, want the state file named", s.Error)
+	}
+}

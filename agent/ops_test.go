@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -378,4 +379,32 @@ func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
 		t.Fatalf("guard after approval: tripped %v, approved-not-sent %v", h.agent.guard.Tripped(), h.agent.guard.Released())
 	}
 	h.assertServerMatchesDB()
+}
+
+func TestDryRunRequestOnALiveAgentLeavesNoTrace(t *testing.T) {
+	h := newHarness(t)
+	uid := h.create(drupaltest.User{Name: "drift", Mail: str("drift@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	id := h.mustServerUser(uid).ID
+	h.scim.Edit(id, func(m map[string]any) { m["active"] = false }) // changed by hand on the server
+	h.agent.verify.Store(uid, true)                                 // as a drift repair asks
+	before := h.agent.Status().Operations
+	h.scim.ResetRequests()
+
+	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, true)
+	if err != nil || len(res) != 1 || res[0].Outcome != Reactivated {
+		t.Fatalf("dry run = %+v, %v; want the reactivation it would send", res, err)
+	}
+	for _, r := range h.userRequests() {
+		if r.Method != "GET" {
+			t.Fatalf("dry run sent %s %s", r.Method, r.Path)
+		}
+	}
+	if after := h.agent.Status().Operations; !maps.Equal(before, after) {
+		t.Fatalf("operations counted a dry run: %v → %v", before, after)
+	}
+	if _, ok := h.agent.verify.Load(uid); !ok {
+		t.Fatal("the dry run used up the drift repair's request to compare with the server")
+	}
 }

@@ -79,7 +79,9 @@ type run struct {
 
 func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, err error) {
 	defer func() {
-		if err == nil {
+		// A one-off dry run on a live agent (sync --dry-run) did nothing:
+		// it counts towards neither status nor metrics.
+		if err == nil && (!h.dry || a.dryRun) {
 			a.counts.add(res.Outcome)
 			a.metrics.observeReconcile(res)
 		}
@@ -87,7 +89,11 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 	if a.cfg.Provisioning.Excluded(uid) {
 		return Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}, nil
 	}
-	if _, asked := a.verify.LoadAndDelete(uid); asked {
+	if h.dry {
+		if _, asked := a.verify.Load(uid); asked {
+			h.verify = true // and left for the real reconcile it was asked for
+		}
+	} else if _, asked := a.verify.LoadAndDelete(uid); asked {
 		h.verify = true
 	}
 	log := a.log.With(zap.Uint32("uid", uid), zap.String("binlog_pos", h.cause))

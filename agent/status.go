@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -36,6 +38,9 @@ type Status struct {
 	Accounts int `json:"accounts"`
 	// Started is when the Run began.
 	Started time.Time `json:"started,omitempty"`
+	// Error says what could not be read from the state file; the fields
+	// it would have filled are empty.
+	Error string `json:"error,omitempty"`
 }
 
 // ParkedUser is one parked uid with its last error.
@@ -103,8 +108,17 @@ func (a *Agent) Status() Status {
 		ts := time.Unix(0, t).UTC()
 		s.LastSuccess = &ts
 	}
-	s.Parked, _ = ParkedUsers(a.store)
-	s.Accounts, _ = a.store.CountAccounts()
+	var errs []error
+	var err error
+	if s.Parked, err = ParkedUsers(a.store); err != nil {
+		errs = append(errs, fmt.Errorf("parked users: %w", err))
+	}
+	if s.Accounts, err = a.store.CountAccounts(); err != nil {
+		errs = append(errs, fmt.Errorf("accounts: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.Error = "read the state file: " + err.Error()
+	}
 	return s
 }
 

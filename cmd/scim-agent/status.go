@@ -50,7 +50,9 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if s.Parked, err = agent.ParkedUsers(store); err != nil {
 			return err
 		}
-		s.Accounts, _ = store.CountAccounts()
+		if s.Accounts, err = store.CountAccounts(); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -63,6 +65,9 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 func printStatus(w io.Writer, s agent.Status) {
 	row := func(k, v string) { fmt.Fprintf(w, "%-20s %s\n", k, v) }
+	if s.Error != "" {
+		row("error", s.Error)
+	}
 	if !s.Running {
 		row("agent", "not running (read from the state file)")
 	} else {
