@@ -458,7 +458,10 @@ func (a *assembler) count(p *plan, uid uint32, row []any, delta int) {
 		tx.touch(uid)
 		return
 	}
-	a.buf = appendProjection(a.buf[:0], row, p.cols)
+	// The table is part of the key: a row deleted from one table and an
+	// equal-looking row inserted into another are two changes.
+	a.buf = append(append(a.buf[:0], p.table.Name...), 0)
+	a.buf = appendProjection(a.buf, row, p.cols)
 	if tx.balance == nil {
 		tx.balance = map[uint32]map[string]int{}
 	}

@@ -465,6 +465,27 @@ func TestAssembleRowRules(t *testing.T) {
 	}
 }
 
+func TestAssembleBalancesRowsPerTable(t *testing.T) {
+	core, _ := observer.New(zap.DebugLevel)
+	a := newAssembler("drupal", []Table{
+		{Name: "user__field_a", KeyColumn: "entity_id", Columns: []string{"entity_id", "value"}},
+		{Name: "user__field_b", KeyColumn: "entity_id", Columns: []string{"entity_id", "value"}},
+	}, fakeColumns{}, nil, zap.New(core))
+	a.file = "binlog.000001"
+	fieldA, fieldB := tableMap("user__field_a", "entity_id", "value"), tableMap("user__field_b", "entity_id", "value")
+	b := &events{pos: 4}
+	// The value moves from one field to the other: the user changed, though
+	// the rows deleted and inserted look alike.
+	got := feed(t, a,
+		b.add(replication.MARIADB_GTID_EVENT, 42, &replication.MariadbGTIDEvent{}),
+		rowsEv(b, replication.DELETE_ROWS_EVENTv1, fieldA, []any{uint32(7), "x"}),
+		rowsEv(b, replication.WRITE_ROWS_EVENTv1, fieldB, []any{uint32(7), "x"}),
+		b.add(replication.XID_EVENT, 31, &replication.XIDEvent{}))
+	if len(got) != 1 || !slices.Equal(got[0].UIDs, []uint32{7}) {
+		t.Fatalf("notices:%s; want uid 7 touched", describe(got))
+	}
+}
+
 func TestAssembleBoundsBufferedRows(t *testing.T) {
 	for _, n := range []int{maxBufferedRows / 2, maxBufferedRows + 10} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
