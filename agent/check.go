@@ -292,6 +292,11 @@ func checkSCIM(ctx context.Context, cfg *config.Config) []CheckResult {
 	}
 	results := []CheckResult{ok("scim.service_provider_config", fmt.Sprintf("patch %s, filter %s, bulk %s",
 		yesNo(spc.PatchSupported), yesNo(spc.FilterSupported), yesNo(spc.BulkSupported)))}
+	if !spc.FilterSupported {
+		results = append(results, CheckResult{Name: "scim.filter", Warn: true,
+			Detail: "the server does not support filter: when it answers 409 to a create, the agent cannot find the existing account to adopt, and that user is parked",
+			Fix:    "enable filtering on the SCIM server, or remove accounts the agent should create from it before the first start"})
+	}
 	list, _, err := client.ListUsers(ctx, "", 1, 1)
 	if err != nil {
 		return append(results, scimFailure("scim.users", cfg.SCIM.BaseURL+"/Users?startIndex=1&count=1", err))

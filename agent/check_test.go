@@ -53,6 +53,28 @@ func TestCheckPassesWhenAllIsRight(t *testing.T) {
 	}
 }
 
+func TestCheckWarnsWhenTheServerCannotFilter(t *testing.T) {
+	db := testdb.NewTestDatabase(t, "")
+	dsn, err := db.CreateAgentUser(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := scimtest.New(t, scimtest.Options{Token: testToken, DisableFilter: true})
+	results := Check(context.Background(), checkConfig(t, dsn, srv.URL, testToken, ""))
+	if AnyFailed(results) {
+		t.Fatalf("a server without filter stops the agent: %+v", results)
+	}
+	r, ok := findCheck(results, "scim.filter")
+	if !ok || r.OK || !r.Warn || !strings.Contains(r.Detail, "cannot find the existing account to adopt") {
+		t.Fatalf("scim.filter = %+v (found %v)", r, ok)
+	}
+	// With filtering, no such line.
+	srv = scimtest.New(t, scimtest.Options{Token: testToken})
+	if r, ok := findCheck(Check(context.Background(), checkConfig(t, dsn, srv.URL, testToken, "")), "scim.filter"); ok {
+		t.Fatalf("scim.filter reported for a server that filters: %+v", r)
+	}
+}
+
 // TestCheckNamesEachFailure runs check against each broken set-up the
 // issue lists and expects a failing line naming it, with the fix.
 func TestCheckNamesEachFailure(t *testing.T) {

@@ -72,6 +72,9 @@ type Options struct {
 	// DisablePatch makes ServiceProviderConfig say patch.supported=false
 	// and answers every PATCH with 405, as servers without PATCH do.
 	DisablePatch bool
+	// DisableFilter makes ServiceProviderConfig say filter.supported=false
+	// and answers every filtered list with 400 invalidFilter.
+	DisableFilter bool
 	// PatchNoContent makes a successful PATCH answer 204 with no body
 	// instead of 200 with the resource (both are allowed by RFC 7644
 	// §3.5.2), so that clients are tested against both.
@@ -228,7 +231,7 @@ func (s *Server) newSCIMHandler() (http.Handler, error) {
 		Handler: userHandler{s},
 	}
 	config := &scim.ServiceProviderConfig{
-		SupportFiltering: true,
+		SupportFiltering: !s.opts.DisableFilter,
 		SupportPatch:     !s.opts.DisablePatch,
 		MaxResults:       s.opts.MaxResults,
 		AuthenticationSchemes: []scim.AuthenticationScheme{{
@@ -368,6 +371,10 @@ func (s *Server) strictChecks(w http.ResponseWriter, r *http.Request, body []byt
 				fmt.Sprintf("Content-Type must be %s (RFC 7644 §3.1), got %q", MediaType, r.Header.Get("Content-Type")))
 			return false
 		}
+	}
+	if s.opts.DisableFilter && r.Method == http.MethodGet && r.URL.Query().Has("filter") {
+		writeError(w, http.StatusBadRequest, "invalidFilter", "this server does not support filtering")
+		return false
 	}
 	if r.Method == http.MethodPatch && s.opts.DisablePatch {
 		w.Header().Set("Allow", "GET, PUT, DELETE")
