@@ -471,15 +471,22 @@ func (a *Agent) syncFromHere(ctx context.Context, reason string) (binlog.Positio
 	if err := a.FullSync(ctx, reason); err != nil {
 		return pos, err
 	}
+	// Under savedMu, so the saver cannot write a stream position from
+	// before the sync over the one noted for it.
+	a.savedMu.Lock()
+	defer a.savedMu.Unlock()
 	a.work.Resync()
 	if !a.dryRun {
+		// Deletions the sync held are saved before the position that
+		// will never name them again.
+		if err := a.guard.Flush(); err != nil {
+			return pos, err
+		}
 		if err := a.store.PutMeta(positionKey, pos); err != nil {
 			return pos, err
 		}
 	}
-	a.savedMu.Lock()
 	a.saved = pos
-	a.savedMu.Unlock()
 	a.metrics.observePosition(pos)
 	a.syncDone.Store(true)
 	return pos, nil
@@ -588,13 +595,15 @@ func every(ctx context.Context, d time.Duration, fn func()) {
 
 // savePosition saves the safe position if it moved.
 func (a *Agent) savePosition() error {
-	pos, _, ok := a.work.Safe()
-	if !ok || a.dryRun {
-		return nil
-	}
 	a.savedMu.Lock()
 	defer a.savedMu.Unlock()
-	if pos == a.saved {
+	pos, _, ok := a.work.Safe()
+	// The guard's held uids first, read after the position: a position
+	// saved past a held deletion finds it in the guard's state.
+	if err := a.guard.Flush(); err != nil {
+		return err
+	}
+	if !ok || a.dryRun || pos == a.saved {
 		return nil
 	}
 	if err := a.store.PutMeta(positionKey, pos); err != nil {

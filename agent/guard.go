@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -41,11 +42,18 @@ type guard struct {
 	log    *zap.Logger
 
 	mu       sync.Mutex
-	sent     []time.Time // deprovisioning sent inside the window, oldest first
+	sent     []sentAt // deprovisioning allowed inside the window, oldest first
 	tripped  bool
 	since    time.Time
 	held     map[uint32]string // uid → op held
-	approved map[uint32]bool   // held uids released by the last approval
+	approved map[uint32]bool   // held uids released by an approval, not yet sent
+	dirty    bool              // held or approved changed since the last save
+}
+
+// sentAt is one deprovisioning allowed inside the window.
+type sentAt struct {
+	uid uint32
+	at  time.Time
 }
 
 // guardState is what survives a restart: a tripped guard stays tripped
@@ -103,7 +111,10 @@ func (g *guard) Released() []uint32 {
 }
 
 // Allow asks to deprovision uid now (op is delete or deactivate). It
-// returns false when the guard holds it back.
+// returns false when the guard holds it back. An approved uid stays
+// approved until Sent: a DELETE cut short by an outage or a shutdown is
+// tried again, approved, at its next attempt. A uid allowed again inside
+// the window (a retry after an outage) counts once.
 func (g *guard) Allow(uid uint32, op string) bool {
 	if g == nil {
 		return true
@@ -111,8 +122,6 @@ func (g *guard) Allow(uid uint32, op string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.approved[uid] {
-		delete(g.approved, uid)
-		g.save()
 		return true
 	}
 	if g.tripped {
@@ -124,40 +133,102 @@ func (g *guard) Allow(uid uint32, op string) bool {
 	}
 	now := time.Now()
 	cut := 0
-	for cut < len(g.sent) && now.Sub(g.sent[cut]) > g.window {
+	for cut < len(g.sent) && now.Sub(g.sent[cut].at) > g.window {
 		cut++
 	}
 	g.sent = g.sent[cut:]
+	for _, s := range g.sent {
+		if s.uid == uid {
+			return true
+		}
+	}
 	if len(g.sent)+1 > g.max {
 		g.tripped, g.since = true, now
-		g.save()
+		g.hold(uid, op)
+		g.save() // at once: a tripped guard must survive any crash
 		g.log.Error(MsgGuardTripped, zap.Int("count", len(g.sent)+1), zap.Int("max", g.max),
 			zap.String("window", g.window.String()),
 			zap.String("detail", "deprovisioning paused: run `scim-agent approve-deletes` once you have checked these deletions are intended"))
-		g.hold(uid, op)
 		return false
 	}
-	g.sent = append(g.sent, now)
+	g.sent = append(g.sent, sentAt{uid: uid, at: now})
 	return true
 }
 
+// Sent records that uid's deprovisioning reached the server (or was found
+// done): its approval, if any, is used up.
+func (g *guard) Sent(uid uint32) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.approved[uid] {
+		delete(g.approved, uid)
+		g.dirty = true
+	}
+}
+
+// Forget drops uid from the held and approved sets: its reconcile ended
+// without deprovisioning (a blocked user unblocked before the approval),
+// so a later deletion must ask the guard afresh.
+func (g *guard) Forget(uid uint32) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.held[uid]; ok {
+		delete(g.held, uid)
+		g.dirty = true
+	}
+	if g.approved[uid] {
+		delete(g.approved, uid)
+		g.dirty = true
+	}
+}
+
+// hold records uid as held. It is saved by the next Flush, not here: a
+// bulk deletion holds thousands of uids, and one write per uid of the
+// whole set would take minutes. Until then nothing is lost: a uid held
+// from the binlog keeps the position, and Flush runs before every
+// position save.
 func (g *guard) hold(uid uint32, op string) {
 	if _, dup := g.held[uid]; dup {
 		return
 	}
 	g.log.Warn(MsgGuardHeld, zap.Uint32("uid", uid), zap.String("op", op))
 	g.held[uid] = op
-	g.save()
+	g.dirty = true
 }
 
-func (g *guard) save() {
+// Flush saves the held and approved sets if they changed. The agent calls
+// it before it saves a binlog position.
+func (g *guard) Flush() error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.dirty {
+		return nil
+	}
+	return g.save()
+}
+
+// save writes the guard's state; g.mu is held.
+func (g *guard) save() error {
 	if g.store == nil {
-		return
+		g.dirty = false
+		return nil
 	}
 	st := guardState{Tripped: g.tripped, Since: g.since, Held: g.held, Approved: slices.Sorted(maps.Keys(g.approved))}
 	if err := g.store.PutMeta(guardKey, st); err != nil {
-		g.log.Error(MsgGuardTripped, zap.Error(err))
+		g.log.Error(MsgGuardTripped, zap.String("detail", "could not save the deletion guard"), zap.Error(err))
+		return fmt.Errorf("save the deletion guard: %w", err)
 	}
+	g.dirty = false
+	return nil
 }
 
 // Approve releases the guard: every held uid may now go ahead (the caller
@@ -174,7 +245,7 @@ func (g *guard) Approve() []uint32 {
 	g.held = map[uint32]string{}
 	g.sent = nil
 	g.tripped = false
-	g.save()
+	g.save() // logged on failure; the approval holds in memory and Flush tries again
 	g.log.Info(MsgGuardApproved, zap.Int("held", len(uids)))
 	return uids
 }

@@ -370,15 +370,87 @@ func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.Close()
+	// The server is down when they go, and the agent is stopped before
+	// it is back: the approval must outlive the DELETEs cut short.
+	h.scim.Inject(scimtest.Fault{Method: "DELETE", Status: http.StatusServiceUnavailable})
+	h.start(func(o *Options) { o.ShutdownTimeout = 200 * time.Millisecond })
+	deadline := time.Now().Add(20 * time.Second)
+	for len(deleted(h, http.StatusServiceUnavailable)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the approved deletions were not tried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.stop()
+	h.scim.ClearFaults()
 	h.start()
 	h.settle()
-	if n := h.count("DELETE"); n != 3 {
-		t.Fatalf("%d DELETEs after approval, want 3", n)
+	if n := len(deleted(h, http.StatusNoContent)); n != 3 {
+		t.Fatalf("%d DELETEs done after approval, want 3", n)
 	}
 	if h.agent.guard.Tripped() || len(h.agent.guard.Released()) != 0 {
 		t.Fatalf("guard after approval: tripped %v, approved-not-sent %v", h.agent.guard.Tripped(), h.agent.guard.Released())
 	}
 	h.assertServerMatchesDB()
+}
+
+// deleted returns the paths of the DELETE requests answered status.
+func deleted(h *harness, status int) []string {
+	var paths []string
+	for _, r := range h.scim.RequestsMatching("DELETE", "/Users") {
+		if r.Status == status {
+			paths = append(paths, r.Path)
+		}
+	}
+	return paths
+}
+
+func TestDeletionGuardDropsAHoldNoLongerNeeded(t *testing.T) {
+	h := newHarness(t, withProvisioning("max_deletes: 1\nmax_deletes_window: 10m"))
+	first := h.create(drupaltest.User{Name: "first", Status: 1})
+	flapper := h.create(drupaltest.User{Name: "flapper", Status: 1})
+	later := h.create(drupaltest.User{Name: "later", Status: 1})
+	h.start()
+	h.settle()
+	block := func(uid uint32, status int) {
+		h.update(uid, func(u *drupaltest.User) { u.Status = status })
+	}
+	waitHeld := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for h.agent.guard.HeldCount() != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("guard holds %d, want %d", h.agent.guard.HeldCount(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	block(first, 0)
+	h.settle()
+	block(flapper, 0) // over the limit: held
+	waitHeld(1)
+	// Unblocked before anybody approved: nothing is left to hold.
+	block(flapper, 1)
+	h.settle()
+	waitHeld(0)
+	if n := h.agent.ApproveDeletes(); n != 0 {
+		t.Fatalf("approval released %d uids, want 0", n)
+	}
+	// A new window: one deactivation passes, and the flapper's next block
+	// must ask the guard like any other, not ride on a stale approval.
+	block(later, 0)
+	h.settle()
+	block(flapper, 0)
+	waitHeld(1)
+	if !h.agent.guard.Tripped() {
+		t.Fatal("guard not tripped by the second deactivation of the window")
+	}
+	if active := h.mustServerUser(flapper).Get("active"); active != true {
+		t.Fatalf("flapper active = %v on the server, want it held back (true)", active)
+	}
+	if active := h.mustServerUser(later).Get("active"); active != false {
+		t.Fatalf("later active = %v on the server, want false", active)
+	}
 }
 
 func TestDryRunRequestOnALiveAgentLeavesNoTrace(t *testing.T) {

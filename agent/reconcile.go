@@ -127,6 +127,9 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 		return res, err
 	}
 	res.UID = uid
+	if !h.dry {
+		a.settleGuard(uid, res.Outcome)
+	}
 	if res.Op == "" && res.Outcome != Unchanged && res.Outcome != Skipped {
 		res.Op = opOf(res.Outcome)
 	}
@@ -143,6 +146,21 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 		log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
 	}
 	return res, nil
+}
+
+// settleGuard tells the deletion guard how uid's reconcile ended: a
+// deprovisioning sent uses up its approval; an end without one (the user
+// was unblocked, or is already gone) drops it from the held and approved
+// sets, so neither lingers to let a later deletion bypass the guard.
+func (a *Agent) settleGuard(uid uint32, o Outcome) {
+	switch o {
+	case Held, Failed:
+		// Still waiting for an approval, or parked: tried again later.
+	case Deleted, Deactivated:
+		a.guard.Sent(uid)
+	default:
+		a.guard.Forget(uid)
+	}
 }
 
 // present reconciles a uid whose users row exists.
