@@ -89,9 +89,11 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 	if a.cfg.Provisioning.Excluded(uid) {
 		return Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}, nil
 	}
-	if h.dry {
+	if h.dry && !a.dryRun {
+		// A one-off dry run on a live agent leaves the request for the
+		// real reconcile it was made for.
 		if _, asked := a.verify.Load(uid); asked {
-			h.verify = true // and left for the real reconcile it was asked for
+			h.verify = true
 		}
 	} else if _, asked := a.verify.LoadAndDelete(uid); asked {
 		h.verify = true
