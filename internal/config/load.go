@@ -31,18 +31,19 @@ func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Co
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	lines := map[string]int{}
+	idx := &index{keys: map[string]int{}}
+	lines := idx.keys
 	var root *yaml.Node
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		root = &doc
-		if err := walk(doc.Content[0], reflect.TypeOf(Config{}), "", lines, lookupEnv); err != nil {
+		if err := walk(doc.Content[0], reflect.TypeOf(Config{}), "", idx, lookupEnv); err != nil {
 			return nil, fmt.Errorf("%s:%w", name, err)
 		}
 	}
 	var c Config
 	if root != nil {
 		if err := root.Decode(&c); err != nil {
-			return nil, typeError(name, err, lines)
+			return nil, typeError(name, err, idx)
 		}
 	}
 	present := func(path string) bool { _, ok := lines[path]; return ok }
@@ -59,18 +60,50 @@ func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Co
 	return &c, nil
 }
 
+// index records where each part of the document is: the line of every
+// key path, and every scalar value with its path (a sequence item's path
+// ends in [i]).
+type index struct {
+	keys   map[string]int
+	values []valueAt
+}
+
+// valueAt is one scalar value of the document.
+type valueAt struct {
+	line        int
+	path, value string
+}
+
+// tickedValue is the value YAML quotes in a type error: `many`, or
+// `longvalu...` when it cut it short.
+var tickedValue = regexp.MustCompile("`([^`]*)`")
+
+// pathAt names the value at fault in a type error on line: the scalar on
+// that line that YAML quoted in msg, else the deepest key on the line.
+func (idx *index) pathAt(line int, msg string) (string, bool) {
+	if m := tickedValue.FindStringSubmatch(msg); m != nil {
+		quoted, cut := strings.CutSuffix(m[1], "...")
+		for _, v := range idx.values {
+			if v.line == line && (v.value == quoted || cut && strings.HasPrefix(v.value, quoted)) {
+				return v.path, true
+			}
+		}
+	}
+	var deepest string
+	for path, l := range idx.keys {
+		if l == line && len(path) > len(deepest) {
+			deepest = path
+		}
+	}
+	return deepest, deepest != ""
+}
+
 // typeError rewrites YAML's "line N: cannot unmarshal ..." so that each
 // problem names its file, line and key.
-func typeError(name string, err error, lines map[string]int) error {
+func typeError(name string, err error, idx *index) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("%s: %w", name, err)
-	}
-	byLine := map[int]string{}
-	for path, line := range lines {
-		if cur, ok := byLine[line]; !ok || len(path) > len(cur) {
-			byLine[line] = path // the deepest key on the line
-		}
 	}
 	msgs := make([]string, 0, len(te.Errors))
 	for _, e := range te.Errors {
@@ -78,7 +111,7 @@ func typeError(name string, err error, lines map[string]int) error {
 		var rest string
 		if _, serr := fmt.Sscanf(e, "line %d:", &line); serr == nil {
 			_, rest, _ = strings.Cut(e, ": ")
-			if path, ok := byLine[line]; ok {
+			if path, ok := idx.pathAt(line, rest); ok {
 				msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, line, path, rest))
 				continue
 			}
@@ -102,7 +135,7 @@ var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // walk checks every key of node against the yaml tags of t, records the
 // line of each key path, and expands ${VAR} in scalar values.
-func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lookupEnv func(string) (string, bool)) error {
+func walk(node *yaml.Node, t reflect.Type, path string, idx *index, lookupEnv func(string) (string, bool)) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -117,17 +150,18 @@ func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lo
 			// once expanded: let YAML read the value, not the quotes.
 			node.Tag, node.Style = "", 0
 		}
+		idx.values = append(idx.values, valueAt{line: node.Line, path: path, value: node.Value})
 		if t == durationType {
 			return durationScalar(node, path)
 		}
 		return nil
 	case yaml.SequenceNode:
-		for _, item := range node.Content {
+		for i, item := range node.Content {
 			elem := t
 			if t.Kind() == reflect.Slice {
 				elem = t.Elem()
 			}
-			if err := walk(item, elem, path, lines, lookupEnv); err != nil {
+			if err := walk(item, elem, fmt.Sprintf("%s[%d]", path, i), idx, lookupEnv); err != nil {
 				return err
 			}
 		}
@@ -164,8 +198,8 @@ func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lo
 				return &keyError{k.Line, fmt.Sprintf("unknown key %q %s (known keys: %s)", k.Value, where, strings.Join(names, ", "))}
 			}
 			sub := join(path, k.Value)
-			lines[sub] = k.Line
-			if err := walk(v, f.Type, sub, lines, lookupEnv); err != nil {
+			idx.keys[sub] = k.Line
+			if err := walk(v, f.Type, sub, idx, lookupEnv); err != nil {
 				return err
 			}
 		}
@@ -173,11 +207,11 @@ func walk(node *yaml.Node, t reflect.Type, path string, lines map[string]int, lo
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k, v := node.Content[i], node.Content[i+1]
 			sub := join(path, k.Value)
-			lines[sub] = k.Line
+			idx.keys[sub] = k.Line
 			if v.Kind != yaml.ScalarNode {
 				return &keyError{v.Line, fmt.Sprintf("%s: must be a single value", sub)}
 			}
-			if err := walk(v, t.Elem(), sub, lines, lookupEnv); err != nil {
+			if err := walk(v, t.Elem(), sub, idx, lookupEnv); err != nil {
 				return err
 			}
 		}
