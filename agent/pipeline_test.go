@@ -452,6 +452,52 @@ func TestCrashBetweenPOSTAndSaveLooksBeforePosting(t *testing.T) {
 	}
 }
 
+func TestCrashBetweenPOSTAndSaveThenDeleteTouchesOnlyOurAccount(t *testing.T) {
+	tests := []struct {
+		name        string
+		postArrived bool // the server holds the account the POST made
+		wantDeletes int
+	}{
+		{"the POST made the account: it is deleted", true, 1},
+		{"a namesake without our externalId is somebody else's: left alone", false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			uid := h.create(drupaltest.User{Name: "midgone", Status: 1})
+			u := h.load(uid)
+			attrs := map[string]any{"userName": "midgone", "active": true}
+			if tt.postArrived {
+				attrs["externalId"] = u.UUID
+			}
+			id := h.scim.Seed(attrs)
+			store, err := state.Open(h.cfg.State.Path, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.PutAccount(state.Account{UID: uid, Creating: true, UserName: "midgone", ExternalID: u.UUID}); err != nil {
+				t.Fatal(err)
+			}
+			store.Close()
+			// Deleted in Drupal before the agent comes back.
+			if err := h.site.Delete(context.Background(), uid); err != nil {
+				t.Fatal(err)
+			}
+			h.start()
+			h.settle()
+			if n := h.count("DELETE"); n != tt.wantDeletes {
+				t.Fatalf("%d DELETEs, want %d", n, tt.wantDeletes)
+			}
+			if _, ok := h.scim.UserByID(id); ok == tt.postArrived {
+				t.Fatalf("account %s still there = %v", id, ok)
+			}
+			if _, known, _ := h.agent.store.Account(uid); known {
+				t.Fatal("state still holds the deleted uid")
+			}
+		})
+	}
+}
+
 func TestServerWithoutPATCHGetsPUTOfItsOwnCopy(t *testing.T) {
 	h := newHarness(t, withSCIM(scimtest.Options{Token: testToken, DisablePatch: true}))
 	uid := h.create(drupaltest.User{Name: "putty", Mail: str("putty@example.org"), Status: 1})

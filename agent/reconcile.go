@@ -539,6 +539,15 @@ func (r *run) gone() (Result, error) {
 		if err != nil {
 			return res, err
 		}
+		if ext, _ := found["externalId"].(string); found != nil && r.rec.ExternalID != "" && ext != r.rec.ExternalID {
+			// The POST sent our externalId; an account without it is one
+			// the POST never made (same userName, somebody else's), and
+			// deleting it would destroy what the agent does not own.
+			id, _ := found["id"].(string)
+			r.log.Warn(MsgSCIMRequest, zap.String("op", OpDelete), zap.String("userName", r.rec.UserName), zap.String("scim_id", id),
+				zap.String("detail", "the account found by userName does not carry this user's externalId: left alone"))
+			found = nil
+		}
 		if found == nil {
 			res.Outcome = Unchanged
 			return res, r.forget()
