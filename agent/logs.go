@@ -12,7 +12,8 @@ const (
 	// method, path, body.
 	MsgSCIMDryRun = "scim.dry_run"
 	// MsgReconcileParked (error): a uid's change failed permanently and
-	// waits for its next change, a restart or `scim-agent retry`.
+	// waits for its next change, a restart or `scim-agent retry`. A dry
+	// run parks nothing and logs it at warn, with dry_run true.
 	MsgReconcileParked = "reconcile.parked"
 	// MsgReconcileSkipped (info): a change was not sent because its
 	// operation is switched off in provisioning.operations, or the account

@@ -21,7 +21,7 @@ var logSchema = map[string]struct {
 	MsgSCIMRequest:                    {"info warn", []string{"op", "uid", "userName", "scim_id", "binlog_pos"}},
 	MsgSCIMDryRun:                     {"info", []string{"op", "uid", "method", "path", "body", "binlog_pos"}},
 	"scim.retry":                      {"warn", []string{"method", "path", "attempt", "retry_in_ms"}},
-	MsgReconcileParked:                {"error", []string{"uid", "op", "userName", "scim_id", "status", "scim_type", "detail", "failures", "binlog_pos"}},
+	MsgReconcileParked:                {"error warn", []string{"uid", "op", "userName", "scim_id", "status", "scim_type", "detail", "failures", "dry_run", "binlog_pos"}},
 	MsgReconcileSkipped:               {"info", []string{"uid", "userName", "detail", "binlog_pos"}},
 	MsgReconcileUnchanged:             {"debug", []string{"uid", "binlog_pos"}},
 	"reconcile.error":                 {"warn", []string{"uid", "binlog_pos", "attempt", "retry_in_ms", "error"}},

@@ -459,6 +459,34 @@ func TestDeletionGuardDropsAHoldNoLongerNeeded(t *testing.T) {
 	}
 }
 
+func TestDryRunParksNothingAndRaisesNoError(t *testing.T) {
+	h := newHarness(t)
+	uid := h.create(drupaltest.User{Name: "forbidden", Status: 1})
+	h.start()
+	h.settle()
+	id := h.mustServerUser(uid).ID
+	h.scim.Inject(scimtest.Fault{Method: "GET", PathPrefix: "/Users/" + id, Status: http.StatusForbidden, Detail: "not for you"})
+	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, true)
+	if err != nil || len(res) != 1 || res[0].Outcome != Failed || res[0].Detail != "not for you" {
+		t.Fatalf("dry run = %+v, %v; want the failure a real run would park", res, err)
+	}
+	if p, _ := ParkedUsers(h.agent.store); len(p) != 0 {
+		t.Fatalf("a dry run parked %+v", p)
+	}
+	var lines int
+	for _, line := range collectedLines() {
+		if strings.Contains(line, `"msg":"reconcile.parked"`) && strings.Contains(line, `"userName":"forbidden"`) {
+			lines++
+			if !strings.Contains(line, `"level":"warn"`) || !strings.Contains(line, `"dry_run":true`) {
+				t.Errorf("dry run logged %s, want level warn with dry_run true", line)
+			}
+		}
+	}
+	if lines != 1 {
+		t.Fatalf("%d reconcile.parked lines, want 1", lines)
+	}
+}
+
 func TestDryRunRequestOnALiveAgentLeavesNoTrace(t *testing.T) {
 	h := newHarness(t)
 	uid := h.create(drupaltest.User{Name: "drift", Mail: str("drift@example.org"), Status: 1})

@@ -641,9 +641,14 @@ func (r *run) park(res Result, se *scimclient.Error) (Result, error) {
 	if detail == "" {
 		detail = se.Error()
 	}
-	r.log.Error(MsgReconcileParked, zap.String("op", name), zap.String("userName", res.UserName),
+	logAt := r.log.Error
+	if r.dry {
+		// Nothing is parked in a dry run: no alert-worthy line.
+		logAt = r.log.Warn
+	}
+	logAt(MsgReconcileParked, zap.String("op", name), zap.String("userName", res.UserName),
 		zap.String("scim_id", r.rec.SCIMID), zap.Int("status", se.Status), zap.String("scim_type", se.ScimType),
-		zap.String("detail", detail), zap.Int("failures", p.Failures))
+		zap.String("detail", detail), zap.Int("failures", p.Failures), zap.Bool("dry_run", r.dry))
 	res.UID, res.Op, res.Outcome, res.Detail = r.uid, name, Failed, detail
 	if res.SCIMID == "" {
 		res.SCIMID = r.rec.SCIMID
