@@ -175,7 +175,7 @@ func (a *Agent) RepairDrift(ctx context.Context) (DriftReport, error) {
 
 // logList writes the one line per SCIM call for a page of GET /Users.
 func (a *Agent) logList(startIndex int, cr scimclient.Result, err error) {
-	a.metrics.observeRequest(http.MethodGet, cr.Status, cr.Duration)
+	a.noteAnswer(http.MethodGet, cr, err)
 	fields := []zap.Field{zap.String("op", OpLookup), zap.Uint32("uid", 0), zap.String("userName", ""), zap.String("scim_id", ""),
 		zap.String("method", http.MethodGet), zap.String("path", "/Users?startIndex="+strconv.Itoa(startIndex)),
 		zap.Int("status", cr.Status), zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
@@ -184,6 +184,5 @@ func (a *Agent) logList(startIndex int, cr scimclient.Result, err error) {
 		a.log.Warn(MsgSCIMRequest, append(fields, zap.Error(err))...)
 		return
 	}
-	a.markSCIMOK()
 	a.log.Info(MsgSCIMRequest, fields...)
 }

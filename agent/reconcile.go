@@ -696,20 +696,28 @@ func (r *run) logCall(op, userName, method, path string, cr scimclient.Result, e
 		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
 		zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
 	}
-	r.a.metrics.observeRequest(method, cr.Status, cr.Duration)
-	switch {
-	case cr.Status == http.StatusUnauthorized:
-		r.a.authRefused.Store(time.Now().UnixNano())
-		r.a.markSCIMFail()
-	case err == nil || cr.Status > 0 && cr.Status < 500:
-		r.a.authRefused.Store(0)
-		r.a.markSCIMOK()
-	}
+	r.a.noteAnswer(method, cr, err)
 	if err != nil {
 		r.log.Warn(MsgSCIMRequest, append(fields, zap.Error(err))...)
 		return
 	}
 	r.log.Info(MsgSCIMRequest, fields...)
+}
+
+// noteAnswer records what the answer to one SCIM call says: its metrics,
+// whether the server is healthy, and whether it takes the token. Any
+// answer other than 401 or 5xx shows both (a 403 or 404 comes after the
+// token was accepted).
+func (a *Agent) noteAnswer(method string, cr scimclient.Result, err error) {
+	a.metrics.observeRequest(method, cr.Status, cr.Duration)
+	switch {
+	case cr.Status == http.StatusUnauthorized:
+		a.authRefused.Store(time.Now().UnixNano())
+		a.markSCIMFail()
+	case err == nil || cr.Status > 0 && cr.Status < 500:
+		a.authRefused.Store(0)
+		a.markSCIMOK()
+	}
 }
 
 // dryRun logs a write that --dry-run does not send.

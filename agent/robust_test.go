@@ -345,6 +345,36 @@ func TestStopWhileWaitingForTheSCIMServerAtStartIsClean(t *testing.T) {
 	h.stop() // a stop asked for is not a failure: Run returns nil
 }
 
+func TestRefusedTokenSeenByADriftRepairShowsInReadiness(t *testing.T) {
+	h := newHarness(t)
+	h.create(drupaltest.User{Name: "listed", Status: 1})
+	h.start()
+	h.settle()
+	deadline := time.Now().Add(20 * time.Second)
+	for !h.agent.Readiness().Ready {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %+v", h.agent.Readiness())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.scim.SetToken("rotated-on-the-server")
+	// No change is pending: the drift repair's GET /Users is the only
+	// request that meets the refusal.
+	if _, err := h.agent.RepairDrift(context.Background()); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("drift repair while refused: %v", err)
+	}
+	if r := h.agent.Readiness(); r.Ready || !strings.Contains(r.Reason, "401") {
+		t.Fatalf("readiness after a refused drift repair = %+v, want not ready because of the 401", r)
+	}
+	h.scim.SetToken(h.scim.Token)
+	if _, err := h.agent.RepairDrift(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.agent.Readiness(); !r.Ready {
+		t.Fatalf("readiness once the token works again = %+v", r)
+	}
+}
+
 func TestRefusedTokenHoldsChangesInsteadOfParkingThem(t *testing.T) {
 	h := newHarness(t)
 	h.start()
