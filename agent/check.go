@@ -57,7 +57,7 @@ func failed(name, detail, fix string) CheckResult {
 func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 	dsn, err := mysql.ParseDSN(cfg.MySQL.DSN)
 	if err != nil {
-		return []CheckResult{failed("mysql.connect", "mysql.dsn does not parse: "+err.Error(), "write mysql.dsn as user:password@tcp(host:port)/database")}
+		return []CheckResult{failed("mysql.connect", "mysql.dsn does not parse: "+config.DSNError(cfg.MySQL.DSN, err), "write mysql.dsn as user:password@tcp(host:port)/database")}
 	}
 	dsn.Timeout = 5 * time.Second
 	db, err := sql.Open("mysql", dsn.FormatDSN())

@@ -190,7 +190,7 @@ func (c *Config) validate(at func(path string) string) error {
 	if c.MySQL.DSN == "" {
 		fail("mysql.dsn", "is required (e.g. scim_agent:${MYSQL_PASSWORD}@tcp(127.0.0.1:3306)/drupal)")
 	} else if dsn, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
-		fail("mysql.dsn", "is not a valid DSN: %v (format: user:password@tcp(host:port)/database)", err)
+		fail("mysql.dsn", "is not a valid DSN: %s (format: user:password@tcp(host:port)/database)", DSNError(c.MySQL.DSN, err))
 	} else if dsn.DBName == "" {
 		fail("mysql.dsn", "names no database: end it with /<drupal database>")
 	} else if c.MySQL.ServerID == 0 {
@@ -298,6 +298,34 @@ func validIdentifier(s string) bool {
 
 func loopback(host string) bool {
 	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
+}
+
+// DSNError describes why dsn does not parse without quoting its
+// password: go-sql-driver's message can quote a piece of a DSN it split
+// in the wrong place (a '/' in the password of a DSN with no database
+// does that), so a message holding any four characters of the text
+// between the first ':' and the last '@' is replaced by a generic one.
+func DSNError(dsn string, err error) string {
+	msg := err.Error()
+	user, rest, found := strings.Cut(dsn, ":")
+	at := strings.LastIndex(rest, "@")
+	if !found || at < 0 || strings.Contains(user, "@") {
+		if strings.Contains(dsn, "@") {
+			// No user:password part we can find: trust nothing.
+			return "the driver's message is not shown, as it may quote the password"
+		}
+		return msg
+	}
+	secret := rest[:at]
+	for i := 0; i+4 <= len(secret); i++ {
+		if strings.Contains(msg, secret[i:i+4]) {
+			return "the driver's message is not shown, as it quotes part of the password"
+		}
+	}
+	if len(secret) > 0 && len(secret) < 4 && strings.Contains(msg, secret) {
+		return "the driver's message is not shown, as it quotes part of the password"
+	}
+	return msg
 }
 
 // RedactDSN returns dsn with its password replaced, for messages.

@@ -169,3 +169,33 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("the example config.yaml does not load: %v", err)
 	}
 }
+
+func TestDSNErrorNeverQuotesThePassword(t *testing.T) {
+	tests := []struct {
+		name, password, dsn, want string
+	}{
+		// go-sql-driver splits a DSN with no database at the password's
+		// '/', and quotes one half or the other.
+		{"slash in the password, no database", "Hq7xZ2pLm9/Wr4", "agent:${DB_PASSWORD}@tcp(127.0.0.1:3306)", "not shown"},
+		{"slash and percent in the password", "ab/Wr4%zzSecretTail", "agent:${DB_PASSWORD}@tcp(127.0.0.1:3306)", "not shown"},
+		// A message that quotes nothing of the password stays useful.
+		{"no database", "plain", "agent:${DB_PASSWORD}@tcp(127.0.0.1:3306)", "missing the slash"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := "mysql:\n  dsn: \"" + tt.dsn + "\"\nscim:\n  base_url: https://idp.example.com/scim/v2\n  token: tok\n"
+			_, err := Parse([]byte(doc), "config.yaml", env(map[string]string{"DB_PASSWORD": tt.password}))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), "config.yaml:2: mysql.dsn: is not a valid DSN") || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %q, want the key and %q", err, tt.want)
+			}
+			for i := 0; i+4 <= len(tt.password); i++ {
+				if piece := tt.password[i : i+4]; strings.Contains(err.Error(), piece) {
+					t.Fatalf("error quotes %q of the password: %q", piece, err)
+				}
+			}
+		})
+	}
+}
