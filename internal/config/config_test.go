@@ -85,6 +85,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"wrong type in a flow mapping", minimal + "provisioning: {max_deletes: 5, workers: many}\n", "config.yaml:7: provisioning.workers: cannot unmarshal !!str `many` into int"},
 		{"long wrong value in a flow mapping", minimal + "provisioning: {max_deletes: 5, workers: manymanymany}\n", "config.yaml:7: provisioning.workers: cannot unmarshal !!str `manyman...` into int"},
 		{"wrong type in a list", minimal + "provisioning:\n  exclude_uids: [0, zero]\n", "config.yaml:8: provisioning.exclude_uids[1]: cannot unmarshal !!str `zero`"},
+		{"second document", minimal + "---\nprovisioning:\n  workers: 9\n", "config.yaml:7: a second YAML document (after ---) would be ignored"},
 		{"missing dsn", "scim:\n  base_url: https://x/scim\n  token: t\n", `config.yaml: mysql.dsn: is required`},
 		{"dsn without database", strings.Replace(minimal, "/drupal", "/", 1), `config.yaml:3: mysql.dsn: names no database`},
 		{"relative URL", strings.Replace(minimal, "https://idp.example.com/scim/v2", "/scim/v2", 1), `scim.base_url: "/scim/v2" is not an absolute http(s) URL`},

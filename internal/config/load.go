@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -28,8 +30,17 @@ func Load(path string) (*Config, error) {
 // messages (usually the file's path); lookupEnv resolves ${VAR}.
 func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		line := more.Line
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return nil, fmt.Errorf("%s:%d: a second YAML document (after ---) would be ignored: keep the whole config in one document", name, line)
 	}
 	idx := &index{keys: map[string]int{}}
 	lines := idx.keys
