@@ -412,9 +412,11 @@ func (r *request) backoff(_, _ time.Duration, _ int, resp *http.Response) time.D
 	return wait
 }
 
-// retryableStatus: 429 and 5xx may heal; 501 (not implemented) will not.
+// retryableStatus: 408 (a proxy timed the request out before the server
+// took it), 429 and 5xx may heal; 501 (not implemented) will not.
 func retryableStatus(status int) bool {
-	return status == http.StatusTooManyRequests || status >= 500 && status != http.StatusNotImplemented
+	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests ||
+		status >= 500 && status != http.StatusNotImplemented
 }
 
 // permanentTransportError reports errors that another attempt cannot fix:

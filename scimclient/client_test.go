@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -708,5 +709,41 @@ func TestTokenNeverLeaks(t *testing.T) {
 	// And the request log never kept it either.
 	if slices.ContainsFunc(srv.Requests(), func(r scimtest.Request) bool { return strings.Contains(fmt.Sprint(r.Header), token) }) {
 		t.Error("scimtest kept the token")
+	}
+}
+
+func TestRequestTimeoutIsRetried(t *testing.T) {
+	// 408 comes from a proxy that gave up before the server took the
+	// request: parking the user for it would be wrong.
+	srv := scimtest.New(t, scimtest.Options{})
+	c := newClient(t, srv)
+	srv.Inject(scimtest.Fault{Method: "POST", Times: 1, Status: http.StatusRequestTimeout})
+	_, res, err := c.CreateUser(context.Background(), user("behindproxy"))
+	if err != nil || res.Attempts != 2 || res.Status != http.StatusCreated {
+		t.Fatalf("err %v, result %+v; want a retry that succeeds", err, res)
+	}
+}
+
+func TestEncodedTokenNeverLeaks(t *testing.T) {
+	const token = "AbCdEf0123/xyzSECRET+tok=="
+	tests := []struct{ name, quoted string }{
+		{"JSON with / escaped (PHP)", strings.ReplaceAll(token, "/", `\/`)},
+		{"URL-escaped", url.QueryEscape(token)},
+		{"as sent", token},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := scimtest.New(t, scimtest.Options{Token: token})
+			c := newClient(t, srv)
+			srv.Inject(scimtest.Fault{Times: 1, Status: http.StatusForbidden, ContentType: "application/json",
+				Body: []byte(`{"error":"forbidden","token":"` + tt.quoted + `"}`)})
+			_, _, err := c.GetUser(context.Background(), "x")
+			if err == nil || !strings.Contains(err.Error(), "[REDACTED]") {
+				t.Fatalf("err = %v, want the quoted token redacted", err)
+			}
+			if strings.Contains(err.Error(), "xyzSECRET") {
+				t.Fatalf("the error holds the token: %v", err)
+			}
+		})
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -172,12 +174,34 @@ func clean(s string, n int, token string) string {
 	return redact(s, token)
 }
 
-// redact removes the token from s.
+// redact removes the token from s, also in the forms a server may quote
+// it in: JSON-escaped (PHP's json_encode writes / as \/) and URL-escaped.
 func redact(s, token string) string {
 	if token == "" {
 		return s
 	}
-	return strings.ReplaceAll(s, token, "[REDACTED]")
+	for _, form := range tokenForms(token) {
+		s = strings.ReplaceAll(s, form, "[REDACTED]")
+	}
+	return s
+}
+
+// tokenForms returns token as written, JSON-escaped, and URL-escaped.
+func tokenForms(token string) []string {
+	forms := []string{token}
+	add := func(f string) {
+		if f != "" && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	if b, err := json.Marshal(token); err == nil {
+		j := string(b[1 : len(b)-1])
+		add(j)
+		add(strings.ReplaceAll(j, "/", `\/`))
+	}
+	add(url.QueryEscape(token))
+	add(url.PathEscape(token))
+	return forms
 }
 
 // redactedError keeps an error's chain while hiding the token from its
@@ -191,8 +215,10 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 func redactErr(err error, token string) error {
-	if msg := err.Error(); strings.Contains(msg, token) {
-		return &redactedError{err: err, msg: redact(msg, token)}
+	if msg := err.Error(); token != "" {
+		if r := redact(msg, token); r != msg {
+			return &redactedError{err: err, msg: r}
+		}
 	}
 	return err
 }
