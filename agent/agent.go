@@ -450,6 +450,11 @@ func (a *Agent) follow(ctx context.Context) error {
 			// FULL): skip them and reconcile everyone instead.
 			a.log.Error(MsgColumnsUnknown, zap.String("position", pos.String()), zap.Error(err))
 			reason = "binlog events older than a schema change"
+		case errors.Is(err, binlog.ErrResyncNeeded):
+			// TRUNCATE, DROP or RENAME of a watched table, or an event
+			// that will not decode: the binlog cannot name the users.
+			a.log.Error(MsgResyncNeeded, zap.String("position", pos.String()), zap.Error(err))
+			reason = "the binlog cannot tell which users changed"
 		default:
 			return err
 		}

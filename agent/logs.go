@@ -30,6 +30,10 @@ const (
 	// table whose columns cannot be known any more (no row metadata, and
 	// the schema changed since); a full sync follows.
 	MsgColumnsUnknown = "binlog.columns_unknown"
+	// MsgResyncNeeded (error): the binlog cannot tell which users changed
+	// (a TRUNCATE, DROP or RENAME of a watched table, or an event that will
+	// not decode); a full sync follows. Fields: position, error.
+	MsgResyncNeeded = "binlog.resync_needed"
 	// MsgSyncStart, MsgSyncProgress and MsgSyncDone (info) frame a full
 	// sync: reason, done, total, rate_per_s.
 	MsgSyncStart    = "sync.start"

@@ -28,6 +28,7 @@ var logSchema = map[string]struct {
 	MsgPositionSaved:                  {"debug", []string{"binlog_pos", "gtid"}},
 	MsgPositionPurged:                 {"error", []string{"position", "error"}},
 	MsgColumnsUnknown:                 {"error", []string{"position", "error"}},
+	MsgResyncNeeded:                   {"error", []string{"position", "error"}},
 	MsgSyncStart:                      {"info", []string{"reason", "total", "known"}},
 	MsgSyncProgress:                   {"info", []string{"done", "total", "rate_per_s"}},
 	MsgSyncDone:                       {"info", []string{"reason", "done", "total", "duration_ms"}},

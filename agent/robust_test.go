@@ -413,3 +413,28 @@ func TestRefusedTokenHoldsChangesInsteadOfParkingThem(t *testing.T) {
 	}
 	h.assertServerMatchesDB()
 }
+
+func TestTruncateOfUserTablesIsCaughtByAFullSync(t *testing.T) {
+	h := newHarness(t)
+	a := h.create(drupaltest.User{Name: "trunc-a", Status: 1})
+	b := h.create(drupaltest.User{Name: "trunc-b", Status: 1})
+	h.start()
+	h.settle()
+	h.mustServerUser(a)
+	h.mustServerUser(b)
+	// A restore script empties the user tables: no row reaches the
+	// binlog, only the statements.
+	for _, table := range []string{"users", "users_field_data", "user__roles"} {
+		if _, err := h.db.DB.Exec("TRUNCATE TABLE " + table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.settle()
+	if n := len(deleted(h, 204)); n != 2 {
+		t.Fatalf("%d DELETEs, want the 2 users the TRUNCATE removed", n)
+	}
+	if !logged(`"msg":"binlog.resync_needed"`, "TRUNCATE of watched table users") {
+		t.Fatal("no binlog.resync_needed line naming the TRUNCATE")
+	}
+	h.assertServerMatchesDB()
+}

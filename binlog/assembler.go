@@ -181,6 +181,11 @@ func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*No
 			// SAVEPOINT, ROLLBACK TO SAVEPOINT: part of the transaction.
 		default:
 			a.columns.forget(string(e.Query))
+			if t := a.emptiedTable(string(e.Schema), e.Query); t != "" {
+				verb, _ := firstWord(e.Query)
+				return nil, &permanentError{fmt.Errorf("%w: %s of watched table %s in %s at offset %d",
+					ErrResyncNeeded, strings.ToUpper(string(verb)), t, a.file, ev.Header.LogPos)}
+			}
 			if !a.tx.open || a.tx.standalone {
 				return a.commit(ev)
 			}
@@ -594,6 +599,62 @@ func classifyQuery(q []byte) queryKind {
 		}
 	}
 	return queryOther
+}
+
+// emptiedTable returns the watched table that a TRUNCATE, DROP or RENAME
+// statement names, or "". Such a statement logs no rows, so the binlog
+// cannot say which users it touched. schema is the statement's default
+// database; a name qualified with another database does not count.
+func (a *assembler) emptiedTable(schema string, q []byte) string {
+	verb, _ := firstWord(q)
+	if !eq(verb, "TRUNCATE") && !eq(verb, "DROP") && !eq(verb, "RENAME") {
+		return ""
+	}
+	query := strings.ToLower(string(q))
+	for name := range a.tables {
+		if mentionsTable(query, strings.ToLower(name), strings.ToLower(schema), strings.ToLower(a.schema)) {
+			return name
+		}
+	}
+	return ""
+}
+
+// mentionsTable reports whether the lower-cased query names table of db,
+// as a whole identifier (`users` is not users_data), bare (with the
+// statement's default database def) or qualified (db.users).
+func mentionsTable(query, table, def, db string) bool {
+	ident := func(c byte) bool {
+		return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80
+	}
+	for from := 0; ; {
+		i := strings.Index(query[from:], table)
+		if i < 0 {
+			return false
+		}
+		start, end := from+i, from+i+len(table)
+		from = end
+		before, after := start, end
+		if before > 0 && query[before-1] == '`' {
+			before--
+		}
+		if after < len(query) && query[after] == '`' {
+			after++
+		}
+		if before > 0 && ident(query[before-1]) || after < len(query) && ident(query[after]) {
+			continue
+		}
+		if before == 0 || query[before-1] != '.' {
+			if def == db {
+				return true
+			}
+			continue
+		}
+		// Qualified: the identifier before the dot must be db.
+		q := strings.TrimSuffix(query[:before-1], "`")
+		if k := len(q) - len(db); strings.HasSuffix(q, db) && (k == 0 || !ident(q[k-1])) {
+			return true
+		}
+	}
 }
 
 // firstWord returns the first run of letters in q after leading spaces

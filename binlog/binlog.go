@@ -170,3 +170,10 @@ var ErrPositionPurged = errors.New("binlog position no longer available on the s
 // than guess which column holds the uid; binlog_row_metadata=FULL avoids
 // it.
 var ErrUnknownColumns = errors.New("column names of a watched table unknown")
+
+// ErrResyncNeeded is wrapped by the error Stream returns when the binlog
+// cannot say which users changed: a statement emptied, dropped or renamed
+// a watched table (TRUNCATE, DROP TABLE, RENAME TABLE log no rows), or an
+// event would not decode. Retrying would meet the same event; the caller
+// must resynchronise everything and stream on from CurrentPosition.
+var ErrResyncNeeded = errors.New("the binlog cannot tell which users changed")

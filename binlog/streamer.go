@@ -440,6 +440,9 @@ func (s *Streamer) streamOnce(ctx context.Context, pos *Position, handle func(co
 	for {
 		ev, err := stream.GetEvent(ctx)
 		if err != nil {
+			if ue := undecodable(pos, err); ue != nil {
+				return progressed, &permanentError{ue}
+			}
 			return progressed, fmt.Errorf("read binlog event: %w", err)
 		}
 		now := time.Now().UnixNano()
@@ -462,6 +465,28 @@ func (s *Streamer) streamOnce(ctx context.Context, pos *Position, handle func(co
 		progressed = true
 		*pos = n.Pos
 	}
+}
+
+// undecodable turns the replication library's error for an event it
+// could not parse into ErrResyncNeeded, or returns nil for any other
+// error. The library's own message quotes the raw event, rows and all (a
+// password hash among them): only the header's place and type and the
+// cause, cut before any data, are kept.
+func undecodable(after *Position, err error) error {
+	var ee *replication.EventError
+	if !errors.As(err, &ee) {
+		return nil
+	}
+	cause, _, _ := strings.Cut(ee.Err, ", data ")
+	cause, _, _ = strings.Cut(cause, "Data ")
+	if len(cause) > 200 {
+		cause = cause[:200] + "..."
+	}
+	where := "after " + after.String()
+	if ee.Header != nil {
+		where = fmt.Sprintf("ending at offset %d (%s), after %s", ee.Header.LogPos, ee.Header.EventType, after.String())
+	}
+	return fmt.Errorf("%w: the event %s does not decode: %s", ErrResyncNeeded, where, cause)
 }
 
 // gtidAt asks MariaDB which GTID position a file position stands for
