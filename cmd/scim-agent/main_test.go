@@ -382,6 +382,29 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 }
 
+func TestSIGTERMDuringStartupChecksExitsZero(t *testing.T) {
+	e := newEnv(t, "")
+	// A slow SCIM server: run's start-up check waits for its answer.
+	e.scim.Inject(scimtest.Fault{Method: "GET", PathPrefix: "/ServiceProviderConfig", Latency: time.Minute})
+	p := e.start()
+	deadline := time.Now().Add(30 * time.Second)
+	for e.scim.CountRequests("GET", "/ServiceProviderConfig") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the start-up check never asked the SCIM server\n%s", p.output())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit 20s after SIGTERM")
+	}
+	if p.err != nil || strings.Contains(p.output(), `"check.failed"`) {
+		t.Fatalf("SIGTERM during the start-up checks: exit %v, want 0 and no failed check\n%s", p.err, p.output())
+	}
+}
+
 func TestCheckCommandExitCodes(t *testing.T) {
 	e := newEnv(t, "")
 	out, _, code := e.run("check", "--config", e.config)

@@ -35,6 +35,12 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	// The same checks as `scim-agent check`: refuse to run on a failed one.
 	results := agent.Check(ctx, cfg)
+	if ctx.Err() != nil {
+		// SIGTERM while a check waited (a slow SCIM server): a stop asked
+		// for, not a failed check.
+		log.Info(agent.MsgAgentStop, zap.String("reason", "stopped during the start-up checks"))
+		return nil
+	}
 	for _, r := range results {
 		fields := []zap.Field{zap.String("check", r.Name), zap.String("detail", r.Detail)}
 		switch {
@@ -53,6 +59,10 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	a, err := agent.Open(ctx, agent.Options{Config: cfg, Logger: log, DryRun: *dryRun, ApproveDeletes: *approve})
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info(agent.MsgAgentStop, zap.String("reason", "stopped while starting"))
+			return nil
+		}
 		log.Error(agent.MsgAgentStop, zap.Error(err))
 		return exitError{1}
 	}
