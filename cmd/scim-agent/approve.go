@@ -23,7 +23,7 @@ func approveDeletesCommand(ctx context.Context, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	store, err := state.Open(cfg.State.Path, 200*time.Millisecond)
+	store, err := state.OpenExisting(cfg.State.Path, 200*time.Millisecond)
 	if errors.Is(err, state.ErrLocked) {
 		admin, aerr := newAdminClient(cfg)
 		if aerr != nil {

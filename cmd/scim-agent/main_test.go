@@ -405,6 +405,19 @@ func TestSIGTERMDuringStartupChecksExitsZero(t *testing.T) {
 	}
 }
 
+func TestStateCommandsNeedAnExistingStateFile(t *testing.T) {
+	e := newEnv(t, "") // no agent has run: no state file yet
+	for _, cmd := range []string{"status", "approve-deletes"} {
+		out, errOut, code := e.run(cmd, "--config", e.config)
+		if code != 1 || !strings.Contains(errOut, "no state file at "+filepath.Join(e.dir, "state.db")) {
+			t.Errorf("%s without a state file: exit %d\n%s%s", cmd, code, out, errOut)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "state.db")); !os.IsNotExist(err) {
+		t.Fatalf("a command created the state file: %v", err)
+	}
+}
+
 func TestCheckCommandExitCodes(t *testing.T) {
 	e := newEnv(t, "")
 	out, _, code := e.run("check", "--config", e.config)

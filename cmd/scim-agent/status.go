@@ -28,7 +28,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	var s agent.Status
-	store, err := state.Open(cfg.State.Path, 200*time.Millisecond)
+	store, err := state.OpenExisting(cfg.State.Path, 200*time.Millisecond)
 	switch {
 	case errors.Is(err, state.ErrLocked):
 		admin, aerr := newAdminClient(cfg)

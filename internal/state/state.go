@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -26,6 +28,21 @@ var (
 
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("state file is in use by another scim-agent process")
+
+// ErrNoState is wrapped by OpenExisting's error when the file does not
+// exist.
+var ErrNoState = errors.New("no state file")
+
+// OpenExisting opens the state file like Open, but only when it exists:
+// the commands that read or amend an agent's state (status,
+// approve-deletes) must not create an empty one at a mistyped path and
+// report on, or approve, nothing.
+func OpenExisting(path string, lockTimeout time.Duration) (*Store, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s (state.path): no agent has run with this config here yet, or the path is wrong", ErrNoState, path)
+	}
+	return Open(path, lockTimeout)
+}
 
 // Store is an open state file. Its methods are safe for concurrent use.
 type Store struct {
