@@ -52,19 +52,35 @@ func TestMailChangeBySaveIsOnePATCH(t *testing.T) {
 	uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
 	h.start()
 	h.settle()
+	// The IdP keeps a home address beside the work one the agent manages.
+	id := h.mustServerUser(uid).ID
+	h.scim.Edit(id, func(m map[string]any) {
+		m["emails"] = append(m["emails"].([]any), map[string]any{"value": "bob@home.example", "type": "home"})
+	})
 	h.scim.ResetRequests()
 
 	// Drupal's save: DELETE + INSERT of users_field_data in one transaction.
 	h.update(uid, func(u *drupaltest.User) { u.Mail = str("robert@example.org") })
 	h.settle()
 
+	// One write; the GET before it reads the addresses of other types,
+	// which a PATCH of the whole list must carry over.
 	reqs := h.userRequests()
-	if len(reqs) != 1 || reqs[0].Method != "PATCH" {
-		t.Fatalf("requests after a mail change = %v, want one PATCH", methods(reqs))
+	if got := methods(reqs); len(reqs) != 2 || got[0] != "GET /Users/"+id || got[1] != "PATCH /Users/"+id {
+		t.Fatalf("requests after a mail change = %v, want a GET and one PATCH", got)
 	}
-	ops := reqs[0].JSON()["Operations"].([]any)
+	ops := reqs[1].JSON()["Operations"].([]any)
 	if len(ops) != 1 || ops[0].(map[string]any)["path"] != "emails" {
 		t.Fatalf("PATCH operations = %v, want only emails", ops)
+	}
+	var home bool
+	for _, e := range h.mustServerUser(uid).Get("emails").([]any) {
+		if e := e.(map[string]any); e["type"] == "home" && e["value"] == "bob@home.example" {
+			home = true
+		}
+	}
+	if !home {
+		t.Fatalf("the home address is gone: emails = %v", h.mustServerUser(uid).Get("emails"))
 	}
 	h.assertServerMatchesDB()
 }

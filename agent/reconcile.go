@@ -309,7 +309,19 @@ func (r *run) send(name string, user mapping.User, changes mapping.Changes) erro
 	id := r.rec.SCIMID
 	path := "/Users/" + id
 	if r.a.usePatch.Load() {
-		ops := patchOps(user, changes)
+		var current scimclient.Resource
+		if mapping.MergesTyped(user, changes) {
+			// A PATCH replaces the whole list: read the server's values
+			// first so those of other types (a home address) survive.
+			var cr scimclient.Result
+			var err error
+			current, cr, err = r.a.client.GetUser(r.ctx, id)
+			r.logCall(OpLookup, user.UserName(), http.MethodGet, path, cr, err)
+			if err != nil {
+				return err
+			}
+		}
+		ops := patchOps(user, changes, current)
 		if r.dry {
 			r.dryRun(name, http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops})
 			return nil
@@ -337,10 +349,13 @@ func (r *run) send(name string, user mapping.User, changes mapping.Changes) erro
 	return err
 }
 
-func patchOps(user mapping.User, c mapping.Changes) []scimclient.PatchOp {
+// patchOps are the operations that make the server's copy equal user on
+// the changed paths; current, when known, is the server's copy, whose
+// values of other types a typed list keeps.
+func patchOps(user mapping.User, c mapping.Changes, current scimclient.Resource) []scimclient.PatchOp {
 	ops := make([]scimclient.PatchOp, 0, len(c.Set)+len(c.Remove))
 	for _, p := range c.Set {
-		ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: user.Values[p]})
+		ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: mapping.ValueFor(current, user, p)})
 	}
 	for _, p := range c.Remove {
 		ops = append(ops, scimclient.PatchOp{Op: "remove", Path: p})

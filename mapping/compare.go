@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -8,8 +9,11 @@ import (
 // Compare returns what must change for a server's copy of a user (a SCIM
 // resource as the server returned it) to equal u on every managed path.
 // Values the server adds on its own (ids, meta, an email's display) and
-// paths the mapping does not manage are ignored. userName and email values
-// compare case-insensitively, as RFC 7643 defines them (caseExact false).
+// paths the mapping does not manage are ignored. Strings compare
+// case-insensitively but for externalId and id, as RFC 7643 §8.7.1 defines
+// the User's attributes (caseExact false). In a multi-valued attribute
+// whose values the mapping types (emails of type work), only values of
+// those types count: a home address set elsewhere is not drift.
 func (m *Mapper) Compare(u User, server map[string]any) Changes {
 	var c Changes
 	for _, r := range m.rules {
@@ -82,10 +86,10 @@ func equal(path string, want, got any) bool {
 		if !ok {
 			return false
 		}
-		if path == "userName" {
-			return strings.EqualFold(w, g)
+		if caseExact(path) {
+			return w == g
 		}
-		return w == g
+		return strings.EqualFold(w, g)
 	case bool:
 		switch g := got.(type) {
 		case bool:
@@ -96,28 +100,42 @@ func equal(path string, want, got any) bool {
 		}
 		return false
 	case []map[string]any:
-		return equalList(path, w, got)
+		return equalList(w, got)
 	}
 	return false
 }
 
-// equalList compares a multi-valued attribute: the same number of values,
-// each wanted value matching a distinct server value on every sub-attribute
-// the agent sets.
-func equalList(path string, want []map[string]any, got any) bool {
+// caseExact reports whether a path's strings compare exactly: only
+// externalId and id among the attributes the agent manages (RFC 7643).
+func caseExact(path string) bool {
+	return strings.EqualFold(path, "externalId") || strings.EqualFold(path, "id")
+}
+
+// equalList compares a multi-valued attribute: the same number of values
+// (of the types the agent sets, when it types them), each wanted value
+// matching a distinct server value on every sub-attribute the agent sets.
+func equalList(want []map[string]any, got any) bool {
 	if typed, ok := got.([]map[string]any); ok {
 		got = toAnySlice(typed)
 	}
 	list, ok := got.([]any)
-	if !ok || len(list) != len(want) {
+	if !ok {
 		return false
 	}
+	if types := wantedTypes(want); types != nil {
+		list = slices.DeleteFunc(slices.Clone(list), func(item any) bool { return otherType(item, types) })
+	}
+	if len(list) != len(want) {
+		return false
+	}
+	// A server may keep no primary or type on a lone value.
+	single := len(list) == 1
 	used := make([]bool, len(list))
 	for _, w := range want {
 		found := false
 		for i, item := range list {
 			g, ok := item.(map[string]any)
-			if !ok || used[i] || !matches(path, w, g) {
+			if !ok || used[i] || !matches(w, g, single) {
 				continue
 			}
 			used[i], found = true, true
@@ -138,24 +156,45 @@ func toAnySlice(typed []map[string]any) []any {
 	return out
 }
 
-func matches(path string, want, got map[string]any) bool {
+// wantedTypes returns the types of the wanted values, or nil when any of
+// them has none (then every server value counts).
+func wantedTypes(want []map[string]any) []string {
+	var types []string
+	for _, w := range want {
+		t, _ := w["type"].(string)
+		if t == "" {
+			return nil
+		}
+		types = append(types, t)
+	}
+	return types
+}
+
+// otherType reports whether a server value carries a type the agent does
+// not set: somebody else's value. An untyped value may be ours.
+func otherType(item any, types []string) bool {
+	g, _ := item.(map[string]any)
+	t, _ := field(g, "type").(string)
+	return t != "" && !slices.ContainsFunc(types, func(w string) bool { return strings.EqualFold(w, t) })
+}
+
+// matches compares one wanted value with one server value, on the
+// sub-attributes the agent sets (strings case-insensitively). An absent
+// primary equals false, and an absent primary or type is no difference
+// on a lone value (single).
+func matches(want, got map[string]any, single bool) bool {
 	for k, wv := range want {
 		gv := field(got, k)
+		if gv == nil && single && (k == "primary" || k == "type") {
+			continue
+		}
 		switch w := wv.(type) {
 		case string:
 			g, ok := gv.(string)
-			if !ok {
-				return false
-			}
-			if k == "value" && (path == "emails" || path == "phoneNumbers") || k == "type" {
-				if !strings.EqualFold(w, g) {
-					return false
-				}
-			} else if w != g {
+			if !ok || !strings.EqualFold(w, g) {
 				return false
 			}
 		case bool:
-			// An absent primary is the same as primary false.
 			if !equal("", w, gv) && (w || gv != nil) {
 				return false
 			}
@@ -170,7 +209,7 @@ func matches(path string, want, got map[string]any) bool {
 // whatever their case.
 func Apply(res map[string]any, u User, c Changes) {
 	for _, path := range c.Set {
-		setPath(res, path, u.Values[path])
+		setPath(res, path, ValueFor(res, u, path))
 	}
 	for _, path := range c.Remove {
 		setPath(res, path, nil)
@@ -182,6 +221,57 @@ func Apply(res map[string]any, u User, c Changes) {
 			}
 		}
 	}
+}
+
+// ValueFor returns the value to write at path so that the server's copy
+// (current, nil when unknown) ends equal to u there: u's value, merged
+// into the server's values of a multi-valued attribute the mapping types
+// (see Apply).
+func ValueFor(current map[string]any, u User, path string) any {
+	v := u.Values[path]
+	if want, ok := v.([]map[string]any); ok && current != nil {
+		return mergeTyped(lookup(current, path), want)
+	}
+	return v
+}
+
+// MergesTyped reports whether c sets a multi-valued attribute whose
+// values the mapping types: writing it without the server's copy would
+// drop the values of other types (a home address set elsewhere).
+func MergesTyped(u User, c Changes) bool {
+	for _, p := range c.Set {
+		if want, ok := u.Values[p].([]map[string]any); ok && wantedTypes(want) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeTyped returns the server's values of a multi-valued attribute
+// with those of the agent's types replaced by want: a home address set
+// elsewhere survives a change of the work address. Kept values lose
+// primary when a wanted value is primary (at most one may be).
+func mergeTyped(cur any, want []map[string]any) any {
+	types := wantedTypes(want)
+	list, _ := cur.([]any)
+	if types == nil || len(list) == 0 {
+		return want
+	}
+	primary := slices.ContainsFunc(want, func(w map[string]any) bool { return w["primary"] == true })
+	out := make([]any, 0, len(list)+len(want))
+	for _, w := range want {
+		out = append(out, w)
+	}
+	for _, item := range list {
+		if !otherType(item, types) {
+			continue
+		}
+		if g, ok := item.(map[string]any); ok && primary && field(g, "primary") == true {
+			g[keyFor(g, "primary")] = false
+		}
+		out = append(out, item)
+	}
+	return out
 }
 
 func (u User) extensions() map[string]bool {

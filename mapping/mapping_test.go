@@ -194,6 +194,23 @@ func TestCompareWithServer(t *testing.T) {
 		{"second email added by hand", func(r map[string]any) {
 			r["emails"] = append(r["emails"].([]any), map[string]any{"value": "x@example.org"})
 		}, Changes{Set: []string{"emails"}}},
+		{"home email set elsewhere", func(r map[string]any) {
+			r["emails"] = append(r["emails"].([]any), map[string]any{"value": "alice@home.example", "type": "home"})
+		}, Changes{}},
+		{"server keeps no primary on the lone email", func(r map[string]any) {
+			delete(r["emails"].([]any)[0].(map[string]any), "primary")
+		}, Changes{}},
+		{"server keeps no type on the lone email", func(r map[string]any) {
+			delete(r["emails"].([]any)[0].(map[string]any), "type")
+		}, Changes{}},
+		{"work email changed, home kept", func(r map[string]any) {
+			r["emails"] = []any{map[string]any{"value": "old@example.org", "type": "work", "primary": true},
+				map[string]any{"value": "alice@home.example", "type": "home"}}
+		}, Changes{Set: []string{"emails"}}},
+		{"displayName differs only in case (caseExact false)", func(r map[string]any) { r["displayName"] = "ALICE" }, Changes{}},
+		{"externalId differs in case (caseExact true)", func(r map[string]any) {
+			r["externalId"] = strings.ToUpper(r["externalId"].(string))
+		}, Changes{Set: []string{"externalId"}}},
 		{"given name edited", func(r map[string]any) { r["name"] = map[string]any{"givenName": "Al"} }, Changes{Set: []string{"name.givenName"}}},
 		{"timezone set by hand, Drupal has none", func(r map[string]any) { r["timezone"] = "UTC" }, Changes{Remove: []string{"timezone"}}},
 		{"externalId missing", func(r map[string]any) { delete(r, "externalId") }, Changes{Set: []string{"externalId"}}},
@@ -231,6 +248,41 @@ func TestApplyKeepsUnmanagedAttributes(t *testing.T) {
 	}
 	if s := res["schemas"].([]any); len(s) != 2 {
 		t.Fatalf("schemas = %v, want the enterprise extension added", s)
+	}
+}
+
+func TestApplyKeepsValuesOfOtherTypes(t *testing.T) {
+	m, _ := New(nil)
+	u := m.Map(account(map[string]any{"name": "alice", "mail": "new@example.org", "status": int64(1)}))
+	var res map[string]any
+	json.Unmarshal([]byte(`{"schemas":["`+UserSchema+`"],"id":"1","userName":"alice","active":true,
+		"emails":[{"value":"old@example.org","type":"work","primary":true},{"value":"me@home.example","type":"home","primary":true}]}`), &res)
+	c := m.Compare(u, res)
+	if !c.Has("emails") {
+		t.Fatalf("Compare = %+v, want emails", c)
+	}
+	Apply(res, u, c)
+	if got := m.Compare(u, res); !got.Empty() {
+		t.Fatalf("after Apply, Compare = %+v", got)
+	}
+	var home, work int
+	for _, e := range res["emails"].([]any) {
+		e := e.(map[string]any)
+		switch e["type"] {
+		case "home":
+			home++
+			if e["value"] != "me@home.example" || e["primary"] != false {
+				t.Errorf("home email = %v, want kept and no longer primary", e)
+			}
+		case "work":
+			work++
+			if e["value"] != "new@example.org" || e["primary"] != true {
+				t.Errorf("work email = %v", e)
+			}
+		}
+	}
+	if home != 1 || work != 1 {
+		t.Fatalf("emails = %v, want the home one kept and one work one", res["emails"])
 	}
 }
 

@@ -76,9 +76,17 @@ func (s *Site) Differences(ctx context.Context, accounts []scimtest.User, provis
 	return diffs, nil
 }
 
-// Email returns the first email value of a SCIM account, or "".
+// Email returns the work email value of a SCIM account (the one the
+// agent manages), else the first, or "".
 func Email(a scimtest.User) string {
-	if emails, _ := a.Get("emails").([]any); len(emails) > 0 {
+	emails, _ := a.Get("emails").([]any)
+	for _, e := range emails {
+		if m, _ := e.(map[string]any); m["type"] == "work" {
+			v, _ := m["value"].(string)
+			return v
+		}
+	}
+	if len(emails) > 0 {
 		v, _ := emails[0].(map[string]any)["value"].(string)
 		return v
 	}
