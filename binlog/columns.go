@@ -77,6 +77,15 @@ func (c *schemaColumns) columns(ctx context.Context, table string) ([]string, er
 	return names, nil
 }
 
+// reset forgets every cached name. A new stream may start past a schema
+// change no stream read (after a purged position, the agent streams on
+// from the current one), so names cached by an earlier stream are stale.
+func (c *schemaColumns) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.names)
+}
+
 func (c *schemaColumns) forget(query string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

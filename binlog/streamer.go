@@ -345,6 +345,7 @@ func (s *Streamer) Stream(ctx context.Context, from Position, handle func(contex
 	s.running.Add(1)
 	s.mu.Unlock()
 	defer s.running.Done()
+	s.cols.reset()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(s.closeCtx, cancel)
