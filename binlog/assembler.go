@@ -192,6 +192,14 @@ func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*No
 		}
 	case *replication.XIDEvent:
 		return a.commit(ev)
+	case *replication.GenericEvent:
+		// MariaDB ends the group of an XA PREPARE with an XA_prepare
+		// event, which the library hands over undecoded. Its uids are
+		// noticed now; their reads wait for the prepared transaction's
+		// locks, so they see what XA COMMIT (or ROLLBACK) leaves.
+		if ev.Header.EventType == replication.XA_PREPARE_LOG_EVENT && a.tx.open {
+			return a.commit(ev)
+		}
 	case *replication.RowsEvent:
 		if !a.tx.open {
 			a.begin(false)
