@@ -253,17 +253,25 @@ func TestSchemaChangeWithoutRowMetadataFallsBackToAFullSync(t *testing.T) {
 // server, as a network cut or a server restart would.
 func (h *harness) killDumpConnections() {
 	h.t.Helper()
-	rows, err := h.srv.Root().Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", "agent_"+h.db.Name)
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	// settle can return before the stream has connected after the
+	// initial sync: wait for the dump connection to show.
 	var ids []int64
-	for rows.Next() {
-		var id int64
-		rows.Scan(&id)
-		ids = append(ids, id)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(ids) == 0 && time.Now().Before(deadline) {
+		rows, err := h.srv.Root().Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", "agent_"+h.db.Name)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int64
+			rows.Scan(&id)
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if len(ids) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
-	rows.Close()
 	killed := 0
 	for _, id := range ids {
 		if _, err := h.srv.Root().Exec(fmt.Sprintf("KILL %d", id)); err == nil {
