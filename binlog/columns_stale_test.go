@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
-	"github.com/scim-agent/scim-agent/internal/testdb"
 )
 
 // TestNewStreamForgetsColumnNames: without FULL metadata the column names
@@ -16,13 +15,7 @@ import (
 // answer with full syncs for ever.
 func TestNewStreamForgetsColumnNames(t *testing.T) {
 	ctx := context.Background()
-	srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=MINIMAL"}})
-	db, err := srv.NewDatabase(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	f := newFixtureOn(t, db, mappedColumns, nil)
+	f := newMinimalMetadataFixture(t)
 
 	r := f.stream(t, f.pos(t), nil)
 	u1, err := f.site.Create(ctx, drupaltest.User{Name: "one"})

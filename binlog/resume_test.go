@@ -258,13 +258,7 @@ func TestColumnNamesWithoutFullMetadata(t *testing.T) {
 // mapped with today's columns, and the stream must say so.
 func TestSchemaChangedUnderAStream(t *testing.T) {
 	ctx := context.Background()
-	srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=MINIMAL"}})
-	db, err := srv.NewDatabase(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	f := newFixtureOn(t, db, mappedColumns, nil)
+	f := newMinimalMetadataFixture(t)
 	start := f.pos(t)
 	if _, err := f.site.Create(ctx, drupaltest.User{Name: "before"}); err != nil {
 		t.Fatal(err)
@@ -273,10 +267,23 @@ func TestSchemaChangedUnderAStream(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(ctx, waitFor)
 	defer cancel()
-	err = f.s.Stream(ctx, start, func(context.Context, Notice) error { return nil })
+	err := f.s.Stream(ctx, start, func(context.Context, Notice) error { return nil })
 	if !errors.Is(err, ErrUnknownColumns) {
 		t.Fatalf("Stream returned %v, want ErrUnknownColumns", err)
 	}
+}
+
+// newMinimalMetadataFixture returns a fixture on a private MariaDB that
+// writes no column names into the binlog (binlog_row_metadata=MINIMAL).
+func newMinimalMetadataFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=MINIMAL"}})
+	db, err := srv.NewDatabase(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return newFixtureOn(t, db, mappedColumns, nil)
 }
 
 // purgeTo purges every binlog file before newest. MariaDB keeps a file
