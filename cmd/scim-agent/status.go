@@ -79,7 +79,7 @@ func printStatus(w io.Writer, s agent.Status) {
 		row("ready", ready)
 	}
 	pos := s.Position
-	if pos == "" {
+	if pos == "" || pos == (binlog.Position{}).String() {
 		pos = "none (the first start will sync every user)"
 	}
 	row("position", pos)
