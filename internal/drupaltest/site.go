@@ -28,6 +28,12 @@ type Site struct {
 	Prefix string
 }
 
+// HashPrefixes start the password hashes Drupal stores in users_field_data.pass:
+// bcrypt and argon2 (Drupal 10+ through PHP's password_hash), Drupal 7's
+// salted SHA-512 ($S$) and phpass ($P$, $H$) from migrated sites. No log
+// line or output may hold one.
+var HashPrefixes = []string{"$2y$", "$argon2", "$S$", "$P$", "$H$"}
+
 // User is a Drupal user account as the tests need it.
 type User struct {
 	UID               uint32
