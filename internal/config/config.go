@@ -56,8 +56,9 @@ type MySQL struct {
 type SCIM struct {
 	// BaseURL is the SCIM endpoint, e.g. https://idp.example.com/scim/v2.
 	BaseURL string `yaml:"base_url"`
-	// Token is the bearer token. Exactly one of Token and TokenFile is set
-	// in the file; after Load, Token holds the token either way.
+	// Token is the bearer token (surrounding blanks trimmed). Exactly one
+	// of Token and TokenFile is set in the file; after Load, Token holds
+	// the token either way.
 	Token string `yaml:"token"`
 	// TokenFile is a file holding the token (surrounding blanks trimmed).
 	TokenFile string `yaml:"token_file"`
@@ -211,6 +212,14 @@ func (c *Config) validate(at func(path string) string) error {
 		fail("scim.base_url", "%q is not an absolute http(s) URL", c.SCIM.BaseURL)
 	} else if u.Scheme == "http" && !loopback(u.Hostname()) {
 		c.Warnings = append(c.Warnings, "scim.base_url uses plain http: the bearer token crosses the network unencrypted")
+	}
+	// A Secret made from a file (kubectl create secret --from-file, echo
+	// without -n) often ends in a newline: trimmed, as from token_file.
+	if t := strings.TrimSpace(c.SCIM.Token); t != c.SCIM.Token {
+		c.SCIM.Token = t
+		if t == "" {
+			fail("scim.token", "is only blanks")
+		}
 	}
 	switch {
 	case c.SCIM.Token != "" && c.SCIM.TokenFile != "":

@@ -139,6 +139,21 @@ func TestEnvironmentInNumbers(t *testing.T) {
 	}
 }
 
+func TestTokenFromTheEnvironmentIsTrimmed(t *testing.T) {
+	// A Secret made with `echo token > f; kubectl create secret --from-file`.
+	c, err := Parse([]byte(minimal), "config.yaml", env(map[string]string{"DB_PASSWORD": "x", "SCIM_TOKEN": "env-token\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SCIM.Token != "env-token" {
+		t.Fatalf("token = %q, want the newline trimmed", c.SCIM.Token)
+	}
+	if _, err := Parse([]byte(minimal), "config.yaml", env(map[string]string{"DB_PASSWORD": "x", "SCIM_TOKEN": " \n"})); err == nil ||
+		!strings.Contains(err.Error(), "scim.token: is only blanks") {
+		t.Fatalf("a blank token: %v", err)
+	}
+}
+
 func TestTokenFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "token")
