@@ -249,6 +249,11 @@ func (c *Config) validate(at func(path string) string) error {
 			fail("provisioning.operations", "%q is not one of create, update, deactivate, delete", op)
 		}
 	}
+	if len(p.Operations) == 0 {
+		// Empty (or a bare key, which YAML reads as null): deliberate for a
+		// pause, but it must not pass unnoticed.
+		c.Warnings = append(c.Warnings, "provisioning.operations is empty: every operation is switched off and the agent sends no write")
+	}
 	if p.OnDelete != OpDelete && p.OnDelete != OpDeactivate {
 		fail("provisioning.on_delete", "%q is not one of delete, deactivate", p.OnDelete)
 	}

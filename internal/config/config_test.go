@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,19 @@ func TestDSNErrorNeverQuotesThePassword(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestEmptyOperationsWarn(t *testing.T) {
+	vars := env(map[string]string{"DB_PASSWORD": "x", "SCIM_TOKEN": "t"})
+	for _, ops := range []string{"operations: []", "operations:", "operations: [create]"} {
+		c, err := Parse([]byte(minimal+"provisioning:\n  "+ops+"\n"), "config.yaml", vars)
+		if err != nil {
+			t.Fatalf("%s: %v", ops, err)
+		}
+		warned := slices.ContainsFunc(c.Warnings, func(w string) bool { return strings.Contains(w, "provisioning.operations is empty") })
+		if want := ops != "operations: [create]"; warned != want {
+			t.Errorf("%s: warnings %q, want the empty-operations warning %v", ops, c.Warnings, want)
+		}
 	}
 }
