@@ -216,7 +216,8 @@ func (g *guard) Flush() error {
 	return g.save()
 }
 
-// save writes the guard's state; g.mu is held.
+// save writes the guard's state; g.mu is held. A failed write leaves
+// the state dirty, so the next Flush writes it again.
 func (g *guard) save() error {
 	if g.store == nil {
 		g.dirty = false
@@ -224,6 +225,7 @@ func (g *guard) save() error {
 	}
 	st := guardState{Tripped: g.tripped, Since: g.since, Held: g.held, Approved: slices.Sorted(maps.Keys(g.approved))}
 	if err := g.store.PutMeta(guardKey, st); err != nil {
+		g.dirty = true
 		g.log.Error(MsgGuardTripped, zap.String("detail", "could not save the deletion guard"), zap.Error(err))
 		return fmt.Errorf("save the deletion guard: %w", err)
 	}
@@ -245,7 +247,7 @@ func (g *guard) Approve() []uint32 {
 	g.held = map[uint32]string{}
 	g.sent = nil
 	g.tripped = false
-	g.save() // logged on failure; the approval holds in memory and Flush tries again
+	g.save() // logged on failure; the approval holds in memory and the next Flush writes it
 	g.log.Info(MsgGuardApproved, zap.Int("held", len(uids)))
 	return uids
 }

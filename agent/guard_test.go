@@ -178,3 +178,15 @@ func BenchmarkGuardBulkHold(b *testing.B) {
 		})
 	}
 }
+
+func TestGuardWriteFailureIsTriedAgain(t *testing.T) {
+	store := openGuardStore(t)
+	g := newGuard(1, time.Hour, store, zap.NewNop())
+	g.Allow(1, OpDelete)
+	g.Allow(2, OpDelete) // trips and holds
+	store.Close()        // every write fails from here
+	g.Approve()          // its save fails: logged, kept in memory
+	if err := g.Flush(); err == nil {
+		t.Fatal("Flush after a failed save wrote nothing and reported no error: the approval would never reach the state file")
+	}
+}
