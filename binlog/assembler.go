@@ -129,11 +129,17 @@ func (a *assembler) decodeRows(e *replication.RowsEvent, data []byte) error {
 // event and the rows parsed so far, which can hold a password hash, and
 // this error ends up in a log line.
 func decodeError(table string, err error) error {
-	msg, _, _ := strings.Cut(err.Error(), ", data ")
+	return fmt.Errorf("binlog: decode a rows event of table %s: %s", table, withoutRowData(err.Error()))
+}
+
+// withoutRowData cuts a go-mysql decoding message before the row data it
+// quotes (", data ..."), and to 200 bytes.
+func withoutRowData(msg string) string {
+	msg, _, _ = strings.Cut(msg, ", data ")
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."
 	}
-	return fmt.Errorf("binlog: decode a rows event of table %s: %s", table, msg)
+	return msg
 }
 
 // event processes one binlog event and returns a Notice when the event

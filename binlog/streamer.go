@@ -470,24 +470,19 @@ func (s *Streamer) streamOnce(ctx context.Context, pos *Position, handle func(co
 
 // undecodable turns the replication library's error for an event it
 // could not parse into ErrResyncNeeded, or returns nil for any other
-// error. The library's own message quotes the raw event, rows and all (a
-// password hash among them): only the header's place and type and the
-// cause, cut before any data, are kept.
+// error. The library's own message (EventError.Error) quotes the raw
+// event, rows and all (a password hash among them): only the header's
+// place and type and the cause, cut before any data, are kept.
 func undecodable(after *Position, err error) error {
 	var ee *replication.EventError
 	if !errors.As(err, &ee) {
 		return nil
 	}
-	cause, _, _ := strings.Cut(ee.Err, ", data ")
-	cause, _, _ = strings.Cut(cause, "Data ")
-	if len(cause) > 200 {
-		cause = cause[:200] + "..."
-	}
 	where := "after " + after.String()
 	if ee.Header != nil {
-		where = fmt.Sprintf("ending at offset %d (%s), after %s", ee.Header.LogPos, ee.Header.EventType, after.String())
+		where = fmt.Sprintf("ending at offset %d (%s), %s", ee.Header.LogPos, ee.Header.EventType, where)
 	}
-	return fmt.Errorf("%w: the event %s does not decode: %s", ErrResyncNeeded, where, cause)
+	return fmt.Errorf("%w: the event %s does not decode: %s", ErrResyncNeeded, where, withoutRowData(ee.Err))
 }
 
 // gtidAt asks MariaDB which GTID position a file position stands for
