@@ -18,6 +18,7 @@ import (
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/logging"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
+	"github.com/scim-agent/scim-agent/internal/state"
 	"github.com/scim-agent/scim-agent/internal/testdb"
 )
 
@@ -222,6 +223,20 @@ func (h *harness) start(opts ...func(*Options)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.agent, h.cancel, h.done = a, cancel, make(chan error, 1)
 	go func() { h.done <- a.Run(ctx) }()
+}
+
+// editState opens the state file while no agent runs and lets edit
+// change it, as a crash, an operator or a lost position would leave it.
+func (h *harness) editState(edit func(*state.Store) error) {
+	h.t.Helper()
+	store, err := state.Open(h.cfg.State.Path, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer store.Close()
+	if err := edit(store); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 // stop cancels the agent and waits for Run to return.

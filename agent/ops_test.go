@@ -109,14 +109,7 @@ func (h *harness) skipBinlog() {
 	}
 	pos := h.headPosition()
 	pos.GTID = gtid
-	store, err := state.Open(h.cfg.State.Path, 0)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer store.Close()
-	if err := store.PutMeta(positionKey, pos); err != nil {
-		h.t.Fatal(err)
-	}
+	h.editState(func(store *state.Store) error { return store.PutMeta(positionKey, pos) })
 }
 
 func TestScheduledReconcileRunsBesideStreaming(t *testing.T) {
@@ -347,14 +340,7 @@ func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store, err := state.Open(h.cfg.State.Path, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.DeleteMeta(positionKey); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	h.editState(func(store *state.Store) error { return store.DeleteMeta(positionKey) })
 
 	h.start()
 	// The sync ends although two of its deletions are held, and streaming
@@ -369,13 +355,7 @@ func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
 	// Approved while no agent runs, the held deletions go at the next
 	// start, although nothing in the binlog names them.
 	h.stop()
-	if store, err = state.Open(h.cfg.State.Path, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := ApproveStored(store); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	h.editState(ApproveStored)
 	// The server is down when they go, and the agent is stopped before
 	// it is back: the approval must outlive the DELETEs cut short.
 	h.scim.Inject(scimtest.Fault{Method: "DELETE", Status: http.StatusServiceUnavailable})

@@ -446,14 +446,9 @@ func TestCrashBetweenPOSTAndSaveLooksBeforePosting(t *testing.T) {
 	// account), its outcome was never saved.
 	id := h.scim.Seed(map[string]any{"userName": "mid", "externalId": u.UUID, "active": true,
 		"emails": []any{map[string]any{"value": "mid@example.org", "type": "work", "primary": true}}})
-	store, err := state.Open(h.cfg.State.Path, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.PutAccount(state.Account{UID: uid, Creating: true, UserName: "mid", ExternalID: u.UUID}); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
+	h.editState(func(store *state.Store) error {
+		return store.PutAccount(state.Account{UID: uid, Creating: true, UserName: "mid", ExternalID: u.UUID})
+	})
 	h.start()
 	h.settle()
 	if n := h.count("POST"); n != 0 {
@@ -487,14 +482,9 @@ func TestCrashBetweenPOSTAndSaveThenDeleteTouchesOnlyOurAccount(t *testing.T) {
 				attrs["externalId"] = u.UUID
 			}
 			id := h.scim.Seed(attrs)
-			store, err := state.Open(h.cfg.State.Path, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := store.PutAccount(state.Account{UID: uid, Creating: true, UserName: "midgone", ExternalID: u.UUID}); err != nil {
-				t.Fatal(err)
-			}
-			store.Close()
+			h.editState(func(store *state.Store) error {
+				return store.PutAccount(state.Account{UID: uid, Creating: true, UserName: "midgone", ExternalID: u.UUID})
+			})
 			// Deleted in Drupal before the agent comes back.
 			if err := h.site.Delete(context.Background(), uid); err != nil {
 				t.Fatal(err)
