@@ -151,6 +151,10 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	rememberSecret(hc.scim.Token)
 	rememberSecret(dsnPassword(t, dsn))
 
+	provisioning := hc.yaml
+	if !strings.Contains(provisioning, "workers:") {
+		provisioning = "workers: 2\n" + provisioning
+	}
 	doc := fmt.Sprintf(`
 mysql:
   dsn: "%s"
@@ -161,7 +165,6 @@ scim:
   token: ${TEST_SCIM_TOKEN}
   timeout: 5s
 provisioning:
-  workers: 2
 %s
 state:
   path: %s/state.db
@@ -171,7 +174,7 @@ admin:
   listen: "127.0.0.1:0"
 mapping:
   userName: name
-%s`, dsn, hc.prefix, h.scim.URL, indent(hc.yaml), h.dir, hc.mapping)
+%s`, dsn, hc.prefix, h.scim.URL, indent(provisioning), h.dir, hc.mapping)
 	h.cfg, err = config.Parse([]byte(doc), "test-config.yaml", func(k string) (string, bool) {
 		if k == "TEST_SCIM_TOKEN" {
 			return hc.scim.Token, true
@@ -411,4 +414,17 @@ func (h *harness) postsByUserName() map[string]int {
 		n[name]++
 	}
 	return n
+}
+
+// eventually waits up to 30s for cond, failing the test with what
+// otherwise. It polls: use it for states the test cannot be told about.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 30s waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

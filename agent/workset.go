@@ -20,8 +20,13 @@ import (
 // that of the newest binlog batch such that it and every older binlog
 // batch are complete: restarting from it loses nothing.
 type workset struct {
-	mu     sync.Mutex
-	cond   *sync.Cond // signalled when a uid is queued, room frees up, or on close
+	mu sync.Mutex
+	// queued is signalled when a uid is queued, room when a batch
+	// completes; both are broadcast on close. Two conditions, because the
+	// waiters differ: a Signal meant for an idle worker must never be
+	// taken by a reader waiting for room.
+	queued *sync.Cond
+	room   *sync.Cond
 	closed bool
 
 	seq     uint64
@@ -37,6 +42,7 @@ type workset struct {
 
 	open    int // incomplete batches
 	maxOpen int // Add blocks while open >= maxOpen
+	paused  int // Adds waiting for room
 }
 
 // waiting records the newest batch that queued a uid.
@@ -64,7 +70,8 @@ func newWorkset(maxOpen int) *workset {
 		pending: map[uint32][]*batch{},
 		maxOpen: maxOpen,
 	}
-	w.cond = sync.NewCond(&w.mu)
+	w.queued = sync.NewCond(&w.mu)
+	w.room = sync.NewCond(&w.mu)
 	return w
 }
 
@@ -92,7 +99,9 @@ func (w *workset) add(uids []uint32, pos *binlog.Position, at time.Time, cause s
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for !w.closed && w.maxOpen > 0 && w.open >= w.maxOpen && !collect {
-		w.cond.Wait()
+		w.paused++
+		w.room.Wait()
+		w.paused--
 	}
 	if w.closed {
 		return nil
@@ -110,7 +119,7 @@ func (w *workset) add(uids []uint32, pos *binlog.Position, at time.Time, cause s
 		w.pending[uid] = append(w.pending[uid], b)
 		if _, queued := w.waiting[uid]; !queued && !w.busy[uid] {
 			w.queue = append(w.queue, uid)
-			w.cond.Signal()
+			w.queued.Signal()
 		}
 		w.waiting[uid] = &waiting{seq: b.seq, cause: cause}
 	}
@@ -144,7 +153,7 @@ func (w *workset) Get() (uid uint32, t ticket, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for len(w.queue) == 0 && !w.closed {
-		w.cond.Wait()
+		w.queued.Wait()
 	}
 	if w.closed {
 		return 0, ticket{}, false
@@ -192,7 +201,7 @@ func (w *workset) Done(uid uint32, t ticket, handled bool, res Result) {
 		if b.remaining == 0 {
 			w.open--
 			close(b.done)
-			w.cond.Broadcast() // room for Add
+			w.room.Broadcast()
 		}
 	}
 	if len(keep) == 0 {
@@ -203,7 +212,7 @@ func (w *workset) Done(uid uint32, t ticket, handled bool, res Result) {
 	w.advance()
 	if _, queued := w.waiting[uid]; queued {
 		w.queue = append(w.queue, uid)
-		w.cond.Signal()
+		w.queued.Signal()
 	}
 }
 
@@ -228,7 +237,7 @@ func (w *workset) Fail(uid uint32, res Result) {
 		if b.remaining == 0 {
 			w.open--
 			close(b.done)
-			w.cond.Broadcast()
+			w.room.Broadcast()
 		}
 	}
 	if len(keep) == 0 {
@@ -249,7 +258,7 @@ func (w *workset) Requeue(uid uint32, cause string) {
 	w.waiting[uid] = &waiting{seq: w.seq, cause: cause}
 	if !queued && !w.busy[uid] {
 		w.queue = append(w.queue, uid)
-		w.cond.Signal()
+		w.queued.Signal()
 	}
 }
 
@@ -304,6 +313,14 @@ func (w *workset) Depth() int {
 	return len(w.queue)
 }
 
+// PausedAdders returns the number of Add calls waiting for room: the
+// binlog reader is paused by back-pressure while it is not 0.
+func (w *workset) PausedAdders() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.paused
+}
+
 // Idle reports whether no uid is queued, held or pending.
 func (w *workset) Idle() bool {
 	w.mu.Lock()
@@ -316,5 +333,6 @@ func (w *workset) Close() {
 	w.mu.Lock()
 	w.closed = true
 	w.mu.Unlock()
-	w.cond.Broadcast()
+	w.queued.Broadcast()
+	w.room.Broadcast()
 }
