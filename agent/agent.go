@@ -675,6 +675,9 @@ func (a *Agent) ReconcileAll(ctx context.Context, uids []uint32, dryRun bool) ([
 	}
 	close(next)
 	wg.Wait()
+	// No saver runs here: what the guard held, sent or dropped is saved
+	// now, or held deletions would be lost with this process.
+	errs = append(errs, a.guard.Flush())
 	if err := errors.Join(errs...); err != nil {
 		return results, err
 	}

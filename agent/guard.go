@@ -101,6 +101,21 @@ func ApproveStored(store *state.Store) error {
 	return store.PutMeta(guardKey, s)
 }
 
+// StoredGuard reads the deletion guard's state from a state store, for
+// status while no agent runs (Max, Window and Recent are then unknown).
+func StoredGuard(store *state.Store) (GuardStatus, error) {
+	var s guardState
+	if _, err := store.Meta(guardKey, &s); err != nil {
+		return GuardStatus{}, err
+	}
+	gs := GuardStatus{Tripped: s.Tripped}
+	if s.Tripped {
+		gs.Since = s.Since
+	}
+	gs.Held = slices.Sorted(maps.Keys(s.Held))
+	return gs, nil
+}
+
 // Released returns the uids approved but not yet sent, which the agent
 // queues at start: some were held by a sync or drift repair, and the
 // binlog will not name them again.

@@ -53,6 +53,9 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if s.Accounts, err = store.CountAccounts(); err != nil {
 			return err
 		}
+		if s.Guard, err = agent.StoredGuard(store); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -95,12 +98,12 @@ func printStatus(w io.Writer, s agent.Status) {
 		}
 		sort.Strings(ops)
 		row("since start", fmt.Sprint(ops))
-		guard := "ok"
-		if s.Guard.Tripped {
-			guard = fmt.Sprintf("TRIPPED since %s, %d held: run `scim-agent approve-deletes`", s.Guard.Since.Format(time.RFC3339), len(s.Guard.Held))
-		}
-		row("deletion guard", guard)
 	}
+	guard := "ok"
+	if s.Guard.Tripped {
+		guard = fmt.Sprintf("TRIPPED since %s, %d held: run `scim-agent approve-deletes`", s.Guard.Since.Format(time.RFC3339), len(s.Guard.Held))
+	}
+	row("deletion guard", guard)
 	row("accounts", fmt.Sprint(s.Accounts))
 	row("parked", fmt.Sprint(len(s.Parked)))
 	for _, p := range s.Parked {
