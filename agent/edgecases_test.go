@@ -50,3 +50,40 @@ func TestApprovalWhileReadingIsPausedIsNotLost(t *testing.T) {
 	}
 	h.assertServerMatchesDB()
 }
+
+// Adopting an active account for a blocked Drupal user deactivates it:
+// that counts towards the deletion guard like any other deactivation.
+func TestAdoptionDeactivatesOnlyWhatTheGuardAllows(t *testing.T) {
+	h := newHarness(t, withProvisioning("max_deletes: 2"))
+	for i := 0; i < 5; i++ {
+		name := fmt.Sprintf("blocked%d", i)
+		h.create(drupaltest.User{Name: name, Status: 0})
+		h.scim.Seed(map[string]any{"userName": name, "active": true})
+	}
+	h.start()
+	h.settle()
+	deactivated := func() int {
+		n := 0
+		for _, u := range h.scim.Users() {
+			if u.Get("active") == false {
+				n++
+			}
+		}
+		return n
+	}
+	if n := deactivated(); n != 2 {
+		t.Fatalf("%d accounts deactivated by adoption with max_deletes 2, want 2", n)
+	}
+	if !h.agent.guard.Tripped() || h.agent.guard.HeldCount() != 3 {
+		t.Fatalf("guard tripped %v holding %d, want tripped holding 3", h.agent.guard.Tripped(), h.agent.guard.HeldCount())
+	}
+	if n := len(h.scim.Users()); n != 5 || h.count("POST") != 5 {
+		t.Fatalf("%d accounts after %d POSTs: want the 5 adopted, none created", n, h.count("POST"))
+	}
+	h.agent.ApproveDeletes()
+	h.settle()
+	if n := deactivated(); n != 5 {
+		t.Fatalf("%d accounts deactivated after the approval, want 5", n)
+	}
+	h.assertServerMatchesDB()
+}

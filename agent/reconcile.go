@@ -516,6 +516,11 @@ func (r *run) adopt(user mapping.User, found scimclient.Resource) (Result, error
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
 		zap.String("detail", "adopted the server's existing account"))
 	changes := r.a.mapper.Compare(user, found)
+	if name := op(user, changes); name == OpDeactivate && !r.allowDeprovision(name) {
+		// Deactivating the adopted account counts towards the deletion
+		// guard: send the rest, keep the account, hold the deactivation.
+		return r.adoptHeld(user, id, changes.Without("active"))
+	}
 	if !changes.Empty() {
 		if err := r.send(op(user, changes), user, changes); err != nil {
 			r.rec.SCIMID = id
@@ -531,6 +536,27 @@ func (r *run) adopt(user mapping.User, found scimclient.Resource) (Result, error
 	}
 	res.Outcome, res.SCIMID = Adopted, id
 	return res, nil
+}
+
+// adoptHeld records an adopted account whose deactivation the deletion
+// guard holds: rest (the other changes) is sent, and every managed value
+// but active counts as pushed, so the deactivation is what the reconcile
+// after an approval sends.
+func (r *run) adoptHeld(user mapping.User, id string, rest mapping.Changes) (Result, error) {
+	res := Result{UserName: user.UserName(), SCIMID: id, Outcome: Held, Op: OpDeactivate}
+	if !rest.Empty() {
+		if err := r.send(OpUpdate, user, rest); err != nil {
+			if serr := r.save(); serr != nil {
+				return res, serr
+			}
+			res.Outcome, res.Op = Adopted, ""
+			return res, err
+		}
+	}
+	paths := mapping.Changes{Set: r.a.mapper.Paths()}.Without("active")
+	r.recordPush(user, paths)
+	r.rec.Active = true
+	return res, r.save()
 }
 
 // managedBy returns the uid whose record holds scimID, or 0.
