@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
 )
 
 // The edge cases of issue "Fifteen ways to lose, misdirect or stall a
@@ -86,4 +87,44 @@ func TestAdoptionDeactivatesOnlyWhatTheGuardAllows(t *testing.T) {
 		t.Fatalf("%d accounts deactivated after the approval, want 5", n)
 	}
 	h.assertServerMatchesDB()
+}
+
+// Clearing a user's mail removes the work address the agent manages and
+// nothing else: the home address the IdP keeps survives, on PATCH and on
+// PUT servers, and a drift repair leaves it alone afterwards.
+func TestClearedMailKeepsAddressesOfOtherTypes(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts scimtest.Options
+	}{
+		{"PATCH", scimtest.Options{Token: testToken}},
+		{"PUT", scimtest.Options{Token: testToken, DisablePatch: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withSCIM(tt.opts))
+			uid := h.create(drupaltest.User{Name: "nomore", Mail: str("nomore@example.org"), Status: 1})
+			h.start()
+			h.settle()
+			id := h.mustServerUser(uid).ID
+			home := map[string]any{"value": "nomore@home.example", "type": "home"}
+			h.scim.Edit(id, func(m map[string]any) { m["emails"] = append(m["emails"].([]any), home) })
+
+			h.update(uid, func(u *drupaltest.User) { u.Mail = nil })
+			h.settle()
+			emails, _ := h.mustServerUser(uid).Get("emails").([]any)
+			if len(emails) != 1 || emails[0].(map[string]any)["value"] != "nomore@home.example" {
+				t.Fatalf("emails after the mail was cleared = %v, want only the home address", emails)
+			}
+			h.scim.ResetRequests()
+			rep, err := h.agent.RepairDrift(context.Background())
+			if err != nil || rep.Drifted != 0 {
+				t.Fatalf("drift repair after the mail was cleared: %+v, %v: the home address counts as drift", rep, err)
+			}
+			for _, r := range h.userRequests() {
+				if r.Method != "GET" {
+					t.Fatalf("drift repair wrote %s %s", r.Method, r.Path)
+				}
+			}
+		})
+	}
 }

@@ -310,7 +310,7 @@ func (r *run) send(name string, user mapping.User, changes mapping.Changes) erro
 	path := "/Users/" + id
 	if r.a.usePatch.Load() {
 		var current scimclient.Resource
-		if mapping.MergesTyped(user, changes) {
+		if r.a.mapper.MergesTyped(changes) {
 			// A PATCH replaces the whole list: read the server's values
 			// first so those of other types (a home address) survive.
 			var cr scimclient.Result
@@ -321,7 +321,7 @@ func (r *run) send(name string, user mapping.User, changes mapping.Changes) erro
 				return err
 			}
 		}
-		ops := patchOps(user, changes, current)
+		ops := r.a.patchOps(user, changes, current)
 		if r.dry {
 			r.dryRun(name, http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops})
 			return nil
@@ -339,7 +339,7 @@ func (r *run) send(name string, user mapping.User, changes mapping.Changes) erro
 	if err != nil {
 		return err
 	}
-	mapping.Apply(current, user, changes)
+	r.a.mapper.Apply(current, user, changes)
 	if r.dry {
 		r.dryRun(name, http.MethodPut, path, current)
 		return nil
@@ -352,12 +352,17 @@ func (r *run) send(name string, user mapping.User, changes mapping.Changes) erro
 // patchOps are the operations that make the server's copy equal user on
 // the changed paths; current, when known, is the server's copy, whose
 // values of other types a typed list keeps.
-func patchOps(user mapping.User, c mapping.Changes, current scimclient.Resource) []scimclient.PatchOp {
+func (a *Agent) patchOps(user mapping.User, c mapping.Changes, current scimclient.Resource) []scimclient.PatchOp {
 	ops := make([]scimclient.PatchOp, 0, len(c.Set)+len(c.Remove))
 	for _, p := range c.Set {
 		ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: mapping.ValueFor(current, user, p)})
 	}
 	for _, p := range c.Remove {
+		if rest := a.mapper.Remaining(current, p); rest != nil {
+			// The agent's value goes, the others stay.
+			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: rest})
+			continue
+		}
 		ops = append(ops, scimclient.PatchOp{Op: "remove", Path: p})
 	}
 	return ops

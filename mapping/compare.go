@@ -19,6 +19,10 @@ func (m *Mapper) Compare(u User, server map[string]any) Changes {
 	for _, r := range m.rules {
 		want, has := u.Values[r.path]
 		got := lookup(server, r.path)
+		if r.kind == kindTypedList && !has {
+			// Only the agent's own values need to go.
+			got = managedValues(got)
+		}
 		switch {
 		case has && !equal(r.path, want, got):
 			c.Set = append(c.Set, r.path)
@@ -205,14 +209,14 @@ func matches(want, got map[string]any, single bool) bool {
 
 // Apply writes the changes of u into res, a server's copy of the user, so
 // that a PUT of res changes exactly those paths and keeps every attribute
-// the agent does not manage. Attribute names already in res are reused
-// whatever their case.
-func Apply(res map[string]any, u User, c Changes) {
+// the agent does not manage (and, in a typed list, every value of another
+// type). Attribute names already in res are reused whatever their case.
+func (m *Mapper) Apply(res map[string]any, u User, c Changes) {
 	for _, path := range c.Set {
 		setPath(res, path, ValueFor(res, u, path))
 	}
 	for _, path := range c.Remove {
-		setPath(res, path, nil)
+		setPath(res, path, m.Remaining(res, path))
 	}
 	if schemas, ok := res["schemas"].([]any); ok {
 		for ext := range u.extensions() {
@@ -235,16 +239,61 @@ func ValueFor(current map[string]any, u User, path string) any {
 	return v
 }
 
-// MergesTyped reports whether c sets a multi-valued attribute whose
-// values the mapping types: writing it without the server's copy would
-// drop the values of other types (a home address set elsewhere).
-func MergesTyped(u User, c Changes) bool {
-	for _, p := range c.Set {
-		if want, ok := u.Values[p].([]map[string]any); ok && wantedTypes(want) != nil {
+// MergesTyped reports whether c sets or removes a multi-valued attribute
+// whose values the mapping types: writing it without the server's copy
+// would drop the values of other types (a home address set elsewhere).
+func (m *Mapper) MergesTyped(c Changes) bool {
+	for _, r := range m.rules {
+		if r.kind == kindTypedList && c.Has(r.path) {
 			return true
 		}
 	}
 	return false
+}
+
+// Remaining returns what a removed path must still hold on the server
+// (current, nil when unknown): for a typed list, the values of other
+// types; nil, to remove the attribute, when nothing remains.
+func (m *Mapper) Remaining(current map[string]any, path string) any {
+	if current == nil || !m.typedList(path) {
+		return nil
+	}
+	list, _ := lookup(current, path).([]any)
+	var others []any
+	for _, item := range list {
+		if otherType(item, []string{ManagedType}) {
+			others = append(others, item)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	return others
+}
+
+func (m *Mapper) typedList(path string) bool {
+	for _, r := range m.rules {
+		if r.path == path {
+			return r.kind == kindTypedList
+		}
+	}
+	return false
+}
+
+// managedValues returns the values of a typed list the agent may have
+// written: those of its type, or of none.
+func managedValues(v any) any {
+	list, ok := v.([]any)
+	if !ok {
+		return v
+	}
+	var out []any
+	for _, item := range list {
+		if !otherType(item, []string{ManagedType}) {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // mergeTyped returns the server's values of a multi-valued attribute

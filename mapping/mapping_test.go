@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -233,7 +234,7 @@ func TestApplyKeepsUnmanagedAttributes(t *testing.T) {
 	json.Unmarshal([]byte(`{"schemas":["`+UserSchema+`"],"id":"1","UserName":"alice","nickName":"al","timezone":"UTC",
 		"name":{"familyName":"Smith"},"emails":[{"value":"old@example.org"}],"active":true}`), &res)
 	c := m.Compare(u, res)
-	Apply(res, u, c)
+	m.Apply(res, u, c)
 	if got := m.Compare(u, res); !got.Empty() {
 		t.Fatalf("after Apply, Compare = %+v", got)
 	}
@@ -261,7 +262,7 @@ func TestApplyKeepsValuesOfOtherTypes(t *testing.T) {
 	if !c.Has("emails") {
 		t.Fatalf("Compare = %+v, want emails", c)
 	}
-	Apply(res, u, c)
+	m.Apply(res, u, c)
 	if got := m.Compare(u, res); !got.Empty() {
 		t.Fatalf("after Apply, Compare = %+v", got)
 	}
@@ -285,6 +286,44 @@ func TestApplyKeepsValuesOfOtherTypes(t *testing.T) {
 		t.Fatalf("emails = %v, want the home one kept and one work one", res["emails"])
 	}
 }
+
+func TestClearedMailRemovesOnlyTheWorkAddress(t *testing.T) {
+	m, _ := New(nil)
+	u := m.Map(account(map[string]any{"name": "alice", "mail": nil, "status": int64(1)}))
+	for _, tt := range []struct {
+		name       string
+		emails     string
+		wantRemove bool
+		remaining  int // values left by Apply and Remaining
+	}{
+		{"work and home", `[{"value":"old@example.org","type":"work","primary":true},{"value":"me@home.example","type":"home"}]`, true, 1},
+		{"only home: no drift", `[{"value":"me@home.example","type":"home"}]`, false, 1},
+		{"only work", `[{"value":"old@example.org","type":"work"}]`, true, 0},
+		{"an untyped value may be ours", `[{"value":"old@example.org"}]`, true, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var res map[string]any
+			json.Unmarshal([]byte(`{"userName":"alice","active":true,"emails":`+tt.emails+`}`), &res)
+			c := m.Compare(u, res)
+			if got := slices.Contains(c.Remove, "emails"); got != tt.wantRemove {
+				t.Fatalf("Compare = %+v, want emails removed %v", c, tt.wantRemove)
+			}
+			rest, _ := m.Remaining(res, "emails").([]any)
+			if len(rest) != tt.remaining {
+				t.Fatalf("Remaining = %v, want %d values", rest, tt.remaining)
+			}
+			m.Apply(res, u, removal("emails"))
+			if got, _ := res["emails"].([]any); len(got) != tt.remaining {
+				t.Fatalf("after Apply emails = %v, want %d values", res["emails"], tt.remaining)
+			}
+			if got := m.Compare(u, res); got.Has("emails") {
+				t.Fatalf("after Apply, Compare = %+v", got)
+			}
+		})
+	}
+}
+
+func removal(path string) Changes { return Changes{Remove: []string{path}} }
 
 // BenchmarkMapAndDiff is the per-change CPU cost of deciding what to send.
 func BenchmarkMapAndDiff(b *testing.B) {

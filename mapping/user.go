@@ -94,12 +94,17 @@ func (r rule) value(a Account) (v any, ok bool) {
 		if s == "" {
 			return nil, false
 		}
-		return []map[string]any{{"value": s, "type": "work", "primary": true}}, true
+		return []map[string]any{{"value": s, "type": ManagedType, "primary": true}}, true
 	default:
 		s := text(raw)
 		return s, s != ""
 	}
 }
+
+// ManagedType is the type of the values the agent writes in a typed
+// multi-valued attribute (emails, phoneNumbers): values of other types on
+// the server (a home address the IdP keeps) are not the agent's.
+const ManagedType = "work"
 
 // text renders a scalar source value as a string; NULL is "".
 func text(v any) string {
