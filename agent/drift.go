@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -24,7 +25,8 @@ const (
 	// (managed accounts that differ from Drupal), orphans (managed
 	// accounts whose Drupal user is gone), missing (managed accounts gone
 	// from the server), unprovisioned (Drupal users with no account),
-	// duration_ms.
+	// unreadable (server accounts too large to read even alone: skipped,
+	// and then none counts as missing), duration_ms.
 	MsgDriftDone = "drift.done"
 	// MsgDriftFailed (error): a drift repair stopped early; the next one
 	// starts over.
@@ -41,6 +43,8 @@ type DriftReport struct {
 	Orphans       int `json:"orphans"`
 	Missing       int `json:"missing"`
 	Unprovisioned int `json:"unprovisioned"`
+	// Unreadable counts server accounts too large to read even alone.
+	Unreadable int `json:"unreadable"`
 }
 
 // runDriftRepairs repairs drift every interval until ctx is done.
@@ -84,9 +88,21 @@ func (a *Agent) RepairDrift(ctx context.Context) (DriftReport, error) {
 	var flagged []uint32
 	listed := map[uint32]bool{}
 	lastLog := time.Now()
+	count := driftPageSize
 	for startIndex := 1; ; {
-		page, cr, err := a.client.ListUsers(ctx, "", startIndex, driftPageSize)
+		page, cr, err := a.client.ListUsers(ctx, "", startIndex, count)
 		a.logList(startIndex, cr, err)
+		if errors.Is(err, scimclient.ErrResponseTooLarge) {
+			// Big accounts (many groups, large attributes): ask for
+			// fewer at a time, and skip one too large to read alone.
+			if count > 1 {
+				count /= 2
+				continue
+			}
+			rep.Unreadable++
+			startIndex++
+			continue
+		}
 		if err != nil {
 			return rep, err
 		}
@@ -130,6 +146,11 @@ func (a *Agent) RepairDrift(ctx context.Context) (DriftReport, error) {
 		startIndex += len(page.Resources)
 	}
 	for _, uid := range byID {
+		if rep.Unreadable > 0 {
+			// An account skipped unread may be any of them: none is
+			// known to be missing.
+			break
+		}
 		if !listed[uid] && !a.cfg.Provisioning.Excluded(uid) {
 			rep.Missing++
 			flagged = append(flagged, uid)
@@ -168,7 +189,7 @@ func (a *Agent) RepairDrift(ctx context.Context) (DriftReport, error) {
 		}
 	}
 	a.log.Info(MsgDriftDone, zap.Int("checked", rep.Checked), zap.Int("drifted", rep.Drifted), zap.Int("orphans", rep.Orphans),
-		zap.Int("missing", rep.Missing), zap.Int("unprovisioned", rep.Unprovisioned),
+		zap.Int("missing", rep.Missing), zap.Int("unprovisioned", rep.Unprovisioned), zap.Int("unreadable", rep.Unreadable),
 		zap.Int64("duration_ms", time.Since(start).Milliseconds()))
 	return rep, nil
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
@@ -126,5 +127,44 @@ func TestClearedMailKeepsAddressesOfOtherTypes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A page of the server's users larger than the response limit must not
+// stop drift repair for ever: the page size adapts, and an account too
+// large to read alone is skipped (and never taken for a missing one).
+func TestDriftRepairSurvivesPagesOverTheResponseLimit(t *testing.T) {
+	h := newHarness(t)
+	var uids []uint32
+	for i := 0; i < 60; i++ {
+		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("big%02d", i), Status: 1}))
+	}
+	h.start()
+	h.settle()
+	// 60 accounts of 20 KB make a page of 100 over the 1 MiB limit; one
+	// of 1.2 MB is too large even alone.
+	for i, uid := range uids {
+		size := 20_000
+		if i == 30 {
+			size = 1_200_000
+		}
+		h.scim.Edit(h.mustServerUser(uid).ID, func(m map[string]any) { m["nickName"] = strings.Repeat("x", size) })
+	}
+	drifted := h.mustServerUser(uids[45])
+	h.scim.Edit(drifted.ID, func(m map[string]any) { m["displayName"] = "changed by hand" })
+	h.scim.ResetRequests()
+
+	rep, err := h.agent.RepairDrift(context.Background())
+	if err != nil {
+		t.Fatalf("drift repair: %v", err)
+	}
+	if rep.Drifted != 1 || rep.Checked != 59 || rep.Missing != 0 || rep.Unreadable != 1 {
+		t.Fatalf("report = %+v, want 59 checked, 1 drifted, 1 unreadable, none missing", rep)
+	}
+	if su, _ := h.scim.UserByID(drifted.ID); su.Get("displayName") != "big45" {
+		t.Fatalf("displayName = %v, want Drupal's back", su.Get("displayName"))
+	}
+	if n := h.count("POST"); n != 0 {
+		t.Fatalf("%d POSTs: an account too large to read was taken for a missing one", n)
 	}
 }

@@ -45,7 +45,7 @@ var logSchema = map[string]struct {
 	MsgConfigWarning:                  {"warn", []string{"detail"}},
 	MsgDriftStart:                     {"info", []string{"managed"}},
 	MsgDriftProgress:                  {"info", []string{"done", "total", "rate_per_s"}},
-	MsgDriftDone:                      {"info", []string{"checked", "drifted", "orphans", "missing", "unprovisioned", "duration_ms"}},
+	MsgDriftDone:                      {"info", []string{"checked", "drifted", "orphans", "missing", "unprovisioned", "unreadable", "duration_ms"}},
 	MsgDriftFailed:                    {"error", []string{"error"}},
 	"admin.error":                     {"error", []string{"error"}},
 	"binlog.connected":                {"info", []string{"position", "flavor", "server", "version"}},
