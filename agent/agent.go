@@ -543,7 +543,7 @@ func (a *Agent) runWorker(ctx context.Context) {
 		var res Result
 		for attempt := 1; ; attempt++ {
 			var err error
-			res, err = a.reconcile(ctx, uid, how{cause: t.cause, dry: a.dryRun})
+			res, err = a.reconcile(ctx, uid, how{cause: t.cause, dry: a.dryRun, attempt: attempt})
 			if err == nil {
 				handled = res.Outcome != Held
 				break

@@ -168,3 +168,45 @@ func TestDriftRepairSurvivesPagesOverTheResponseLimit(t *testing.T) {
 		t.Fatalf("%d POSTs: an account too large to read was taken for a missing one", n)
 	}
 }
+
+// A 2xx answer that is not SCIM (a proxy's HTML page) for one user must
+// not stall everything: after a few attempts the user is parked with the
+// reason and the rest flows, at a first start and while streaming.
+func TestUndecodableAnswerParksTheUserAfterAFewAttempts(t *testing.T) {
+	waf := func(method string, attrs map[string]any) *scimtest.Fault {
+		if name, _ := attrs["userName"].(string); strings.HasPrefix(name, "waf") {
+			return &scimtest.Fault{Status: 200, Body: []byte("<html><body>Request blocked by the firewall</body></html>")}
+		}
+		return nil
+	}
+	h := newHarness(t)
+	h.scim.Reject(waf)
+	first := h.create(drupaltest.User{Name: "waf-first", Status: 1})
+	h.create(drupaltest.User{Name: "fine-first", Status: 1})
+	h.start()
+	h.settle() // the first start's full sync ends
+	later := h.create(drupaltest.User{Name: "waf-later", Status: 1})
+	h.create(drupaltest.User{Name: "fine-later", Status: 1})
+	h.settle() // the position passes the stream's undecodable answer
+
+	parked, err := ParkedUsers(h.agent.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parked) != 2 || parked[0].UID != first || parked[1].UID != later {
+		t.Fatalf("parked = %+v, want uids %d and %d", parked, first, later)
+	}
+	for _, p := range parked {
+		if p.Op != OpCreate || !strings.Contains(p.Detail, "not valid SCIM") || !strings.Contains(p.Detail, "text/html") {
+			t.Fatalf("parked %+v: want op create and the reason", p)
+		}
+	}
+	for _, name := range []string{"fine-first", "fine-later"} {
+		if _, ok := h.scim.UserByUserName(name); !ok {
+			t.Fatalf("%s not created", name)
+		}
+	}
+	if n := h.postsByUserName()["waf-later"]; n != maxInvalidAnswerAttempts {
+		t.Fatalf("%d POSTs of waf-later, want %d attempts", n, maxInvalidAnswerAttempts)
+	}
+}

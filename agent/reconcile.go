@@ -61,7 +61,16 @@ type how struct {
 	cause  string // the binlog position (or command) that caused it, for logs
 	dry    bool   // --dry-run: send no write, save nothing
 	verify bool   // compare with the server's copy (GET), not only the pushed fingerprints
+	// attempt counts the worker's tries of this reconcile (1 for the
+	// first, 0 when nobody retries it).
+	attempt int
 }
+
+// maxInvalidAnswerAttempts is how many times a reconcile is tried while
+// the server answers something that is not SCIM (a proxy's HTML page, a
+// body over the size limit) before the user is parked: such an answer may
+// be a passing fault, but one user's must not hold everything back.
+const maxInvalidAnswerAttempts = 3
 
 // run is one reconcile in progress: the uid, its logger (every line
 // carries uid and the binlog position that caused it) and its state.
@@ -124,7 +133,14 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 			return res, fmt.Errorf("the SCIM server refuses the token: %s", se.Error())
 		}
 		if errors.As(err, &se) && ctx.Err() == nil {
-			return r.park(res, se)
+			detail := se.Detail
+			if detail == "" {
+				detail = se.Error()
+			}
+			return r.park(res, parkReason{status: se.Status, scimType: se.ScimType, detail: detail})
+		}
+		if invalidAnswer(err) && h.attempt >= maxInvalidAnswerAttempts && ctx.Err() == nil {
+			return r.park(res, parkReason{detail: fmt.Sprintf("the server's answer is not valid SCIM (%d attempts): %v", h.attempt, err)})
 		}
 		return res, err
 	}
@@ -670,30 +686,43 @@ func (r *run) allowDeprovision(op string) bool {
 	return r.dry || r.a.guard.Allow(r.uid, op)
 }
 
+// parkReason is why a uid is parked: the server's refusal (status,
+// scimType, detail) or the agent's own finding (detail only).
+type parkReason struct {
+	status   int
+	scimType string
+	detail   string
+}
+
+// invalidAnswer reports whether err is a successful status whose body is
+// not the SCIM the call expects.
+func invalidAnswer(err error) bool {
+	return errors.Is(err, scimclient.ErrInvalidResponse) || errors.Is(err, scimclient.ErrResponseTooLarge)
+}
+
 // park records a permanent failure: the uid stops holding the position
 // and is tried again at its next change, at restart, or by `retry`.
-func (r *run) park(res Result, se *scimclient.Error) (Result, error) {
+func (r *run) park(res Result, why parkReason) (Result, error) {
 	name := opOf(res.Outcome)
-	p := &state.Parked{Op: name, Status: se.Status, ScimType: se.ScimType, Detail: se.Detail, At: time.Now().UTC(), Failures: 1}
+	p := &state.Parked{Op: name, Status: why.status, ScimType: why.scimType, Detail: why.detail, At: time.Now().UTC(), Failures: 1}
 	if r.rec.Parked != nil {
 		p.Failures = r.rec.Parked.Failures + 1
 	}
 	r.rec.Parked = p
-	r.rec.Creating = r.rec.Creating && r.rec.SCIMID == "" && se.Status != http.StatusBadRequest
+	// A 400 refused the POST; any other failure may have followed a POST
+	// the server applied: look before posting again.
+	r.rec.Creating = r.rec.Creating && r.rec.SCIMID == "" && why.status != http.StatusBadRequest
 	if err := r.save(); err != nil {
 		return res, err
 	}
-	detail := se.Detail
-	if detail == "" {
-		detail = se.Error()
-	}
+	detail := why.detail
 	logAt := r.log.Error
 	if r.dry {
 		// Nothing is parked in a dry run: no alert-worthy line.
 		logAt = r.log.Warn
 	}
 	logAt(MsgReconcileParked, zap.String("op", name), zap.String("userName", res.UserName),
-		zap.String("scim_id", r.rec.SCIMID), zap.Int("status", se.Status), zap.String("scim_type", se.ScimType),
+		zap.String("scim_id", r.rec.SCIMID), zap.Int("status", why.status), zap.String("scim_type", why.scimType),
 		zap.String("detail", detail), zap.Int("failures", p.Failures), zap.Bool("dry_run", r.dry))
 	res.UID, res.Op, res.Outcome, res.Detail = r.uid, name, Failed, detail
 	if res.SCIMID == "" {
