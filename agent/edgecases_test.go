@@ -210,3 +210,49 @@ func TestUndecodableAnswerParksTheUserAfterAFewAttempts(t *testing.T) {
 		t.Fatalf("%d POSTs of waf-later, want %d attempts", n, maxInvalidAnswerAttempts)
 	}
 }
+
+// A transaction written to the binlog before the full sync notes its
+// position but not yet visible when the sync lists the users (here an XA
+// transaction prepared before and committed after) must still be
+// provisioned: the listing waits for it.
+func TestFullSyncSeesATransactionCommittedAfterItsPosition(t *testing.T) {
+	h := newHarness(t)
+	h.create(drupaltest.User{Name: "visible", Status: 1})
+	ctx := context.Background()
+	conn, err := h.db.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	uuid := drupaltest.NewUUID()
+	for _, q := range []string{
+		"XA START 'late'",
+		"INSERT INTO users (uid, uuid, langcode) VALUES (50, '" + uuid + "', 'en')",
+		`INSERT INTO users_field_data (uid, langcode, preferred_langcode, name, pass, mail, status, created, changed, access, login, init, default_langcode)
+			VALUES (50, 'en', 'en', 'late', '$2y$10$notloggedanywhere', 'late@example.org', 1, 1, 1, 0, 0, 'late@example.org', 1)`,
+		"XA END 'late'",
+		"XA PREPARE 'late'",
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	h.start()
+	// The sync has noted its position: it either waits in its listing
+	// for the prepared transaction's locks, or (the defect) has listed
+	// without it and ended.
+	eventually(t, "the full sync to wait for the prepared transaction or end", func() bool {
+		var waits int
+		h.srv.Root().QueryRow(`SELECT COUNT(*) FROM information_schema.PROCESSLIST
+			WHERE DB = ? AND INFO LIKE 'SELECT uid FROM%' AND TIME_MS > 200`, h.db.Name).Scan(&waits)
+		return waits > 0 || h.agent.syncDone.Load()
+	})
+	if _, err := conn.ExecContext(ctx, "XA COMMIT 'late'"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if _, ok := h.scim.UserByUserName("late"); !ok {
+		t.Fatal("the user committed after the sync's position is not on the server")
+	}
+	h.assertServerMatchesDB()
+}

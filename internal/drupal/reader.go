@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/scim-agent/scim-agent/mapping"
 )
 
@@ -223,8 +225,34 @@ func (r *Reader) find(ctx context.Context, column, value string) ([]uint32, erro
 
 // UIDs returns up to limit uids from from on, in order, reading only the
 // users table: a full walk needs to know who exists, not what they hold.
+//
+// The read is a locking one, like the barrier before a user's load: a
+// transaction already in the binlog may not be visible yet (InnoDB
+// commits after the binlog write, and an XA transaction can be prepared
+// long before it commits). A full sync notes its binlog position first
+// and streams from it afterwards, so it must list every uid a transaction
+// before that position created; waiting for the rows' locks makes it see
+// them. A lock wait timeout (a transaction prepared for longer than
+// innodb_lock_wait_timeout) is waited out again.
 func (r *Reader) UIDs(ctx context.Context, from uint32, limit int) ([]uint32, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT uid FROM "+quote(r.tables.Users())+" WHERE uid >= ? ORDER BY uid LIMIT ?", from, limit)
+	for {
+		uids, err := r.uids(ctx, from, limit)
+		if !isMySQLError(err, erLockWaitTimeout) || ctx.Err() != nil {
+			return uids, err
+		}
+	}
+}
+
+// erLockWaitTimeout is ER_LOCK_WAIT_TIMEOUT.
+const erLockWaitTimeout = 1205
+
+func isMySQLError(err error, number uint16) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == number
+}
+
+func (r *Reader) uids(ctx context.Context, from uint32, limit int) ([]uint32, error) {
+	rows, err := r.db.QueryContext(ctx, "SELECT uid FROM "+quote(r.tables.Users())+" WHERE uid >= ? ORDER BY uid LIMIT ? LOCK IN SHARE MODE", from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list uids from %d: %w", from, err)
 	}

@@ -236,3 +236,71 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 		})
 	}
 }
+
+// UIDs lists a uid whose insert is in the binlog but not yet committed
+// (an XA transaction prepared for longer than innodb_lock_wait_timeout):
+// it waits for the commit, through lock wait timeouts.
+func TestUIDsWaitsForPreparedInserts(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.NewTestDatabase(t, "")
+	site := &drupaltest.Site{DB: db.DB}
+	if _, err := site.Create(ctx, drupaltest.User{UID: 1, Name: "one", Status: 1}); err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := db.CreateAgentUser(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentDB, err := sql.Open("mysql", dsn+"&innodb_lock_wait_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agentDB.Close()
+	m, _ := mapping.New(nil)
+	r := drupal.NewReader(agentDB, drupal.Tables{}, m.Sources())
+
+	conn, err := db.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"XA START 'p'", "INSERT INTO users (uid, uuid, langcode) VALUES (2, 'u-2', 'en')", "XA END 'p'", "XA PREPARE 'p'"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	waits := func() int {
+		var name string
+		var n int
+		db.DB.QueryRow("SHOW GLOBAL STATUS LIKE 'Innodb_row_lock_waits'").Scan(&name, &n)
+		return n
+	}
+	before := waits()
+	done := make(chan []uint32, 1)
+	go func() {
+		uids, err := r.UIDs(ctx, 0, 10)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- uids
+	}()
+	// Two lock waits: the first timed out, and the listing waits again.
+	deadline := time.Now().Add(20 * time.Second)
+	for waits() < before+2 {
+		select {
+		case uids := <-done:
+			t.Fatalf("UIDs returned %v before the prepared insert committed", uids)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("UIDs never waited for the prepared insert")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := conn.ExecContext(ctx, "XA COMMIT 'p'"); err != nil {
+		t.Fatal(err)
+	}
+	if uids := <-done; !reflect.DeepEqual(uids, []uint32{1, 2}) {
+		t.Fatalf("UIDs = %v, want [1 2]", uids)
+	}
+}
