@@ -256,3 +256,75 @@ func TestFullSyncSeesATransactionCommittedAfterItsPosition(t *testing.T) {
 	}
 	h.assertServerMatchesDB()
 }
+
+// A uid deleted and created again for another person (a new uuid) is a
+// deletion of the old account and a creation of a new one: the newcomer
+// never takes over the previous person's account.
+func TestReusedUIDGetsANewAccount(t *testing.T) {
+	tests := []struct {
+		name        string
+		onDelete    string
+		agentDown   bool // the reuse happens while no agent runs
+		sameName    bool
+		wantOldGone bool // the old account is deleted, not deactivated
+		deleteFirst bool // the deletion is handled before the uid comes back
+	}{
+		{"one transaction while streaming", "delete", false, false, true, false},
+		{"while the agent is down", "delete", true, false, true, false},
+		{"same userName, while the agent is down", "delete", true, true, true, false},
+		{"deactivate: the old account is not reactivated", "deactivate", false, false, false, true},
+		{"deactivate, while the agent is down", "deactivate", true, false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withProvisioning("on_delete: "+tt.onDelete))
+			uid := h.create(drupaltest.User{Name: "first", Mail: str("first@example.org"), Status: 1})
+			h.start()
+			h.settle()
+			old := h.mustServerUser(uid)
+			if tt.agentDown {
+				h.stop()
+			}
+			name := "second"
+			if tt.sameName {
+				name = "first"
+			}
+			newcomer := drupaltest.User{UID: uid, UUID: drupaltest.NewUUID(), Name: name, Mail: str("second@example.org"), Status: 1}
+			ctx := context.Background()
+			if tt.deleteFirst {
+				if err := h.site.Delete(ctx, uid); err != nil {
+					t.Fatal(err)
+				}
+				h.settle()
+				if _, err := h.site.Create(ctx, newcomer); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := h.site.Recreate(ctx, newcomer); err != nil {
+				t.Fatal(err)
+			}
+			if tt.agentDown {
+				h.start()
+			}
+			h.settle()
+
+			su := h.mustServerUser(uid)
+			if su.ID == old.ID {
+				t.Fatalf("the newcomer took over the previous person's account %s: %+v", old.ID, su.Attributes)
+			}
+			if su.UserName() != name || su.ExternalID() != newcomer.UUID {
+				t.Fatalf("new account = %+v", su.Attributes)
+			}
+			prev, kept := h.scim.UserByID(old.ID)
+			switch {
+			case tt.wantOldGone && kept:
+				t.Fatalf("the previous person's account is still there: %+v", prev.Attributes)
+			case !tt.wantOldGone && (!kept || prev.Get("active") != false || prev.UserName() != "first"):
+				t.Fatalf("the previous person's account = %+v, %v; want it kept deactivated and unchanged", prev.Attributes, kept)
+			}
+			rec, _, _ := h.agent.store.Account(uid)
+			if rec.SCIMID != su.ID {
+				t.Fatalf("state holds %s for uid %d, want the new account %s", rec.SCIMID, uid, su.ID)
+			}
+		})
+	}
+}

@@ -83,7 +83,8 @@ type run struct {
 	log    *zap.Logger
 	ctx    context.Context
 	rec    state.Account
-	known  bool // rec came from the store
+	known  bool   // rec came from the store
+	uuid   string // the Drupal user's uuid now ("" while gone)
 }
 
 func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, err error) {
@@ -188,6 +189,10 @@ func (r *run) present(acct mapping.Account) (Result, error) {
 	}
 	user := r.a.mapper.Map(acct)
 	res := Result{UserName: user.UserName()}
+	r.uuid = acct.UUID
+	if prev := r.previousUUID(); r.known && prev != "" && prev != acct.UUID {
+		return r.replacePrevious(user, prev)
+	}
 	if user.UserName() == "" {
 		return res, r.permanent(OpCreate, "the account has no userName (its mapped source is empty)")
 	}
@@ -236,6 +241,45 @@ func (r *run) present(acct mapping.Account) (Result, error) {
 		return Result{Outcome: Unchanged, UserName: user.UserName()}, nil
 	}
 	return r.update(user, changes)
+}
+
+// previousUUID returns the uuid of the person uid's account was made for,
+// or "" when unknown. Records older than state.Account.UUID have it as
+// their externalId when the mapping takes externalId from the uuid.
+func (r *run) previousUUID() string {
+	if r.rec.UUID != "" {
+		return r.rec.UUID
+	}
+	if r.a.mapper.FromUUID("externalId") {
+		return r.rec.ExternalID
+	}
+	return ""
+}
+
+// replacePrevious handles a uid that came back as somebody else (another
+// uuid than the one its account was made for): the previous person's
+// account is deprovisioned as a deletion would be (the deletion guard
+// counts it; with on_delete: deactivate it stays, inactive, and is no
+// longer managed) and the newcomer gets an account of its own. A held
+// deprovisioning holds the creation too.
+func (r *run) replacePrevious(user mapping.User, prev string) (Result, error) {
+	r.log.Info(MsgSCIMRequest, zap.String("op", OpDelete), zap.String("userName", r.rec.UserName), zap.String("scim_id", r.rec.SCIMID),
+		zap.String("detail", fmt.Sprintf("uid %d now belongs to uuid %s, not %s: the previous account is deprovisioned and a new one created", r.uid, r.uuid, prev)))
+	uuid := r.uuid
+	r.uuid = "" // gone() deprovisions the previous person
+	res, err := r.gone()
+	r.uuid = uuid
+	if err != nil || res.Outcome == Held {
+		res.UserName = user.UserName()
+		return res, err
+	}
+	if r.known {
+		if err := r.forget(); err != nil {
+			return res, err
+		}
+	}
+	r.rec, r.known = state.Account{UID: r.uid}, false
+	return r.create(user)
 }
 
 // op names the change an update makes: deactivate, reactivate or update.
@@ -407,6 +451,9 @@ func (r *run) recordPush(user mapping.User, c mapping.Changes) {
 		}
 	}
 	r.rec.UserName, r.rec.ExternalID = user.UserName(), user.ExternalID()
+	if r.uuid != "" {
+		r.rec.UUID = r.uuid
+	}
 	r.rec.Parked = nil
 }
 
@@ -431,7 +478,7 @@ func (r *run) create(user mapping.User) (Result, error) {
 		res.Outcome = Created
 		return res, nil
 	}
-	r.rec.Creating, r.rec.UserName, r.rec.ExternalID = true, user.UserName(), user.ExternalID()
+	r.rec.Creating, r.rec.UserName, r.rec.ExternalID, r.rec.UUID = true, user.UserName(), user.ExternalID(), r.uuid
 	if err := r.save(); err != nil {
 		return res, err
 	}
@@ -758,6 +805,7 @@ func (r *run) forget() error {
 	if err := r.a.store.DeleteAccount(r.uid); err != nil {
 		return err
 	}
+	r.known = false
 	r.a.parked.set(r.uid, false)
 	return nil
 }

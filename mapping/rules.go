@@ -219,6 +219,16 @@ func parseSource(src string) (source, error) {
 	return source{}, fmt.Errorf("unknown source %q (use a users_field_data column such as name or mail, uuid, roles, field_<name>[.<property>] or const:<value>)", src)
 }
 
+// FromUUID reports whether path is mapped from the user's uuid.
+func (m *Mapper) FromUUID(path string) bool {
+	for _, r := range m.rules {
+		if r.path == path {
+			return r.source.kind == sourceUsers && r.source.column == "uuid"
+		}
+	}
+	return false
+}
+
 // Paths returns every SCIM path the mapping manages, sorted. The agent
 // never touches other attributes of a server's user.
 func (m *Mapper) Paths() []string {

@@ -366,6 +366,38 @@ func (s *Site) Delete(ctx context.Context, uid uint32, fields ...string) error {
 	return tx.Commit()
 }
 
+// Recreate deletes the account u.UID and creates u under the same uid in
+// one transaction, as a migration rolled back and imported again with its
+// uids preserved (or a restore) does: another person, usually another
+// uuid, behind a uid the agent has seen.
+func (s *Site) Recreate(ctx context.Context, u User) error {
+	u.fillDefaults()
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, q := range []string{
+		"DELETE FROM " + s.t("users") + " WHERE uid = ?",
+		"DELETE FROM " + s.t("users_field_data") + " WHERE uid = ?",
+		"DELETE FROM " + s.t("user__roles") + " WHERE entity_id = ?",
+	} {
+		if _, err := tx.ExecContext(ctx, q, u.UID); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO "+s.t("users")+" (uid, uuid, langcode) VALUES (?, ?, ?)", u.UID, u.UUID, u.Langcode); err != nil {
+		return fmt.Errorf("insert users: %w", err)
+	}
+	if err := s.insertFieldData(ctx, tx, u); err != nil {
+		return err
+	}
+	if err := s.insertRoles(ctx, tx, u); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // DeleteRole removes a role from every user at once, as deleting a role
 // entity does, with no user save.
 func (s *Site) DeleteRole(ctx context.Context, role string) error {

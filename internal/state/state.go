@@ -111,6 +111,11 @@ type Account struct {
 	// for finding the account again.
 	UserName   string `json:"user_name,omitempty"`
 	ExternalID string `json:"external_id,omitempty"`
+	// UUID is the Drupal uuid of the person the account was made for
+	// (empty in records older than it). A uid can come back with another
+	// uuid (a migration re-imported with its uids, a restore): that is
+	// somebody else, who must not inherit this account.
+	UUID string `json:"uuid,omitempty"`
 	// Pushed holds a fingerprint of each SCIM path's value as last pushed.
 	Pushed map[string]uint64 `json:"pushed,omitempty"`
 	// Active is the active value last pushed.
