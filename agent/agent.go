@@ -545,7 +545,7 @@ func (a *Agent) runWorker(ctx context.Context) {
 			var err error
 			res, err = a.reconcile(ctx, uid, how{cause: t.cause, dry: a.dryRun, attempt: attempt})
 			if err == nil {
-				handled = res.Outcome != Held
+				handled = res.Outcome != Held && res.Outcome != Waiting
 				break
 			}
 			if ctx.Err() != nil {
@@ -564,6 +564,9 @@ func (a *Agent) runWorker(ctx context.Context) {
 			}
 		}
 		a.work.Done(uid, t, handled, res)
+		if res.Outcome == Waiting {
+			a.work.Retry(uid, t.cause)
+		}
 	}
 }
 
@@ -675,6 +678,13 @@ func (a *Agent) ReconcileAll(ctx context.Context, uids []uint32, dryRun bool) ([
 	}
 	close(next)
 	wg.Wait()
+	// A create that waited for another uid of the list to release its
+	// userName (a deletion done meanwhile) is tried once more.
+	for i, res := range results {
+		if res.Outcome == Waiting && ctx.Err() == nil {
+			results[i], errs[i] = a.reconcile(ctx, uids[i], how{cause: "manual", dry: dryRun, verify: true})
+		}
+	}
 	// No saver runs here: what the guard held, sent or dropped is saved
 	// now, or held deletions would be lost with this process.
 	errs = append(errs, a.guard.Flush())

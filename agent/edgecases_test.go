@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
@@ -325,6 +326,73 @@ func TestReusedUIDGetsANewAccount(t *testing.T) {
 			if rec.SCIMID != su.ID {
 				t.Fatalf("state holds %s for uid %d, want the new account %s", rec.SCIMID, uid, su.ID)
 			}
+		})
+	}
+}
+
+// A user deleted and another created with the same userName: the new
+// user's POST meets the old account (409) until the old one's deletion is
+// sent. It must wait for that deletion, not be parked behind it, whether
+// the POST comes first or the deletion guard holds the DELETE.
+func TestSameNameRecreatedWaitsForTheOldAccountsDeletion(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		guard bool // the guard holds the old account's DELETE
+	}{
+		{"the POST comes first", false},
+		{"the guard holds the DELETE", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withProvisioning("max_deletes: 1"))
+			other := h.create(drupaltest.User{Name: "other", Status: 1})
+			old := h.create(drupaltest.User{Name: "same", Mail: str("old@example.org"), Status: 1})
+			h.start()
+			h.settle()
+			oldID := h.mustServerUser(old).ID
+			ctx := context.Background()
+			if tt.guard {
+				// One deletion uses up max_deletes: the next one is held.
+				if err := h.site.Delete(ctx, other); err != nil {
+					t.Fatal(err)
+				}
+				h.settle()
+			} else {
+				// The old account's DELETE is slow: the new user's POST
+				// meets the old account first.
+				h.scim.Inject(scimtest.Fault{Method: "DELETE", Times: 1, Latency: time.Second})
+			}
+			if err := h.site.Delete(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			uid := h.create(drupaltest.User{Name: "same", Mail: str("new@example.org"), Status: 1})
+			conflicted := func() bool {
+				for _, r := range h.scim.RequestsMatching("POST", "/Users") {
+					if r.Status == 409 {
+						return true
+					}
+				}
+				return false
+			}
+			eventually(t, "the new user's POST to meet the old account", conflicted)
+			if tt.guard {
+				eventually(t, "the guard to hold the old account's deletion", func() bool { return h.agent.guard.HeldCount() == 1 })
+				if parked, _ := ParkedUsers(h.agent.store); len(parked) != 0 {
+					t.Fatalf("parked while the old account's deletion is held: %+v", parked)
+				}
+				h.agent.ApproveDeletes()
+			}
+			h.settle()
+			if parked, _ := ParkedUsers(h.agent.store); len(parked) != 0 {
+				t.Fatalf("parked = %+v, want none", parked)
+			}
+			if _, ok := h.scim.UserByID(oldID); ok {
+				t.Fatal("the old account is still there")
+			}
+			su := h.mustServerUser(uid)
+			if su.UserName() != "same" || su.ID == oldID {
+				t.Fatalf("new account = %+v", su.Attributes)
+			}
+			h.assertServerMatchesDB()
 		})
 	}
 }

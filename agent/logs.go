@@ -19,6 +19,11 @@ const (
 	// operation is switched off in provisioning.operations, or the account
 	// has no userName yet.
 	MsgReconcileSkipped = "reconcile.skipped"
+	// MsgReconcileWaiting (info): a create waits for another uid's account
+	// to release its userName (that uid's deletion or rename is pending,
+	// or held by the deletion guard); it is tried again. Fields: uid,
+	// userName, detail.
+	MsgReconcileWaiting = "reconcile.waiting"
 	// MsgReconcileUnchanged (debug): nothing mapped differs; no request.
 	MsgReconcileUnchanged = "reconcile.unchanged"
 	// MsgPositionSaved (debug): the binlog position was saved.

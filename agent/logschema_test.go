@@ -27,6 +27,7 @@ var logSchema = map[string]struct {
 	MsgReconcileSkipped:               {"info", []string{"uid", "userName", "detail", "binlog_pos"}},
 	MsgReconcileUnchanged:             {"debug", []string{"uid", "binlog_pos"}},
 	"reconcile.error":                 {"warn", []string{"uid", "binlog_pos", "attempt", "retry_in_ms", "error"}},
+	MsgReconcileWaiting:               {"info", []string{"uid", "userName", "detail"}},
 	MsgPositionSaved:                  {"debug", []string{"binlog_pos", "gtid"}},
 	MsgPositionPurged:                 {"error", []string{"position", "error"}},
 	MsgColumnsUnknown:                 {"error", []string{"position", "error"}},

@@ -41,7 +41,7 @@ func newMetrics(a *Agent) *metrics {
 	m.enqueued = f.counter("scim_agent_uids_enqueued_total",
 		"uids queued for a reconcile (a uid named by several transactions counts each time).")
 	m.reconciles = f.counterVec("scim_agent_reconciles_total",
-		"Reconciles by operation (create, update, deactivate, reactivate, delete, none) and outcome (ok, adopted, unchanged, skipped, failed, held).",
+		"Reconciles by operation (create, update, deactivate, reactivate, delete, none) and outcome (ok, adopted, unchanged, skipped, failed, held, waiting).",
 		"op", "outcome")
 	m.scimDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "scim_agent_scim_request_duration_seconds",
@@ -133,7 +133,7 @@ func statusClass(status int) string {
 func (m *metrics) observeReconcile(res Result) {
 	op, outcome := res.Op, "ok"
 	switch res.Outcome {
-	case Unchanged, Skipped, Failed, Held, Adopted:
+	case Unchanged, Skipped, Failed, Held, Waiting, Adopted:
 		outcome = string(res.Outcome)
 	}
 	if op == "" {

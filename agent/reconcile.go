@@ -32,6 +32,9 @@ const (
 	Skipped     Outcome = "skipped"     // excluded uid, operation switched off, or nothing to map yet
 	Failed      Outcome = "failed"      // a permanent error: the uid is parked
 	Held        Outcome = "held"        // held back by the deletion guard until approved
+	// Waiting: the create waits for another uid's account to release the
+	// userName (its deletion or rename is pending) and is tried again.
+	Waiting Outcome = "waiting"
 )
 
 // Result is the outcome of reconciling one uid.
@@ -163,6 +166,8 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 		log.Debug(MsgReconcileUnchanged)
 	case Skipped:
 		log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+	case Waiting:
+		log.Info(MsgReconcileWaiting, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
 	}
 	return res, nil
 }
@@ -173,7 +178,7 @@ func (a *Agent) reconcile(ctx context.Context, uid uint32, h how) (res Result, e
 // sets, so neither lingers to let a later deletion bypass the guard.
 func (a *Agent) settleGuard(uid uint32, o Outcome) {
 	switch o {
-	case Held, Failed:
+	case Held, Failed, Waiting:
 		// Still waiting for an approval, or parked: tried again later.
 	case Deleted, Deactivated:
 		a.guard.Sent(uid)
@@ -549,25 +554,54 @@ func matches(attr, got, want string) bool {
 	return got == want
 }
 
-// claim checks that an account found on the server may become uid's:
-// it carries no other identity's externalId and no other uid holds it.
-// It returns a permanent error naming the owner when it may not.
-func (r *run) claim(userName, externalID string, found scimclient.Resource) (string, error) {
-	id, _ := found["id"].(string)
-	if ext, _ := found["externalId"].(string); ext != "" && externalID != "" && ext != externalID {
-		return "", r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
-			userName, id, ext))
-	}
+// claim checks whether an account found on the server may become uid's.
+// owner, when not 0, is another uid whose record holds the account: the
+// caller decides. Otherwise a permanent error says why it may not (it
+// carries another identity's externalId, or has no id).
+func (r *run) claim(userName, externalID string, found scimclient.Resource) (id string, owner uint32, err error) {
+	id, _ = found["id"].(string)
 	if id == "" {
-		return "", r.permanent(OpCreate, "the server's matching account has no id")
+		return "", 0, r.permanent(OpCreate, "the server's matching account has no id")
 	}
 	if other, err := r.a.managedBy(id); err != nil {
-		return "", err
+		return "", 0, err
 	} else if other != 0 && other != r.uid {
-		return "", r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which the agent provisions for uid %d",
-			userName, id, other))
+		return id, other, nil
 	}
-	return id, nil
+	if ext, _ := found["externalId"].(string); ext != "" && externalID != "" && ext != externalID {
+		return "", 0, r.permanent(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
+			userName, id, ext))
+	}
+	return id, 0, nil
+}
+
+// waitForOwner decides what a create does whose userName another uid's
+// account holds: when that uid's deprovisioning or rename is pending (its
+// Drupal user is gone, or no longer has this name), the create waits for
+// it; when that failed, or the name is still rightly the other uid's, the
+// create is parked naming it.
+func (r *run) waitForOwner(user mapping.User, id string, owner uint32) (Result, error) {
+	res := Result{UserName: user.UserName(), Op: OpCreate, Outcome: Created}
+	taken := fmt.Sprintf("userName %q is taken on the server by account %s, which the agent provisions for uid %d", user.UserName(), id, owner)
+	acct, exists, err := r.a.reader.Load(r.ctx, owner)
+	if err != nil {
+		return res, err
+	}
+	if exists && acct.Values != nil && strings.EqualFold(r.a.mapper.Map(acct).UserName(), user.UserName()) {
+		return res, r.permanent(OpCreate, taken)
+	}
+	rec, _, err := r.a.store.Account(owner)
+	if err != nil {
+		return res, err
+	}
+	if rec.Parked != nil {
+		return res, r.permanent(OpCreate, fmt.Sprintf("%s, whose %s failed: %s", taken, rec.Parked.Op, rec.Parked.Detail))
+	}
+	// The owner's reconcile releases the name; make sure it runs.
+	r.a.work.Requeue(owner, fmt.Sprintf("releases userName for uid %d", r.uid))
+	res.Outcome = Waiting
+	res.Detail = fmt.Sprintf("%s, whose deprovisioning or rename is pending: the create waits for it", taken)
+	return res, nil
 }
 
 // adopt takes over an account found on the server and makes it match.
@@ -575,10 +609,13 @@ func (r *run) claim(userName, externalID string, found scimclient.Resource) (str
 // take.
 func (r *run) adopt(user mapping.User, found scimclient.Resource) (Result, error) {
 	res := Result{UserName: user.UserName()}
-	id, err := r.claim(user.UserName(), user.ExternalID(), found)
+	id, owner, err := r.claim(user.UserName(), user.ExternalID(), found)
 	if err != nil {
-		res.Outcome = Failed
+		res.Outcome = Created // the create failed: parked as one
 		return res, err
+	}
+	if owner != 0 {
+		return r.waitForOwner(user, id, owner)
 	}
 	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
@@ -661,7 +698,10 @@ func (r *run) gone() (Result, error) {
 			res.Outcome = Unchanged
 			return res, r.forget()
 		}
-		id, err := r.claim(r.rec.UserName, r.rec.ExternalID, found)
+		id, owner, err := r.claim(r.rec.UserName, r.rec.ExternalID, found)
+		if err == nil && owner != 0 {
+			err = r.permanent(OpDelete, fmt.Sprintf("the account found is %s, which the agent provisions for uid %d", id, owner))
+		}
 		if err != nil {
 			var se *scimclient.Error
 			if errors.As(err, &se) {

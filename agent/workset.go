@@ -43,6 +43,14 @@ type workset struct {
 	open    int // incomplete batches
 	maxOpen int // Add blocks while open >= maxOpen
 	paused  int // Adds waiting for room
+
+	retries map[uint32]*retry // uids to queue again later (see Retry)
+}
+
+// retry is a uid waiting to be queued again.
+type retry struct {
+	n     int // retries so far, for the backoff
+	timer *time.Timer
 }
 
 // waiting records the newest batch that queued a uid.
@@ -68,6 +76,7 @@ func newWorkset(maxOpen int) *workset {
 		waiting: map[uint32]*waiting{},
 		busy:    map[uint32]bool{},
 		pending: map[uint32][]*batch{},
+		retries: map[uint32]*retry{},
 		maxOpen: maxOpen,
 	}
 	w.queued = sync.NewCond(&w.mu)
@@ -184,7 +193,15 @@ func (w *workset) Done(uid uint32, t ticket, handled bool, res Result) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.busy, uid)
-	held := res.Outcome == Held
+	// Held by the guard, or waiting for another uid: done for whoever
+	// only wants the answer, not for the position.
+	held := res.Outcome == Held || res.Outcome == Waiting
+	if handled {
+		if r := w.retries[uid]; r != nil {
+			r.timer.Stop()
+			delete(w.retries, uid)
+		}
+	}
 	p := w.pending[uid]
 	keep := p[:0]
 	for _, b := range p {
@@ -262,6 +279,28 @@ func (w *workset) Requeue(uid uint32, cause string) {
 	}
 }
 
+// Retry queues uid again after a backoff that grows with each retry of
+// the uid (500ms doubling to a minute), covering every batch that has
+// named it by then: for a reconcile that waits for something else to
+// happen first, without holding a worker meanwhile. A handled Done of the
+// uid resets the backoff.
+func (w *workset) Retry(uid uint32, cause string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	r := w.retries[uid]
+	if r == nil {
+		r = &retry{}
+		w.retries[uid] = r
+	} else {
+		r.timer.Stop()
+	}
+	r.n++
+	r.timer = time.AfterFunc(retryDelay(r.n), func() { w.Requeue(uid, cause) })
+}
+
 // Resync forgets the positions of the binlog batches read so far: a
 // full sync covered them, and the position saved after it is newer than
 // theirs. Their uids are still reconciled; only the safe position no
@@ -332,6 +371,10 @@ func (w *workset) Idle() bool {
 func (w *workset) Close() {
 	w.mu.Lock()
 	w.closed = true
+	for uid, r := range w.retries {
+		r.timer.Stop()
+		delete(w.retries, uid)
+	}
 	w.mu.Unlock()
 	w.queued.Broadcast()
 	w.room.Broadcast()
