@@ -268,12 +268,17 @@ func (h *harness) runOnce() error {
 }
 
 // TestControlSocketRefusesOtherUsers: a peer that allow does not let in
-// gets its connection closed before any request is read.
+// gets its connection closed before any request is read. (The tests run
+// as one user, so allow stands in for the kernel's answer.)
 func TestControlSocketRefusesOtherUsers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "control.sock")
+	dir := filepath.Join(t.TempDir(), "run", "scim-agent") // admin.socket away from the state file
+	path := filepath.Join(dir, "control.sock")
 	l, err := listenControl(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the socket's missing directory %s: %v, %v; want it made with 0700", dir, fi.Mode(), err)
 	}
 	var asked []int
 	var mu sync.Mutex
