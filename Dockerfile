@@ -53,9 +53,10 @@ COPY --from=build --chown=65532:65532 /out/state /var/lib/scim-agent
 USER 65532:65532
 WORKDIR /var/lib/scim-agent
 VOLUME ["/var/lib/scim-agent"]
-# Admin listener: GET /healthz, /readyz, /metrics, /status. The POST
-# control endpoints (/sync, /retry, /approve-deletes) answer loopback
-# clients only, i.e. `docker exec <c> scim-agent status|retry|...`.
+# Admin listener: GET /healthz, /readyz, /metrics, /status. The control
+# endpoints (/sync, /retry, /approve-deletes) are served only on the Unix
+# socket /var/lib/scim-agent/state.db.sock (mode 0600), which
+# `docker exec <c> scim-agent status|retry|...` reaches.
 EXPOSE 9464
 ENTRYPOINT ["/usr/local/bin/scim-agent"]
 CMD ["run", "--config", "/etc/scim-agent/config.yaml"]

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -68,22 +70,55 @@ func (a *Agent) probeSCIM(ctx context.Context) {
 	})
 }
 
-// Handler serves the admin endpoints:
+// Handler serves the HTTP admin listener (admin.listen), which may be
+// open to the network for probes and scrapes:
 //
 //	GET  /healthz          200 while the agent's loops are turning
 //	GET  /readyz           200 when ready, else 503 with {"ready":false,"reason":...}
 //	GET  /metrics          Prometheus text
 //	GET  /status           the Status as JSON
+//
+// It never serves the control endpoints, whoever asks: a peer address
+// proves nothing (a sidecar proxy forwards from 127.0.0.6, kubectl
+// port-forward and a browser page on the host connect from 127.0.0.1).
+// Their paths answer 404 saying where they are, for an older command.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	a.observe(mux)
+	for _, path := range controlPaths {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "the control endpoints (" + strings.Join(controlPaths, ", ") +
+				") are served only on the agent's Unix socket (admin.socket, by default beside the state file): run the scim-agent command where the agent runs"})
+		})
+	}
+	return mux
+}
+
+// controlPaths are the endpoints that change what the agent does.
+var controlPaths = []string{"/sync", "/retry", "/approve-deletes"}
+
+// ControlHandler serves the control socket (admin.socket): everything
+// Handler serves, and
+//
 //	POST /sync             {"uids":[...],"dry_run":bool}: reconcile now; answers the Results
 //	POST /retry            {"uids":[...]} or {"parked":true}: reconcile parked uids now
 //	POST /approve-deletes  release the deletion guard
 //
-// The POST endpoints change what the agent does, so they answer only
-// clients on the loopback interface (the scim-agent commands run beside
-// the agent), even when the listener is open to the network for probes
-// and scrapes.
-func (a *Agent) Handler() http.Handler {
+// The socket's file mode (0600) and a check of each peer's user keep
+// everyone but the agent's user and root out.
+func (a *Agent) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
+	a.observe(mux)
+	mux.HandleFunc("POST /sync", a.handleSync)
+	mux.HandleFunc("POST /retry", a.handleRetry)
+	mux.HandleFunc("POST /approve-deletes", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"released": a.ApproveDeletes()})
+	})
+	return mux
+}
+
+// observe adds the read-only endpoints to mux.
+func (a *Agent) observe(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		last := time.Unix(0, a.heartbeat.Load())
 		if time.Since(last) > 10*time.Second {
@@ -104,23 +139,6 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.Status())
 	})
-	mux.HandleFunc("POST /sync", loopbackOnly(a.handleSync))
-	mux.HandleFunc("POST /retry", loopbackOnly(a.handleRetry))
-	mux.HandleFunc("POST /approve-deletes", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"released": a.ApproveDeletes()})
-	}))
-	return mux
-}
-
-func loopbackOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "control endpoints answer loopback clients only"})
-			return
-		}
-		h(w, r)
-	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -230,9 +248,44 @@ func (a *Agent) ApproveDeletes() int {
 	return len(uids)
 }
 
-// serveAdmin runs the admin listener until ctx is done.
-func (a *Agent) serveAdmin(ctx context.Context, l net.Listener) {
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+// startAdmin opens the control socket and, when admin.listen is set,
+// the HTTP listener, and serves both until stop is called. Run calls it
+// last, so that both answer while the agent shuts down.
+func (a *Agent) startAdmin(ctx context.Context) (stop func(), err error) {
+	sock, err := listenControl(a.cfg.Admin.Socket)
+	if err != nil {
+		return nil, fmt.Errorf("admin.socket %s: %w", a.cfg.Admin.Socket, err)
+	}
+	type served struct {
+		l net.Listener
+		h http.Handler
+	}
+	all := []served{{ownerOnly{UnixListener: sock, allow: ownUserOrRoot, log: a.log}, a.ControlHandler()}}
+	if a.cfg.Admin.Listen != "" {
+		l, err := net.Listen("tcp", a.cfg.Admin.Listen)
+		if err != nil {
+			sock.Close()
+			return nil, fmt.Errorf("admin.listen %s: %w", a.cfg.Admin.Listen, err)
+		}
+		a.adminAddr.Store(l.Addr().String())
+		all = append(all, served{l, a.Handler()})
+	}
+	adminCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.serveAdmin(adminCtx, s.l, s.h)
+		}()
+	}
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+// serveAdmin serves h on l until ctx is done; closing l removes a
+// socket's file.
+func (a *Agent) serveAdmin(ctx context.Context, l net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

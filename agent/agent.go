@@ -20,7 +20,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -317,21 +316,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.running.Store(false)
 	a.started = time.Now().UTC()
 	a.heartbeat.Store(time.Now().UnixNano())
-	if a.cfg.Admin.Listen != "" {
-		l, err := net.Listen("tcp", a.cfg.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("admin.listen %s: %w", a.cfg.Admin.Listen, err)
-		}
-		a.adminAddr.Store(l.Addr().String())
-		adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
-		adminDone := make(chan struct{})
-		go func() {
-			defer close(adminDone)
-			a.serveAdmin(adminCtx, l)
-		}()
-		// The admin listener answers until everything else has stopped.
-		defer func() { stopAdmin(); <-adminDone }()
+	stopAdmin, err := a.startAdmin(ctx)
+	if err != nil {
+		return err
 	}
+	// The control socket and the admin listener answer until everything
+	// else has stopped.
+	defer stopAdmin()
 	spc, _, err := a.client.ServiceProviderConfig(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

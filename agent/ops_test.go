@@ -290,7 +290,7 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	h.stop()
 	h.start()
 	deadline = time.Now().Add(20 * time.Second)
-	for h.agent.guard.HeldCount() < 3 || h.agent.AdminAddr() == "" {
+	for h.agent.guard.HeldCount() < 3 {
 		if time.Now().After(deadline) {
 			t.Fatalf("after restart the guard holds %d, want 3", h.agent.guard.HeldCount())
 		}
@@ -299,8 +299,9 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	if n := h.count("DELETE"); n != 3 {
 		t.Fatalf("%d DELETEs after the restart, want still 3", n)
 	}
-	// Approve over the admin endpoint, as `scim-agent approve-deletes` does.
-	resp, err := http.Post("http://"+h.agent.AdminAddr()+"/approve-deletes", "application/json", nil)
+	// Approve over the control socket, as `scim-agent approve-deletes` does.
+	h.waitSocket()
+	resp, err := controlClient(h.socketPath()).Post("http://scim-agent/approve-deletes", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -272,6 +272,10 @@ func TestDockerConfig(t *testing.T) {
 	if !strings.HasPrefix(cfg.State.Path, "/var/lib/scim-agent/") {
 		t.Errorf("state.path %s is not on the image's volume", cfg.State.Path)
 	}
+	// `docker exec <c> scim-agent ...` finds the control socket there.
+	if !strings.HasPrefix(cfg.Admin.Socket, "/var/lib/scim-agent/") {
+		t.Errorf("admin.socket %s is not on the image's volume, the one writable place", cfg.Admin.Socket)
+	}
 	if cfg.SCIM.Token != "token" || cfg.MySQL.DSN != env["MYSQL_DSN"] {
 		t.Errorf("secrets not taken from the environment: %+v", cfg.MySQL)
 	}

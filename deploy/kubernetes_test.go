@@ -614,6 +614,12 @@ func checkAgentContainer(t *testing.T, m manifest, c container, volumes map[stri
 	if !strings.HasPrefix(cfg.State.Path, "/var/lib/scim-agent/") {
 		t.Errorf("state.path %s is not on the state volume", cfg.State.Path)
 	}
+	// `kubectl exec` runs the commands in the agent's container: they find
+	// the control socket on the state volume (the root filesystem is
+	// read-only).
+	if !strings.HasPrefix(cfg.Admin.Socket, "/var/lib/scim-agent/") {
+		t.Errorf("admin.socket %s is not on the state volume", cfg.Admin.Socket)
+	}
 	if cfg.Log.Format != "json" {
 		t.Errorf("log.format %s: log pipelines want json", cfg.Log.Format)
 	}

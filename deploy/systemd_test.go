@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/scim-agent/scim-agent/internal/config"
 )
 
 const unitPath = "systemd/scim-agent.service"
@@ -149,5 +151,31 @@ func TestSystemdVerify(t *testing.T) {
 	}
 	if level, _ := strconv.ParseFloat(string(m[1]), 64); level > 2.0 {
 		t.Errorf("exposure level %s, want at most 2.0 (it was 1.2 when the unit was written)\n%s", m[1], out)
+	}
+}
+
+// TestSystemdExampleConfigStaysInTheStateDirectory: the unit's header
+// installs the repository's config.yaml; under ProtectSystem=strict its
+// state file and control socket must be in the StateDirectory, the one
+// writable place (and the one only the dynamic user and root may enter).
+func TestSystemdExampleConfigStaysInTheStateDirectory(t *testing.T) {
+	unit := parseUnit(t, unitPath)
+	dir := "/var/lib/" + strings.Join(unit["Service"]["StateDirectory"], "") + "/"
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(data, "config.yaml", func(k string) (string, bool) { return "x", true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cfg.State.Path, dir) {
+		t.Errorf("config.yaml: state.path %s is not under the StateDirectory %s", cfg.State.Path, dir)
+	}
+	if !strings.HasPrefix(cfg.Admin.Socket, dir) {
+		t.Errorf("config.yaml: admin.socket %s is not under the StateDirectory %s", cfg.Admin.Socket, dir)
+	}
+	if mode := strings.Join(unit["Service"]["StateDirectoryMode"], ""); mode != "0700" {
+		t.Errorf("StateDirectoryMode %q, want 0700: the control socket's directory", mode)
 	}
 }

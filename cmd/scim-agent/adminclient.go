@@ -15,27 +15,22 @@ import (
 	"github.com/scim-agent/scim-agent/internal/config"
 )
 
-// adminClient talks to a running agent's admin listener.
+// adminClient talks to a running agent through its control socket
+// (admin.socket), which serves whatever admin.listen says.
 type adminClient struct {
-	base string
-	http *http.Client
+	socket string
+	state  string // state.path, which the running agent holds
+	http   *http.Client
 }
 
-// newAdminClient returns a client for the agent configured by cfg. A
-// listener bound to every interface is reached on loopback, the only
-// address the control endpoints answer.
-func newAdminClient(cfg *config.Config) (*adminClient, error) {
-	if cfg.Admin.Listen == "" {
-		return nil, errors.New("its admin listener is off (admin.listen is empty): turn it on, or stop the agent first")
+// newAdminClient returns a client for the agent configured by cfg.
+func newAdminClient(cfg *config.Config) *adminClient {
+	socket := cfg.Admin.Socket
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
 	}
-	host, port, err := net.SplitHostPort(cfg.Admin.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("admin.listen %q: %w", cfg.Admin.Listen, err)
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return &adminClient{base: "http://" + net.JoinHostPort(host, port), http: &http.Client{Timeout: 0}}, nil
+	return &adminClient{socket: socket, state: cfg.State.Path, http: &http.Client{Transport: &http.Transport{DialContext: dial}}}
 }
 
 func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
@@ -47,14 +42,20 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 		}
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	// The host is a placeholder: the transport dials the socket.
+	req, err := http.NewRequestWithContext(ctx, method, "http://scim-agent"+path, r)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("reach the running agent at %s: %w", c.base, err)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return fmt.Errorf("a process holds the state file %s, but nothing answers on the control socket %s (admin.socket): %w "+
+				"(an agent still starting opens it in a moment; one older than this command has none: restart it)", c.state, c.socket, op.Err)
+		}
+		return fmt.Errorf("%s %s on the running agent's control socket %s (admin.socket): %w", method, path, c.socket, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

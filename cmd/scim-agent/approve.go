@@ -25,13 +25,9 @@ func approveDeletesCommand(ctx context.Context, args []string, stdout, stderr io
 	}
 	store, err := state.OpenExisting(cfg.State.Path, 200*time.Millisecond)
 	if errors.Is(err, state.ErrLocked) {
-		admin, aerr := newAdminClient(cfg)
-		if aerr != nil {
-			return fmt.Errorf("an agent is running (it holds %s) and %w; or restart it with --approve-deletes", cfg.State.Path, aerr)
-		}
-		n, err := admin.approveDeletes(ctx)
+		n, err := newAdminClient(cfg).approveDeletes(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w; or restart the agent with --approve-deletes", err)
 		}
 		fmt.Fprintf(stdout, "approved: %d held deletions and deactivations are being sent\n", n)
 		return nil

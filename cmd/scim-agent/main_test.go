@@ -57,13 +57,16 @@ type env struct {
 	dir    string
 	config string
 	admin  string
-	dsn    string
+	// statePath is state.path; the control socket is statePath + ".sock".
+	statePath string
+	dsn       string
 }
 
 func newEnv(t *testing.T, extra string) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, dir: t.TempDir()}
+	e.statePath = filepath.Join(e.dir, "state.db")
 	e.db = testdb.NewTestDatabase(t, "")
 	e.site = &drupaltest.Site{DB: e.db.DB}
 	if err := e.site.CreateAnonymous(ctx); err != nil {
@@ -98,8 +101,8 @@ provisioning:
 state:
   path: %s
 admin:
-  listen: %s
-`, e.dsn, url, extra, filepath.Join(e.dir, "state.db"), e.admin)
+  listen: %q
+`, e.dsn, url, extra, e.statePath, e.admin)
 	e.config = filepath.Join(e.dir, "config.yaml")
 	if err := os.WriteFile(e.config, []byte(doc), 0o600); err != nil {
 		e.t.Fatal(err)

@@ -31,11 +31,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	store, err := state.OpenExisting(cfg.State.Path, 200*time.Millisecond)
 	switch {
 	case errors.Is(err, state.ErrLocked):
-		admin, aerr := newAdminClient(cfg)
-		if aerr != nil {
-			return fmt.Errorf("an agent is running (it holds %s) and %w", cfg.State.Path, aerr)
-		}
-		if s, err = admin.status(ctx); err != nil {
+		if s, err = newAdminClient(cfg).status(ctx); err != nil {
 			return err
 		}
 	case err != nil:

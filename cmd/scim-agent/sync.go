@@ -94,7 +94,7 @@ type selector func(ctx context.Context, r *drupal.Reader, store func() *state.St
 
 // reconcileCommand reconciles the selected uids and prints one line per
 // user. When an agent is running (it holds the state file) the work is
-// handed to it over its admin listener, so no uid is reconciled twice at
+// handed to it over its control socket, so no uid is reconciled twice at
 // once; otherwise this process opens the state and does it itself.
 func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.Writer, pick selector, dryRun bool) error {
 	cfg, err := config.Load(configPath)
@@ -115,10 +115,7 @@ func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.
 	var results []agent.Result
 	switch {
 	case errors.Is(err, state.ErrLocked):
-		admin, aerr := newAdminClient(cfg)
-		if aerr != nil {
-			return fmt.Errorf("an agent is running (it holds %s) and %w", cfg.State.Path, aerr)
-		}
+		admin := newAdminClient(cfg)
 		reader, closeReader, rerr := agent.OpenReader(cfg)
 		if rerr != nil {
 			return rerr

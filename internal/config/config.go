@@ -13,6 +13,7 @@ import (
 	"hash/fnv"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -123,11 +124,28 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// Admin configures the admin HTTP listener (health, metrics, status).
+// Admin configures the agent's two admin endpoints: the HTTP listener
+// for probes, scrapes and the status, and the control socket through
+// which the scim-agent commands drive a running agent.
 type Admin struct {
-	// Listen is host:port; "" switches the listener off.
+	// Listen is host:port of the HTTP listener (health, readiness,
+	// metrics, status); "" switches it off.
 	Listen string `yaml:"listen"`
+	// Socket is the Unix socket that serves the control endpoints (sync,
+	// retry, approve-deletes) and everything Listen serves. Only the
+	// agent's own user and root may connect: a peer address proves
+	// nothing (a sidecar proxy or a port-forward connects from
+	// loopback). "" (the default) is State.Path + ".sock", so that a
+	// command finds it from the same config; it cannot be switched off.
+	Socket string `yaml:"socket"`
 }
+
+// MaxSocketPath is the longest path a Unix socket may have on Linux
+// (sun_path holds 108 bytes with the terminating NUL).
+const MaxSocketPath = 107
+
+// SocketSuffix is what the default admin.socket appends to state.path.
+const SocketSuffix = ".sock"
 
 // Defaults of the optional keys.
 const (
@@ -169,6 +187,9 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	}
 	if c.State.Path == "" {
 		c.State.Path = DefaultStatePath
+	}
+	if c.Admin.Socket == "" {
+		c.Admin.Socket = c.State.Path + SocketSuffix
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -270,6 +291,8 @@ func (c *Config) validate(at func(path string) string) error {
 		fail("provisioning.max_deletes_window", "must be positive")
 	}
 
+	c.validateSocket(fail)
+
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		fail("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
@@ -290,6 +313,28 @@ func (c *Config) validate(at func(path string) string) error {
 		return fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
 	return nil
+}
+
+// validateSocket checks that admin.socket is a path a Unix socket can
+// have, and one of its own.
+func (c *Config) validateSocket(fail func(path, format string, args ...any)) {
+	sock := c.Admin.Socket
+	derived := ""
+	if sock == c.State.Path+SocketSuffix {
+		derived = " (state.path + " + SocketSuffix + ")"
+	}
+	switch {
+	case strings.HasPrefix(sock, "@"):
+		// Go (on Linux) takes a leading @ for the abstract namespace, where
+		// no file permission keeps any local user out.
+		fail("admin.socket", "%q%s starts with @, which names an abstract socket any local user may connect to: use a file path (e.g. ./%s)", sock, derived, sock)
+	case len(sock) > MaxSocketPath:
+		fail("admin.socket", "%s%s is %d bytes; a Unix socket path may have at most %d: set admin.socket to a shorter path", sock, derived, len(sock), MaxSocketPath)
+	case strings.ContainsRune(sock, 0):
+		fail("admin.socket", "%q holds a NUL byte", sock)
+	case filepath.Clean(sock) == filepath.Clean(c.State.Path):
+		fail("admin.socket", "%s is state.path: the socket needs a path of its own", sock)
+	}
 }
 
 func sortedKeys(m map[string]string) []string {

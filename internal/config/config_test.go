@@ -230,3 +230,45 @@ func TestEmptyOperationsWarn(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminSocket: the control socket defaults to the state file's path
+// plus .sock, and a path a Unix socket cannot have is an error naming
+// the key.
+func TestAdminSocket(t *testing.T) {
+	vars := env(map[string]string{"DB_PASSWORD": "x", "SCIM_TOKEN": "t"})
+	long := "/var/lib/" + strings.Repeat("d", 85) + "/state.db" // 108 bytes with .sock
+	tests := []struct {
+		name, doc, socket, err string
+	}{
+		{"default", minimal, DefaultStatePath + ".sock", ""},
+		{"beside state.path", minimal + "state:\n  path: /var/lib/scim-agent/state.db\n", "/var/lib/scim-agent/state.db.sock", ""},
+		{"empty is the default", minimal + "state:\n  path: /srv/s.db\nadmin:\n  socket: \"\"\n", "/srv/s.db.sock", ""},
+		{"explicit", minimal + "admin:\n  socket: /run/scim-agent/control.sock\n", "/run/scim-agent/control.sock", ""},
+		{"107 bytes fit", minimal + "admin:\n  socket: /" + strings.Repeat("s", 106) + "\n", "/" + strings.Repeat("s", 106), ""},
+		{"derived too long", minimal + "state:\n  path: " + long + "\n", "",
+			"config.yaml: admin.socket: " + long + ".sock (state.path + .sock) is 108 bytes; a Unix socket path may have at most 107: set admin.socket to a shorter path"},
+		{"explicit too long", minimal + "admin:\n  socket: /" + strings.Repeat("s", 107) + "\n", "",
+			"config.yaml:8: admin.socket: /" + strings.Repeat("s", 107) + " is 108 bytes; a Unix socket path may have at most 107"},
+		{"abstract", minimal + "admin:\n  socket: \"@scim-agent\"\n", "",
+			`config.yaml:8: admin.socket: "@scim-agent" starts with @, which names an abstract socket`},
+		{"the state file itself", minimal + "state:\n  path: /srv/s.db\nadmin:\n  socket: /srv/s.db\n", "",
+			"config.yaml:10: admin.socket: /srv/s.db is state.path: the socket needs a path of its own"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.doc), "config.yaml", vars)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want it to contain %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Admin.Socket != tt.socket {
+				t.Fatalf("admin.socket = %q, want %q", c.Admin.Socket, tt.socket)
+			}
+		})
+	}
+}

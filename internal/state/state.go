@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -50,19 +51,29 @@ type Store struct {
 	path string
 }
 
-// Open opens (creating if needed) the state file at path. It waits up to
-// lockTimeout for another process to release the file, then fails with
-// ErrLocked.
+// Open opens (creating if needed) the state file at path, and its
+// directory with mode 0700 when that is missing, as systemd's
+// StateDirectory= or a container image would have made it. It waits up
+// to lockTimeout for another process to release the file, then fails
+// with ErrLocked.
 func Open(path string, lockTimeout time.Duration) (*Store, error) {
 	if lockTimeout <= 0 {
 		lockTimeout = time.Second
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("state.path %s: create its directory: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
 	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		// The driver's message names the path again: say it once.
+		return nil, fmt.Errorf("open state %s (state.path): %s: %w", path, pe.Op, pe.Err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", path, err)
+		return nil, fmt.Errorf("open state %s (state.path): %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketAccounts, bucketMeta} {

@@ -2,7 +2,9 @@ package state
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,5 +86,56 @@ func TestSecondOpenIsLocked(t *testing.T) {
 	_, err = Open(path, 50*time.Millisecond)
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Open error = %v, want ErrLocked", err)
+	}
+}
+
+// TestOpenCreatesAMissingDirectory: the agent (and sync with no agent
+// running) creates the state file's directory, private, as the systemd
+// unit and the image would.
+func TestOpenCreatesAMissingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "var", "lib", "scim-agent")
+	s, err := Open(filepath.Join(dir, "state.db"), 0)
+	if err != nil {
+		t.Fatalf("Open under a missing directory: %v", err)
+	}
+	s.Close()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		fi, err := os.Stat(d)
+		if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("%s: %v, %v; want a directory with mode 0700", d, fi.Mode(), err)
+		}
+	}
+}
+
+// TestOpenExistingCreatesNothing: status and approve-deletes keep failing
+// on a missing file, and leave no directory behind.
+func TestOpenExistingCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "missing")
+	path := filepath.Join(dir, "state.db")
+	_, err := OpenExisting(path, 0)
+	if !errors.Is(err, ErrNoState) || !strings.Contains(err.Error(), "no state file at "+path) {
+		t.Fatalf("OpenExisting under a missing directory: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("OpenExisting created %s: %v", dir, err)
+	}
+}
+
+// TestOpenErrorNamesThePathOnce: bbolt's error already holds the path;
+// the message must say it once, with the key it comes from.
+func TestOpenErrorNamesThePathOnce(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{
+		filepath.Join(blocker, "state.db"), // a regular file where the directory should be
+		dir,                                // a directory where the file should be
+	} {
+		_, err := Open(path, 0)
+		if err == nil || strings.Count(err.Error(), path) != 1 || !strings.Contains(err.Error(), "state.path") {
+			t.Errorf("Open(%s) = %v, want an error naming state.path and the path once", path, err)
+		}
 	}
 }
