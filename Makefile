@@ -49,7 +49,7 @@ vet:
 # Drupal-style changes shown as they reach the server. Ctrl-C stops it all;
 # DEMO_UNATTENDED=1 runs the script, checks the result and exits.
 demo: build ensure-mariadb
-	$(GO) run ./internal/demo -agent $(BIN)
+	$(GO) run ./cmd/demo -agent $(BIN)
 
 test: ensure-mariadb ensure-promtool vet
 	PROMTOOL=$(abspath $(PROMTOOL)) $(GO) test -count=1 -timeout 15m $(PKGS)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/scim-agent/scim-agent/binlog"
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/logging"
@@ -75,9 +76,11 @@ func collectedLines() []string {
 	return lines
 }
 
-// harness is one Drupal database, one SCIM server and one agent.
+// harness is one Drupal database, one SCIM server (an agenttest.Env)
+// and one agent.
 type harness struct {
 	t    testing.TB
+	env  *agenttest.Env
 	srv  *testdb.Server
 	db   *testdb.Database
 	site *drupaltest.Site
@@ -94,118 +97,57 @@ type harness struct {
 type harnessOption func(*harnessConfig)
 
 type harnessConfig struct {
-	yaml    string // extra YAML appended to the provisioning section
-	mapping string // extra YAML for the mapping section
-	scim    scimtest.Options
-	prefix  string
-	srv     *testdb.Server // nil: the package's shared server
+	env  agenttest.Options
+	opts []agenttest.Option
 }
 
 // withServer runs the harness on a server of the test's own.
-func withServer(s *testdb.Server) harnessOption { return func(c *harnessConfig) { c.srv = s } }
+func withServer(s *testdb.Server) harnessOption { return func(c *harnessConfig) { c.env.Server = s } }
 
+// withProvisioning adds lines to the config's provisioning section.
 func withProvisioning(yaml string) harnessOption {
-	return func(c *harnessConfig) { c.yaml += yaml }
+	return func(c *harnessConfig) { c.opts = append(c.opts, agenttest.Provisioning(yaml)) }
 }
 
-func withSCIM(o scimtest.Options) harnessOption { return func(c *harnessConfig) { c.scim = o } }
+func withSCIM(o scimtest.Options) harnessOption { return func(c *harnessConfig) { c.env.SCIM = o } }
 
-func withPrefix(p string) harnessOption { return func(c *harnessConfig) { c.prefix = p } }
+func withPrefix(p string) harnessOption { return func(c *harnessConfig) { c.env.Prefix = p } }
 
-func withMapping(yaml string) harnessOption { return func(c *harnessConfig) { c.mapping += yaml } }
+// withMapping adds lines to the config's mapping section.
+func withMapping(yaml string) harnessOption {
+	return func(c *harnessConfig) { c.opts = append(c.opts, agenttest.Mapping(yaml)) }
+}
+
+// withConfig changes the config some other way.
+func withConfig(o agenttest.Option) harnessOption {
+	return func(c *harnessConfig) { c.opts = append(c.opts, o) }
+}
 
 // testToken is the SCIM token every test agent uses; the log check makes
 // sure it never appears in a log line.
-const testToken = "tok-3f9a1c-never-logged"
+const testToken = agenttest.Token
 
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
-	hc := harnessConfig{scim: scimtest.Options{Token: testToken}}
+	var hc harnessConfig
 	for _, o := range opts {
 		o(&hc)
 	}
-	if hc.scim.Token == "" {
-		hc.scim.Token = testToken
-	}
-	ctx := context.Background()
-	h := &harness{t: t, dir: t.TempDir()}
-	h.srv = hc.srv
+	env := agenttest.New(t, hc.env)
+	h := &harness{t: t, env: env, srv: hc.env.Server, db: env.DB, site: env.Site, scim: env.SCIM, dir: env.Dir, dsn: env.DSN}
 	if h.srv == nil {
 		h.srv = testdb.Shared(t)
 	}
+	for _, s := range env.Secrets() {
+		rememberSecret(s)
+	}
+	doc := env.Config().With(hc.opts...).YAML()
 	var err error
-	if h.db, err = h.srv.NewDatabase(ctx, hc.prefix); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.db.Close() })
-	h.site = &drupaltest.Site{DB: h.db.DB, Prefix: hc.prefix}
-	if err := h.site.CreateAnonymous(ctx); err != nil {
-		t.Fatal(err)
-	}
-	dsn, err := h.db.CreateAgentUser(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.dsn = dsn
-	h.scim = scimtest.New(t, hc.scim)
-	rememberSecret(hc.scim.Token)
-	rememberSecret(dsnPassword(t, dsn))
-
-	provisioning := hc.yaml
-	if !strings.Contains(provisioning, "workers:") {
-		provisioning = "workers: 2\n" + provisioning
-	}
-	doc := fmt.Sprintf(`
-mysql:
-  dsn: "%s"
-  table_prefix: "%s"
-  heartbeat: 1s
-scim:
-  base_url: %s
-  token: ${TEST_SCIM_TOKEN}
-  timeout: 5s
-provisioning:
-%s
-state:
-  path: %s/state.db
-log:
-  level: debug
-admin:
-  listen: "127.0.0.1:0"
-mapping:
-  userName: name
-%s`, dsn, hc.prefix, h.scim.URL, indent(provisioning), h.dir, hc.mapping)
-	h.cfg, err = config.Parse([]byte(doc), "test-config.yaml", func(k string) (string, bool) {
-		if k == "TEST_SCIM_TOKEN" {
-			return hc.scim.Token, true
-		}
-		return "", false
-	})
-	if err != nil {
-		t.Fatal(err)
+	if h.cfg, err = config.Parse([]byte(doc), "test-config.yaml", agenttest.LookupEnv(env.Token)); err != nil {
+		t.Fatalf("%v\n%s", err, doc)
 	}
 	t.Cleanup(h.stop)
 	return h
-}
-
-func indent(s string) string {
-	var b strings.Builder
-	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
-		if line != "" {
-			b.WriteString("  " + strings.TrimSpace(line) + "\n")
-		}
-	}
-	return b.String()
-}
-
-func dsnPassword(t testing.TB, dsn string) string {
-	t.Helper()
-	user, _, _ := strings.Cut(dsn, "@")
-	_, pw, _ := strings.Cut(user, ":")
-	if pw == "" {
-		t.Fatal("test DSN has no password")
-	}
-	return pw
 }
 
 // start opens and runs the agent in the background.
@@ -416,15 +358,8 @@ func (h *harness) postsByUserName() map[string]int {
 	return n
 }
 
-// eventually waits up to 30s for cond, failing the test with what
-// otherwise. It polls: use it for states the test cannot be told about.
+// eventually waits for cond (see agenttest.Eventually).
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 30s waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	agenttest.Eventually(t, what, cond)
 }

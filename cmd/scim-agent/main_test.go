@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
@@ -47,9 +47,10 @@ func TestMain(m *testing.M) {
 
 const token = "cmd-test-token-5b2e"
 
-// env is one Drupal database, one SCIM server and a config file for the
-// binary.
+// env is one Drupal database, one SCIM server (an agenttest.Env) and a
+// config file for the binary.
 type env struct {
+	*agenttest.Env
 	t      *testing.T
 	db     *testdb.Database
 	site   *drupaltest.Site
@@ -62,49 +63,25 @@ type env struct {
 	dsn       string
 }
 
+// newEnv builds an env whose config's provisioning section gets the lines
+// of extra.
 func newEnv(t *testing.T, extra string) *env {
 	t.Helper()
-	ctx := context.Background()
-	e := &env{t: t, dir: t.TempDir()}
-	e.statePath = filepath.Join(e.dir, "state.db")
-	e.db = testdb.NewTestDatabase(t, "")
-	e.site = &drupaltest.Site{DB: e.db.DB}
-	if err := e.site.CreateAnonymous(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if e.dsn, err = e.db.CreateAgentUser(ctx); err != nil {
-		t.Fatal(err)
-	}
-	e.scim = scimtest.New(t, scimtest.Options{Token: token})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.admin = l.Addr().String()
-	l.Close()
+	ae := agenttest.New(t, agenttest.Options{SCIM: scimtest.Options{Token: token}})
+	e := &env{Env: ae, t: t, db: ae.DB, site: ae.Site, scim: ae.SCIM, dir: ae.Dir, dsn: ae.DSN,
+		statePath: filepath.Join(ae.Dir, "state.db"), admin: agenttest.FreeAddr(t)}
 	e.writeConfig(e.scim.URL, extra)
 	return e
 }
 
+// writeConfig writes the config file for the SCIM server at url, the
+// env's state path and admin address, with the provisioning lines of
+// extra.
 func (e *env) writeConfig(url, extra string) {
-	doc := fmt.Sprintf(`mysql:
-  dsn: %q
-  heartbeat: 1s
-scim:
-  base_url: %s
-  token: ${SCIM_TOKEN}
-  timeout: 5s
-provisioning:
-  workers: 2
-%s
-state:
-  path: %s
-admin:
-  listen: %q
-`, e.dsn, url, extra, e.statePath, e.admin)
+	c := e.Env.Config().With(agenttest.Provisioning(extra))
+	c.SCIMURL, c.StatePath, c.AdminListen, c.LogLevel = url, e.statePath, e.admin, ""
 	e.config = filepath.Join(e.dir, "config.yaml")
-	if err := os.WriteFile(e.config, []byte(doc), 0o600); err != nil {
+	if err := os.WriteFile(e.config, []byte(c.YAML()), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -162,11 +139,7 @@ func (e *env) start(args ...string) *agentProcess {
 }
 
 // dsnPassword is the agent account's password, which must never be logged.
-func (e *env) dsnPassword() string {
-	user, _, _ := strings.Cut(e.dsn, "@")
-	_, pw, _ := strings.Cut(user, ":")
-	return pw
-}
+func (e *env) dsnPassword() string { return agenttest.Password(e.t, e.dsn) }
 
 type lockedWriter struct {
 	mu sync.Mutex

@@ -19,7 +19,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
@@ -152,15 +152,8 @@ func TestRSSUnderLoad(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 
-	db := testdb.NewTestDatabase(t, "")
-	site := &drupaltest.Site{DB: db.DB}
-	if err := site.CreateAnonymous(ctx); err != nil {
-		t.Fatal(err)
-	}
-	dsn, err := db.CreateAgentUser(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := agenttest.New(t, agenttest.Options{SCIM: scimtest.Options{Token: "measure-token"}})
+	site, scim := env.Site, env.SCIM
 	start := time.Now()
 	uids := make([]uint32, users)
 	parallel(t, users, func(i int) error {
@@ -175,26 +168,11 @@ func TestRSSUnderLoad(t *testing.T) {
 	})
 	t.Logf("site: %d users created in %s", users, time.Since(start).Round(time.Second))
 
-	scim := scimtest.New(t, scimtest.Options{Token: "measure-token"})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := l.Addr().String()
-	l.Close()
+	admin := agenttest.FreeAddr(t)
 	config := filepath.Join(dir, "config.yaml")
-	doc := fmt.Sprintf(`mysql:
-  dsn: %q
-scim:
-  base_url: %s
-  token: ${SCIM_TOKEN}
-provisioning:
-  max_deletes: 0
-state:
-  path: %s
-admin:
-  listen: %s
-`, dsn, scim.URL, filepath.Join(dir, "state.db"), admin)
+	c := env.Config().With(agenttest.Provisioning("max_deletes: 0"))
+	c.StatePath, c.AdminListen, c.LogLevel = filepath.Join(dir, "state.db"), admin, ""
+	doc := c.YAML()
 	if err := os.WriteFile(config, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +282,7 @@ admin:
 	t.Logf("burst: %d changes written in %s", changes, time.Since(start).Round(time.Second))
 	var want int
 	waitFor("the server to match the database", 20*time.Minute, func() bool {
-		if err := db.DB.QueryRow("SELECT COUNT(*) FROM users WHERE uid > 0").Scan(&want); err != nil {
+		if err := env.DB.DB.QueryRow("SELECT COUNT(*) FROM users WHERE uid > 0").Scan(&want); err != nil {
 			t.Fatal(err)
 		}
 		s, ok := status()

@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
@@ -116,28 +116,12 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("  %s", d.scim.URL)
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if d.admin, err = agenttest.FreeLoopbackAddr(); err != nil {
 		return err
 	}
-	d.admin = l.Addr().String()
-	l.Close()
 	config := filepath.Join(d.dir, "config.yaml")
-	doc := fmt.Sprintf(`mysql:
-  dsn: %q
-  heartbeat: 1s
-scim:
-  base_url: %s
-  token: ${SCIM_TOKEN}
-provisioning:
-  exclude_uids: [0]
-state:
-  path: %s
-log:
-  format: json
-admin:
-  listen: %s
-`, dsn, d.scim.URL, filepath.Join(d.dir, "state.db"), d.admin)
+	doc := agenttest.Config{DSN: dsn, SCIMURL: d.scim.URL, StatePath: filepath.Join(d.dir, "state.db"),
+		AdminListen: d.admin, LogFormat: "json", Provisioning: []string{"exclude_uids: [0]"}}.YAML()
 	if err := os.WriteFile(config, []byte(doc), 0o600); err != nil {
 		return err
 	}
