@@ -279,7 +279,7 @@ func newSCIMClient(cfg *config.Config, log *zap.Logger, maxAttempts int, onRetry
 // users_field_data counts only the columns the mapping reads, so logins
 // (bare UPDATEs of login/access) and saves that change nothing mapped
 // never reach a worker.
-func watchedTables(t drupal.Tables, src mapping.Sources) []binlog.Table {
+func watchedTables(t drupal.Tables, src drupal.Sources) []binlog.Table {
 	cols := append([]string{"uid", "langcode", "default_langcode"}, src.FieldDataColumns...)
 	tables := []binlog.Table{
 		{Name: t.Users(), KeyColumn: "uid", Accounts: true},

@@ -271,7 +271,7 @@ func prefixHint(ctx context.Context, db *sql.DB, schema, prefix string) string {
 	if err != nil {
 		return ""
 	}
-	found := strings.TrimSuffix(name, mapping.FieldDataTable)
+	found := strings.TrimSuffix(name, drupal.FieldDataTable)
 	if found == prefix {
 		return ""
 	}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/drupal"
 	"github.com/scim-agent/scim-agent/internal/state"
 	"github.com/scim-agent/scim-agent/mapping"
 	"github.com/scim-agent/scim-agent/scimclient"
@@ -188,7 +189,7 @@ func (a *Agent) settleGuard(uid uint32, o Outcome) {
 }
 
 // present reconciles a uid whose users row exists.
-func (r *run) present(acct mapping.Account) (Result, error) {
+func (r *run) present(acct drupal.Account) (Result, error) {
 	if acct.Values == nil {
 		return Result{Outcome: Skipped, Detail: "the users row has no users_field_data row yet"}, nil
 	}

@@ -2,14 +2,15 @@ package mapping
 
 import (
 	"encoding/json"
+	"github.com/scim-agent/scim-agent/internal/drupal"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 )
 
-func account(values map[string]any) Account {
-	return Account{UID: 7, UUID: "0b7e-uuid", Langcode: "en", Values: values}
+func account(values map[string]any) drupal.Account {
+	return drupal.Account{UID: 7, UUID: "0b7e-uuid", Langcode: "en", Values: values}
 }
 
 func TestNewRejectsBadRules(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/scim-agent/scim-agent/internal/drupal"
 )
 
 // Schema URNs of the resources the agent writes.
@@ -61,13 +63,6 @@ var enterpriseAttributes = map[string]bool{
 	"employeeNumber": true, "costCenter": true, "organization": true, "division": true, "department": true,
 }
 
-// Table names of Drupal's user entity, without the site's prefix.
-const (
-	UsersTable     = "users"
-	FieldDataTable = "users_field_data"
-	RolesTable     = "user__roles"
-)
-
 var (
 	usersColumns     = map[string]bool{"uid": true, "uuid": true, "langcode": true}
 	fieldDataColumns = map[string]bool{
@@ -97,7 +92,7 @@ type source struct {
 	value  string // sourceConstant: the value
 }
 
-// key names the value in Account.Values.
+// key names the value in drupal.Account.Values.
 func (s source) key() string {
 	switch s.kind {
 	case sourceRoles:
@@ -239,29 +234,10 @@ func (m *Mapper) Paths() []string {
 	return paths
 }
 
-// Field is a configurable Drupal field a mapping reads.
-type Field struct {
-	Name   string // field name, e.g. field_first_name (table user__field_first_name)
-	Column string // value column, e.g. field_first_name_value
-}
-
-// Key names the field's value in Account.Values.
-func (f Field) Key() string { return f.Name + "." + f.Column }
-
-// Sources lists what the mapping reads from Drupal's tables.
-type Sources struct {
-	// FieldDataColumns are the users_field_data columns read (besides uid).
-	FieldDataColumns []string
-	// Roles is true when user__roles is read.
-	Roles bool
-	// Fields are the configurable fields read.
-	Fields []Field
-}
-
 // Sources returns what the mapping reads, for the reader's query and for
 // the binlog filter (which changes count).
-func (m *Mapper) Sources() Sources {
-	var s Sources
+func (m *Mapper) Sources() drupal.Sources {
+	var s drupal.Sources
 	seenCol, seenField := map[string]bool{}, map[string]bool{}
 	for _, r := range m.rules {
 		switch r.source.kind {
@@ -273,7 +249,7 @@ func (m *Mapper) Sources() Sources {
 		case sourceRoles:
 			s.Roles = true
 		case sourceField:
-			f := Field{Name: r.source.field, Column: r.source.column}
+			f := drupal.Field{Name: r.source.field, Column: r.source.column}
 			if !seenField[f.Key()] {
 				seenField[f.Key()] = true
 				s.Fields = append(s.Fields, f)

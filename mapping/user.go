@@ -6,20 +6,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-)
 
-// Account is a Drupal user account as read from the database.
-type Account struct {
-	UID uint32
-	// UUID is users.uuid.
-	UUID string
-	// Langcode is users.langcode.
-	Langcode string
-	// Values holds the sources the mapping reads, by name: users_field_data
-	// columns by column name ("mail"), "roles" ([]string), fields by
-	// Field.Key(). A value is a string, an int64, a []string or nil (NULL).
-	Values map[string]any
-}
+	"github.com/scim-agent/scim-agent/internal/drupal"
+)
 
 // User is the SCIM User the agent wants on the server for one Drupal
 // account: the value of every managed path that has one. A path whose
@@ -30,7 +19,7 @@ type User struct {
 }
 
 // Map applies the rules to an account.
-func (m *Mapper) Map(a Account) User {
+func (m *Mapper) Map(a drupal.Account) User {
 	u := User{UID: a.UID, Values: make(map[string]any, len(m.rules))}
 	for _, r := range m.rules {
 		if v, ok := r.value(a); ok {
@@ -40,7 +29,7 @@ func (m *Mapper) Map(a Account) User {
 	return u
 }
 
-func (r rule) raw(a Account) any {
+func (r rule) raw(a drupal.Account) any {
 	switch r.source.kind {
 	case sourceConstant:
 		return r.source.value
@@ -59,7 +48,7 @@ func (r rule) raw(a Account) any {
 
 // value converts the rule's source value into the SCIM value of its path;
 // ok is false when the path has no value.
-func (r rule) value(a Account) (v any, ok bool) {
+func (r rule) value(a drupal.Account) (v any, ok bool) {
 	raw := r.raw(a)
 	switch r.kind {
 	case kindBool:

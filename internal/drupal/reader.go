@@ -15,21 +15,19 @@ import (
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
-
-	"github.com/scim-agent/scim-agent/mapping"
 )
 
 // Tables names Drupal's user tables behind a table prefix.
 type Tables struct{ Prefix string }
 
 // Users is the base table: uid, uuid, langcode.
-func (t Tables) Users() string { return t.Prefix + mapping.UsersTable }
+func (t Tables) Users() string { return t.Prefix + UsersTable }
 
 // FieldData is the data table: one row per uid and translation.
-func (t Tables) FieldData() string { return t.Prefix + mapping.FieldDataTable }
+func (t Tables) FieldData() string { return t.Prefix + FieldDataTable }
 
 // Roles is the roles field table.
-func (t Tables) Roles() string { return t.Prefix + mapping.RolesTable }
+func (t Tables) Roles() string { return t.Prefix + RolesTable }
 
 // Field is the table of a configurable field, e.g. field_first_name.
 func (t Tables) Field(name string) string { return t.Prefix + "user__" + name }
@@ -40,7 +38,7 @@ func quote(name string) string { return "`" + name + "`" }
 type Reader struct {
 	db      *sql.DB
 	tables  Tables
-	sources mapping.Sources
+	sources Sources
 
 	selectList string // the SELECT list and FROM clause shared by every query
 	load       string
@@ -50,7 +48,7 @@ type Reader struct {
 
 // NewReader prepares the queries for sources. db should have
 // group_concat_max_len large enough for a user's role list.
-func NewReader(db *sql.DB, tables Tables, sources mapping.Sources) *Reader {
+func NewReader(db *sql.DB, tables Tables, sources Sources) *Reader {
 	r := &Reader{db: db, tables: tables, sources: sources}
 	var cols []string
 	cols = append(cols, "u.uid", "u.uuid", "u.langcode", "d.uid IS NOT NULL")
@@ -91,7 +89,7 @@ func NewReader(db *sql.DB, tables Tables, sources mapping.Sources) *Reader {
 
 // Load reads the current state of uid; ok is false when the users row
 // does not exist (the account was deleted, or never was).
-func (r *Reader) Load(ctx context.Context, uid uint32) (a mapping.Account, ok bool, err error) {
+func (r *Reader) Load(ctx context.Context, uid uint32) (a Account, ok bool, err error) {
 	var n int
 	if err := r.db.QueryRowContext(ctx, r.barrier, uid).Scan(&n); err != nil {
 		return a, false, fmt.Errorf("wait for writes to uid %d: %w", uid, err)
@@ -114,13 +112,13 @@ func (r *Reader) Load(ctx context.Context, uid uint32) (a mapping.Account, ok bo
 // Page reads up to limit accounts with uid from from on, in uid order. A
 // full walk starts at 0 and calls it again from the last uid + 1 until it
 // returns fewer than limit.
-func (r *Reader) Page(ctx context.Context, from uint32, limit int) ([]mapping.Account, error) {
+func (r *Reader) Page(ctx context.Context, from uint32, limit int) ([]Account, error) {
 	rows, err := r.db.QueryContext(ctx, r.page, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read users from uid %d: %w", from, err)
 	}
 	defer rows.Close()
-	out := make([]mapping.Account, 0, limit)
+	out := make([]Account, 0, limit)
 	for rows.Next() {
 		a, err := r.scan(rows)
 		if err != nil {
@@ -131,8 +129,8 @@ func (r *Reader) Page(ctx context.Context, from uint32, limit int) ([]mapping.Ac
 	return out, rows.Err()
 }
 
-func (r *Reader) scan(rows *sql.Rows) (mapping.Account, error) {
-	var a mapping.Account
+func (r *Reader) scan(rows *sql.Rows) (Account, error) {
+	var a Account
 	var hasData bool
 	n := len(r.sources.FieldDataColumns) + len(r.sources.Fields)
 	if r.sources.Roles {
@@ -280,8 +278,8 @@ func (r *Reader) Count(ctx context.Context) (int, error) {
 // LoadMany reads the accounts of uids with one query (no barrier: callers
 // use it to find candidates, and reconcile each with Load). uids without
 // a users row are absent from the map.
-func (r *Reader) LoadMany(ctx context.Context, uids []uint32) (map[uint32]mapping.Account, error) {
-	out := make(map[uint32]mapping.Account, len(uids))
+func (r *Reader) LoadMany(ctx context.Context, uids []uint32) (map[uint32]Account, error) {
+	out := make(map[uint32]Account, len(uids))
 	if len(uids) == 0 {
 		return out, nil
 	}

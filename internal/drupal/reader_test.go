@@ -149,7 +149,7 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 	tests := []struct {
 		name  string
 		write func(tx *sql.Tx, uid uint32) error
-		check func(a mapping.Account) error
+		check func(a drupal.Account) error
 	}{
 		{"Drupal save", func(tx *sql.Tx, uid uint32) error {
 			tx.Exec("UPDATE users SET uuid = uuid WHERE uid = ?", uid)
@@ -157,7 +157,7 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 			_, err := tx.Exec(`INSERT INTO users_field_data (uid, langcode, preferred_langcode, name, mail, status, created, changed, access, login, default_langcode)
 				VALUES (?, 'en', 'en', 'w', 'new@example.org', 1, 1, 2, 0, 0, 1)`, uid)
 			return err
-		}, func(a mapping.Account) error {
+		}, func(a drupal.Account) error {
 			if a.Values["mail"] != "new@example.org" {
 				return fmt.Errorf("mail %v, want the committed new@example.org", a.Values["mail"])
 			}
@@ -168,7 +168,7 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 		{"field table alone", func(tx *sql.Tx, uid uint32) error {
 			_, err := tx.Exec("UPDATE user__field_first_name SET field_first_name_value = 'Neu' WHERE entity_id = ?", uid)
 			return err
-		}, func(a mapping.Account) error {
+		}, func(a drupal.Account) error {
 			if got := a.Values["field_first_name.field_first_name_value"]; got != "Neu" {
 				return fmt.Errorf("first name %v, want the committed Neu", got)
 			}
@@ -193,7 +193,7 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			done := make(chan mapping.Account, 1)
+			done := make(chan drupal.Account, 1)
 			loadCtx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			go func() {
