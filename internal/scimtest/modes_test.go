@@ -216,6 +216,7 @@ func TestOAuth2(t *testing.T) {
 	}
 	eq(t, srv.TokenRequests(), 5)
 	eq(t, srv.TokensIssued(), 2)
+	eq(t, len(srv.IssuedTokens()), 2)
 
 	bearer := func(tok string) func(*http.Request) { return header("Authorization", "Bearer "+tok) }
 	wantStatus(t, do(t, srv, "GET", "/Users", nil, bearer(first)), http.StatusOK)
@@ -239,6 +240,7 @@ func TestOAuth2(t *testing.T) {
 	wantStatus(t, do(t, srv, "GET", "/Users", nil, bearer(third)), http.StatusOK)
 	srv.RevokeTokens()
 	wantStatus(t, do(t, srv, "GET", "/Users", nil, bearer(third)), http.StatusUnauthorized)
+	eq(t, len(srv.IssuedTokens()), 3)
 
 	// The request log never keeps the client secret.
 	for _, rq := range srv.Requests() {
