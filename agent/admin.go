@@ -52,7 +52,7 @@ func (a *Agent) markSCIMFail() { a.lastSCIMFail.Store(time.Now().UnixNano()) }
 
 // probeSCIM keeps readiness honest on a quiet site: when no request
 // succeeded lately it asks the server for its ServiceProviderConfig, with
-// a single attempt.
+// a single attempt (a server without one answers 404, which is an answer).
 func (a *Agent) probeSCIM(ctx context.Context) {
 	period := a.readyWindow / 3
 	every(ctx, period, func() {
@@ -60,7 +60,7 @@ func (a *Agent) probeSCIM(ctx context.Context) {
 			return
 		}
 		pctx, cancel := context.WithTimeout(ctx, period)
-		_, _, err := a.probe.ServiceProviderConfig(pctx)
+		_, _, err := a.probe.Capabilities(pctx, a.overrides)
 		cancel()
 		if err == nil {
 			a.markSCIMOK()

@@ -16,11 +16,9 @@ package agent
 import (
 	"cmp"
 	"context"
-	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +109,12 @@ type Agent struct {
 	// with the server's copy: set by sync and the scheduled reconcile.
 	verify    sync.Map
 	adminAddr atomic.Value // string: the admin listener's address while Run runs
+
+	// overrides are scim.capabilities; caps is what the server can do,
+	// resolved with them when Run or ReconcileAll starts, before any
+	// reconcile (read-only after).
+	overrides scimclient.Overrides
+	caps      scimclient.Capabilities
 }
 
 // AdminAddr returns the address the admin listener listens on, or "".
@@ -160,11 +164,17 @@ func Open(ctx context.Context, opts Options) (*Agent, error) {
 			a.markSCIMFail()
 		}
 	}
-	if a.client, err = newSCIMClient(cfg, a.log, 0, onRetry); err != nil {
+	setup, err := newSCIMSetup(cfg)
+	if err != nil {
 		a.Close()
 		return nil, err
 	}
-	if a.probe, err = newSCIMClient(cfg, nil, 1, nil); err != nil {
+	a.overrides = setup.overrides
+	if a.client, err = setup.client(a.log, 0, onRetry); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if a.probe, err = setup.client(nil, 1, nil); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -246,35 +256,6 @@ func openDB(dsn string, maxConns int) (*sql.DB, error) {
 	return db, nil
 }
 
-// newSCIMClient builds the SCIM client from the config. maxAttempts 0
-// retries retryable failures for as long as it takes; onRetry may be nil.
-func newSCIMClient(cfg *config.Config, log *zap.Logger, maxAttempts int, onRetry func(string, int)) (*scimclient.Client, error) {
-	c := scimclient.Config{
-		OnRetry:     onRetry,
-		BaseURL:     cfg.SCIM.BaseURL,
-		Token:       cfg.SCIM.Token,
-		Timeout:     cfg.SCIM.Timeout,
-		MaxAttempts: maxAttempts,
-		Logger:      log,
-		UserAgent:   "scim-agent/" + buildinfo.Read().Short(),
-	}
-	if cfg.SCIM.CAFile != "" {
-		pem, err := os.ReadFile(cfg.SCIM.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("scim.ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("scim.ca_file: %s holds no PEM certificate", cfg.SCIM.CAFile)
-		}
-		c.RootCAs = pool
-	}
-	return scimclient.New(c)
-}
-
 // watchedTables lists the tables whose changes matter to the mapping.
 // users_field_data counts only the columns the mapping reads, so logins
 // (bare UPDATEs of login/access) and saves that change nothing mapped
@@ -323,7 +304,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The control socket and the admin listener answer until everything
 	// else has stopped.
 	defer stopAdmin()
-	spc, _, err := a.client.ServiceProviderConfig(ctx)
+	caps, _, err := a.client.Capabilities(ctx, a.overrides)
 	if err != nil {
 		if ctx.Err() != nil {
 			a.log.Info(MsgAgentStop, zap.String("reason", "stopped before the SCIM server answered"))
@@ -331,7 +312,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("read the SCIM server's ServiceProviderConfig: %w", err)
 	}
-	a.usePatch.Store(spc.PatchSupported)
+	a.caps = caps
+	a.usePatch.Store(caps.Patch)
 	a.markSCIMOK()
 	// runCtx ends with ctx, or when the stream stops for good: every loop
 	// below stops with it. Ending it also closes the work queue, so a
@@ -376,7 +358,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 
 	a.log.Info(MsgAgentStart, zap.String("version", buildinfo.Read().Short()), zap.Int("workers", a.cfg.Provisioning.Workers),
-		zap.Bool("patch", spc.PatchSupported), zap.Bool("dry_run", a.dryRun))
+		zap.Bool("patch", caps.Patch), zap.Bool("dry_run", a.dryRun))
 	streamErr := a.follow(runCtx)
 	if streamErr != nil && ctx.Err() == nil {
 		a.log.Error(MsgAgentStop, zap.String("reason", "the binlog stream stopped for good"), zap.Error(streamErr))
@@ -637,11 +619,12 @@ func OpenReader(cfg *config.Config) (*drupal.Reader, func() error, error) {
 // workers, and returns the results in the order asked. It fails only when
 // the reconciles cannot run at all; a user's own failure is its Result.
 func (a *Agent) ReconcileAll(ctx context.Context, uids []uint32, dryRun bool) ([]Result, error) {
-	spc, _, err := a.client.ServiceProviderConfig(ctx)
+	caps, _, err := a.client.Capabilities(ctx, a.overrides)
 	if err != nil {
 		return nil, fmt.Errorf("read the SCIM server's ServiceProviderConfig: %w", err)
 	}
-	a.usePatch.Store(spc.PatchSupported)
+	a.caps = caps
+	a.usePatch.Store(caps.Patch)
 	results := make([]Result, len(uids))
 	errs := make([]error, len(uids))
 	next := make(chan int)

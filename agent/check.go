@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -278,30 +279,88 @@ func prefixHint(ctx context.Context, db *sql.DB, schema, prefix string) string {
 	return fmt.Sprintf(" (found %s: the prefix is %q, mysql.table_prefix says %q)", name, found, prefix)
 }
 
-// checkSCIM reads the ServiceProviderConfig and one user with the token.
+// checkSCIM tests the SCIM server with the configured authentication:
+// an OAuth 2 token first (scim.auth), the capabilities
+// (/ServiceProviderConfig with scim.capabilities applied), one page of
+// users, and the client certificate when one is configured.
 func checkSCIM(ctx context.Context, cfg *config.Config) []CheckResult {
-	client, err := newSCIMClient(cfg, nil, 2, nil)
+	setup, err := newSCIMSetup(cfg)
 	if err != nil {
-		return []CheckResult{failed("scim.connect", err.Error(), "fix scim.base_url / scim.token / scim.ca_file")}
+		return []CheckResult{failed("scim.connect", err.Error(), "fix the scim section of the config")}
+	}
+	client, err := setup.client(nil, 2, nil)
+	if err != nil {
+		return []CheckResult{failed("scim.connect", err.Error(), "fix scim.base_url, the authentication (scim.token, scim.oauth2 or scim.basic) and scim.ca_file")}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	spc, _, err := client.ServiceProviderConfig(ctx)
-	if err != nil {
-		return []CheckResult{scimFailure("scim.service_provider_config", cfg.SCIM.BaseURL+"/ServiceProviderConfig", err)}
+	var results []CheckResult
+	if o, isOAuth := client.Auth().(*scimclient.OAuth2); isOAuth {
+		exp, err := o.Fetch(ctx)
+		if err != nil {
+			return []CheckResult{scimFailure(cfg, "scim.auth", o.TokenURL(), err)}
+		}
+		valid := "no expiry given"
+		if !exp.IsZero() {
+			valid = "valid for " + time.Until(exp).Round(time.Second).String()
+		}
+		results = append(results, ok("scim.auth", fmt.Sprintf("oauth2 client credentials of %q: a token from %s (%s)",
+			cfg.SCIM.OAuth2.ClientID, o.TokenURL(), valid)))
 	}
-	results := []CheckResult{ok("scim.service_provider_config", fmt.Sprintf("patch %s, filter %s, bulk %s",
-		yesNo(spc.PatchSupported), yesNo(spc.FilterSupported), yesNo(spc.BulkSupported)))}
-	if !spc.FilterSupported {
+	spcURL := cfg.SCIM.BaseURL + "/ServiceProviderConfig"
+	caps, _, err := client.Capabilities(ctx, setup.overrides)
+	if err != nil {
+		return append(results, scimFailure(cfg, "scim.service_provider_config", spcURL, err))
+	}
+	list, _, listErr := client.ListUsers(ctx, "", 1, 1)
+	if caps.Missing && scimclient.IsStatus(listErr, http.StatusNotFound) {
+		// Neither /ServiceProviderConfig nor /Users: not a SCIM root.
+		return append(results, scimFailure(cfg, "scim.service_provider_config", spcURL, listErr))
+	}
+	results = append(results, capabilitiesResult(caps, spcURL))
+	if !caps.Filter {
 		results = append(results, CheckResult{Name: "scim.filter", Warn: true,
 			Detail: "the server does not support filter: when it answers 409 to a create, the agent cannot find the existing account to adopt, and that user is parked",
 			Fix:    "enable filtering on the SCIM server, or remove accounts the agent should create from it before the first start"})
 	}
-	list, _, err := client.ListUsers(ctx, "", 1, 1)
-	if err != nil {
-		return append(results, scimFailure("scim.users", cfg.SCIM.BaseURL+"/Users?startIndex=1&count=1", err))
+	if listErr != nil {
+		return append(results, scimFailure(cfg, "scim.users", cfg.SCIM.BaseURL+"/Users?startIndex=1&count=1", listErr))
 	}
-	return append(results, ok("scim.users", fmt.Sprintf("%d users on the server", list.TotalResults)))
+	results = append(results, ok("scim.users", fmt.Sprintf("%d users on the server", list.TotalResults)))
+	if cfg.SCIM.CertFile != "" {
+		results = append(results, ok("scim.client_certificate", "the server accepted "+cfg.SCIM.CertFile))
+	}
+	return results
+}
+
+// capabilitiesResult is the scim.service_provider_config line: each
+// capability and where it came from. A server without
+// /ServiceProviderConfig warns while any capability is only assumed.
+func capabilitiesResult(caps scimclient.Capabilities, spcURL string) CheckResult {
+	var parts []string
+	for _, c := range []struct {
+		name string
+		on   bool
+	}{{scimclient.CapPatch, caps.Patch}, {scimclient.CapFilter, caps.Filter}, {scimclient.CapETag, caps.ETag}, {scimclient.CapBulk, caps.Bulk}} {
+		part := c.name + " " + yesNo(c.on)
+		switch caps.Source(c.name) {
+		case "override":
+			part += " (scim.capabilities." + c.name + ")"
+		case "assumed":
+			part += " (assumed)"
+		}
+		parts = append(parts, part)
+	}
+	detail := strings.Join(parts, ", ")
+	if !caps.Missing {
+		return ok("scim.service_provider_config", detail)
+	}
+	detail = fmt.Sprintf("%s is missing (%s); %s", spcURL, caps.MissingReason, detail)
+	if len(caps.Assumed) == 0 {
+		return ok("scim.service_provider_config", detail)
+	}
+	return CheckResult{Name: "scim.service_provider_config", Warn: true, Detail: detail,
+		Fix: "set scim.capabilities." + strings.Join(caps.Assumed, ", scim.capabilities.") + " to what the server supports (true or false)"}
 }
 
 func yesNo(b bool) string {
@@ -311,18 +370,39 @@ func yesNo(b bool) string {
 	return "not supported"
 }
 
-func scimFailure(name, url string, err error) CheckResult {
+// scimFailure is the failed line of a SCIM check, with the fix for the
+// authentication configured.
+func scimFailure(cfg *config.Config, name, url string, err error) CheckResult {
+	authFix := "put a valid bearer token in scim.token (or scim.token_file)"
+	refused := "the server refused the token"
+	switch cfg.SCIM.AuthMethod() {
+	case config.AuthOAuth2:
+		authFix = "check scim.oauth2.client_id, scim.oauth2.client_secret and scim.oauth2.scopes with the owner of the token endpoint " + cfg.SCIM.OAuth2.TokenURL
+		refused = "the server refused the OAuth 2 token"
+	case config.AuthBasic:
+		authFix = "check scim.basic.username and scim.basic.password"
+		refused = "the server refused the user and password"
+	}
 	var se *scimclient.Error
 	if errors.As(err, &se) {
 		switch se.Status {
 		case 401, 403:
-			return failed(name, fmt.Sprintf("%s answered %d: the server refused the token (%s)", url, se.Status, se.Detail),
-				"put a valid bearer token in scim.token (or scim.token_file)")
+			if name == "scim.auth" || strings.Contains(se.Detail, "token endpoint") {
+				return failed(name, se.Detail, authFix)
+			}
+			return failed(name, fmt.Sprintf("%s answered %d: %s (%s)", url, se.Status, refused, se.Detail), authFix)
 		case 404:
 			return failed(name, fmt.Sprintf("%s answered 404: no SCIM endpoint there", url),
 				"set scim.base_url to the SCIM root (it usually ends in /scim/v2)")
 		}
 		return failed(name, fmt.Sprintf("%s answered %d: %s", url, se.Status, se.Detail), "check the SCIM server")
+	}
+	if errors.Is(err, scimclient.ErrCertificateRefused) {
+		fix := "set scim.cert_file and scim.key_file to a client certificate the server trusts: it asks for one (mTLS)"
+		if cfg.SCIM.CertFile != "" {
+			fix = "the server does not trust " + cfg.SCIM.CertFile + ": use a certificate issued by a CA it trusts (or renew an expired one)"
+		}
+		return failed(name, fmt.Sprintf("%s: the server refused the TLS handshake for want of a client certificate it trusts (%v)", url, err), fix)
 	}
 	return failed(name, fmt.Sprintf("cannot reach %s: %v", url, err),
 		"check scim.base_url, DNS, firewalls and (for https) the certificate or scim.ca_file")

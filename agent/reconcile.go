@@ -220,7 +220,7 @@ func (r *run) present(acct drupal.Account) (Result, error) {
 	if r.verify {
 		current, cr, err := r.a.client.GetUser(r.ctx, r.rec.SCIMID)
 		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users/"+r.rec.SCIMID, cr, err)
-		if scimclient.IsStatus(err, http.StatusNotFound) {
+		if scimclient.IsNotFound(err) {
 			r.log.Warn(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
 				zap.String("detail", "the account is gone from the server; creating it again"))
 			r.rec.SCIMID, r.rec.Pushed = "", nil
@@ -349,7 +349,7 @@ func (r *run) update(user mapping.User, changes mapping.Changes) (Result, error)
 		return Result{Outcome: Held, Op: name, UserName: user.UserName()}, nil
 	}
 	err := r.send(name, user, changes)
-	if scimclient.IsStatus(err, http.StatusNotFound) {
+	if scimclient.IsNotFound(err) {
 		// Deleted on the server behind our back: provision it again.
 		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("scim_id", r.rec.SCIMID),
 			zap.String("detail", "the account is gone from the server; creating it again"))
@@ -731,7 +731,7 @@ func (r *run) gone() (Result, error) {
 		user := mapping.User{UID: r.uid, Values: map[string]any{"active": false, "userName": r.rec.UserName}}
 		changes := mapping.Changes{Set: []string{"active"}}
 		if err := r.send(OpDeactivate, user, changes); err != nil {
-			if scimclient.IsStatus(err, http.StatusNotFound) {
+			if scimclient.IsNotFound(err) {
 				res.Outcome = Deleted
 				return res, r.forget()
 			}
@@ -757,7 +757,7 @@ func (r *run) gone() (Result, error) {
 		return res, nil
 	}
 	cr, err := r.a.client.DeleteUser(r.ctx, r.rec.SCIMID)
-	if scimclient.IsStatus(err, http.StatusNotFound) {
+	if scimclient.IsNotFound(err) {
 		err = nil // already gone: the goal is met
 	}
 	r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, cr, err)

@@ -5,14 +5,24 @@
 // verification is always on, bodies are application/scim+json with
 // "schemas" as an array and without the read-only id and meta, filter
 // values are quoted and escaped, ids are path-escaped, response bodies are
-// bounded, and the bearer token never reaches a log line or an error.
+// bounded, and no secret (bearer token, OAuth 2 token and client secret,
+// basic password) ever reaches a log line or an error.
 //
 // Every call retries what may heal (network errors, timeouts, dropped
 // connections, 5xx except 501, 429) with exponential backoff and jitter,
 // honouring Retry-After on 429 and 503, for MaxAttempts attempts or, with
 // MaxAttempts 0, until the context is done. Other answers come back at
 // once as *Error. Each call also returns a Result (status, attempts,
-// duration) for the caller's one log line per call.
+// duration, the resource's version) for the caller's one log line per
+// call.
+//
+// It trusts no server blindly: a list answer that cannot be right (a
+// total without Resources, Resources that do not match an equality
+// filter) is ErrUntrustedAnswer, and a 404 that is not a SCIM error (a
+// proxy's or a load balancer's page) is not IsNotFound; both are retried
+// like a 5xx. Authentication is an Auth (BearerToken, Basic, OAuth 2
+// client credentials), optionally with a TLS client certificate, and a
+// shared rate limiter paces every attempt.
 package scimclient
 
 import (
@@ -36,6 +46,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/go-retryablehttp"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // Schema URIs and the media type of RFC 7643/7644.
@@ -70,6 +81,18 @@ var ErrResponseTooLarge = errors.New("response body too large")
 // answer is not the JSON it should be.
 var ErrInvalidResponse = errors.New("invalid response")
 
+// ErrUntrustedAnswer is wrapped by the error of a call whose answer
+// cannot be right: a list with totalResults > 0 but no Resources on a
+// page that should hold some, or Resources that do not satisfy the
+// equality filter sent. It is a server fault, never "no match":
+// retried like a 5xx, and IsRetryable.
+var ErrUntrustedAnswer = errors.New("untrusted answer")
+
+// ErrCertificateRefused is wrapped by the error of a call whose TLS
+// handshake the server ended because it wants a client certificate it
+// trusts (mTLS): none was offered, or not one it accepts.
+var ErrCertificateRefused = errors.New("the server refused the TLS client certificate (or its absence)")
+
 // Config configures a Client.
 type Config struct {
 	// BaseURL is the SCIM root, e.g. https://idp.example.com/scim/v2 (a
@@ -77,7 +100,19 @@ type Config struct {
 	// without credentials, query or fragment.
 	BaseURL string
 	// Token is the bearer token; it is never logged nor put in an error.
+	// It is short for Auth: BearerToken(Token); set one of the two.
 	Token string
+	// Auth authenticates every attempt: BearerToken, Basic or NewOAuth2.
+	Auth Auth
+	// Certificates are the TLS client certificates offered to a server
+	// that asks for one (mTLS); none by default.
+	Certificates []tls.Certificate
+	// Limiter, when set, paces every attempt, retries included: each waits
+	// for a token of the bucket before it is sent, so a server's published
+	// rate limit is never reached. Share one limiter between the clients
+	// of one server: the limit is the server's. A Retry-After still comes
+	// on top of it.
+	Limiter *rate.Limiter
 	// RootCAs verifies the server's certificate; nil means the system
 	// roots. Verification is always on.
 	RootCAs *x509.CertPool
@@ -108,11 +143,11 @@ type Config struct {
 
 // Client is a SCIM client; it is safe for concurrent use.
 type Client struct {
-	base  string // BaseURL without a trailing slash
-	token string
-	cfg   Config
-	http  *http.Client
-	log   *zap.Logger
+	base string // BaseURL without a trailing slash
+	auth Auth
+	cfg  Config
+	http *http.Client
+	log  *zap.Logger
 }
 
 // New checks the config and builds a client.
@@ -126,15 +161,21 @@ func New(cfg Config) (*Client, error) {
 	case u.Host == "":
 		return nil, fmt.Errorf("scimclient: base URL %q has no host", cfg.BaseURL)
 	case u.User != nil:
-		return nil, errors.New("scimclient: base URL must not hold credentials: put the bearer token in Token")
+		return nil, errors.New("scimclient: base URL must not hold credentials: put them in Auth")
 	case u.RawQuery != "" || u.Fragment != "":
 		return nil, fmt.Errorf("scimclient: base URL %q must not have a query or fragment", u.Redacted())
 	}
-	if cfg.Token == "" {
-		return nil, errors.New("scimclient: no bearer token")
+	auth := cfg.Auth
+	switch {
+	case auth != nil && cfg.Token != "":
+		return nil, errors.New("scimclient: set Token or Auth, not both")
+	case auth == nil:
+		auth = BearerToken(cfg.Token)
 	}
-	if strings.ContainsFunc(cfg.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return nil, errors.New("scimclient: the bearer token holds spaces or control characters")
+	if v, ok := auth.(validator); ok {
+		if err := v.validate(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.MaxAttempts < 0 {
 		return nil, fmt.Errorf("scimclient: MaxAttempts %d is negative (0 retries until the context is done)", cfg.MaxAttempts)
@@ -168,23 +209,34 @@ func New(cfg Config) (*Client, error) {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12, Certificates: cfg.Certificates},
+	}
+	// A SCIM server has no business redirecting: a redirect means a wrong
+	// base URL, and following one could carry the credentials to another
+	// scheme or place. It comes back as an *Error.
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if b, ok := auth.(httpBinder); ok {
+		b.bind(&http.Client{Transport: transport, Timeout: cfg.Timeout, CheckRedirect: noRedirect})
 	}
 	return &Client{
-		base:  strings.TrimRight(u.String(), "/"),
-		token: cfg.Token,
-		cfg:   cfg,
+		base: strings.TrimRight(u.String(), "/"),
+		auth: auth,
+		cfg:  cfg,
 		http: &http.Client{
-			Transport: transport,
-			Timeout:   cfg.Timeout,
-			// A SCIM server has no business redirecting: a redirect means a
-			// wrong base URL, and following one could carry the token to
-			// another scheme or place. It comes back as an *Error.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Transport:     &authTransport{base: transport, auth: auth},
+			Timeout:       cfg.Timeout,
+			CheckRedirect: noRedirect,
 		},
 		log: log,
 	}, nil
 }
+
+// secrets returns every secret in play, for redaction.
+func (c *Client) secrets() []string { return c.auth.Secrets() }
+
+// Auth returns the client's authentication (for `check`, which tests an
+// OAuth 2 token endpoint by itself).
+func (c *Client) Auth() Auth { return c.auth }
 
 // CloseIdleConnections closes the connections kept for reuse.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
@@ -197,6 +249,10 @@ type Result struct {
 	Attempts int
 	// Duration is the time of the whole call, waits included.
 	Duration time.Duration
+	// Version is the version of the resource answered (its ETag header,
+	// else its meta.version), for an IfMatch of a later write; "" when the
+	// server keeps none or the call answers no resource.
+	Version string
 }
 
 type loggerKey struct{}
@@ -215,19 +271,62 @@ func (c *Client) logger(ctx context.Context) *zap.Logger {
 	return c.log
 }
 
+// call is what one call sends and accepts.
+type call struct {
+	method, path string     // path below the base URL, without the query
+	query        url.Values // nil: none
+	body         any        // nil: none
+	header       http.Header
+	ok           []int // the success statuses
+	// check, when set, judges an answer before it is accepted: an error
+	// makes the attempt fail and be retried like a 5xx, and is the call's
+	// error when the attempts run out.
+	check func(*request, answer) error
+}
+
+// CallOption adjusts one write (see IfMatch).
+type CallOption func(*call)
+
+// IfMatch makes a PATCH, PUT or DELETE conditional on the resource still
+// being at version (RFC 7644 §3.14, from Result.Version or
+// Resource.Version): a server with ETags answers 412 when it changed
+// since (IsPreconditionFailed). An empty version sends nothing, so a
+// caller without ETags passes what it has.
+func IfMatch(version string) CallOption {
+	return func(c *call) {
+		if version != "" {
+			if c.header == nil {
+				c.header = http.Header{}
+			}
+			c.header.Set("If-Match", version)
+		}
+	}
+}
+
 // request is one call: what to send and what was seen so far. Its hooks
 // run in the calling goroutine (retryablehttp's loop is synchronous).
 type request struct {
 	c            *Client
 	log          *zap.Logger
 	method, path string // path below the base URL, without the query
+	check        func(*request, answer) error
 	attempts     int
+	free         int // attempts not counted in MaxAttempts (the retry after a token refresh)
+	refreshed    bool
+	immediate    bool // the next retry is at once (after a token refresh)
 	status       int
-	err          error  // the last attempt's transport error, if any
+	err          error  // the last attempt's transport error or failed check, if any
 	body         []byte // the last response body read
 	bodyRead     bool
 	bo           *backoff.ExponentialBackOff
 }
+
+// failedCheck is an answer a call's check refused; the call retries it,
+// and returns err when the attempts run out.
+type failedCheck struct{ err error }
+
+func (e *failedCheck) Error() string { return e.err.Error() }
+func (e *failedCheck) Unwrap() error { return e.err }
 
 // answer is the final response of a call.
 type answer struct {
@@ -241,30 +340,34 @@ func (a answer) decode(method, path string, v any) error {
 	return decodeJSON(method, path, a.header, a.body, v)
 }
 
-// do runs one call: method on path (below the base URL) with an optional
-// query and JSON body. A final status not in ok becomes an *Error.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, ok ...int) (answer, Result, error) {
+// do runs one call: cl.method on cl.path (below the base URL) with an
+// optional query and JSON body. A final status not in cl.ok becomes an
+// *Error.
+func (c *Client) do(ctx context.Context, cl call) (answer, Result, error) {
+	method, path := cl.method, cl.path
 	start := time.Now()
-	r := &request{c: c, log: c.logger(ctx), method: method, path: path}
+	r := &request{c: c, log: c.logger(ctx), method: method, path: path, check: cl.check}
 	res := func() Result { return Result{Status: r.status, Attempts: r.attempts, Duration: time.Since(start)} }
 
 	var raw any // nil, or the body bytes (rewound for each attempt)
-	if body != nil {
-		b, err := marshal(body)
+	if cl.body != nil {
+		b, err := marshal(cl.body)
 		if err != nil {
 			return answer{}, res(), fmt.Errorf("scim %s %s: encode the body: %w", method, path, err)
 		}
 		raw = b
 	}
 	target := c.base + path
-	if q := encodeQuery(query); q != "" {
+	if q := encodeQuery(cl.query); q != "" {
 		target += "?" + q
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, raw)
 	if err != nil {
 		return answer{}, res(), fmt.Errorf("scim %s %s: %w", method, path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	for k, v := range cl.header {
+		req.Header[k] = v
+	}
 	req.Header.Set("Accept", MediaType+", application/json")
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
 	if raw != nil {
@@ -282,22 +385,22 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		Clock:               backoff.SystemClock,
 	}
 	r.bo.Reset()
-	retryMax := math.MaxInt
-	if c.cfg.MaxAttempts > 0 {
-		retryMax = c.cfg.MaxAttempts - 1
-	}
 	rc := &retryablehttp.Client{
 		HTTPClient:     c.http,
 		Logger:         nil, // it would log URLs; retries are logged by backoff
 		RetryWaitMin:   c.cfg.MinBackoff,
 		RetryWaitMax:   c.cfg.MaxBackoff,
-		RetryMax:       retryMax,
+		RetryMax:       math.MaxInt, // checkRetry counts the attempts
 		RequestLogHook: func(_ retryablehttp.Logger, _ *http.Request, i int) { r.attempts = i + 1 },
 		CheckRetry:     r.checkRetry,
 		Backoff:        r.backoff,
+		PrepareRetry:   func(req *http.Request) error { return c.pace(req.Context()) },
 		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
 	}
-	resp, err := rc.Do(req)
+	var resp *http.Response
+	if err = c.pace(ctx); err == nil {
+		resp, err = rc.Do(req)
+	}
 	if resp != nil && !r.bodyRead && err == nil {
 		// Retries ran out on a retryable status: its body is unread.
 		r.status = resp.StatusCode
@@ -306,30 +409,59 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if resp != nil {
 		_ = resp.Body.Close()
 	}
-	if err != nil {
-		err = redactErr(err, c.token)
+	secrets := c.secrets()
+	var fc *failedCheck
+	var tr *tokenRefused
+	switch {
+	case err != nil && ctx.Err() == nil && errors.As(err, &fc):
+		// The answer's check failed on the last attempt: its own error.
+		return answer{status: r.status}, res(), redactErr(fc.err, secrets)
+	case err != nil && ctx.Err() == nil && errors.As(err, &tr):
+		// The token endpoint refused the client credentials: as a 401.
+		r.status = http.StatusUnauthorized
+		return answer{status: r.status}, res(), &Error{Method: method, Path: path, Status: http.StatusUnauthorized,
+			Detail: clean(tr.detail, 512, secrets)}
+	case err != nil:
+		err = redactErr(err, secrets)
 		if ctx.Err() != nil {
 			if !errors.Is(err, ctx.Err()) {
 				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 			}
 			err = &contextDone{err}
+		} else if certificateRefused(err) {
+			err = fmt.Errorf("%w: %w", ErrCertificateRefused, err)
 		}
 		return answer{status: r.status}, res(), fmt.Errorf("scim %s %s: %w", method, path, err)
 	}
 	a := answer{status: r.status, header: resp.Header, body: r.body}
-	for _, s := range ok {
+	for _, s := range cl.ok {
 		if r.status == s {
 			return a, res(), nil
 		}
 	}
-	e := decodeError(method, path, r.status, resp.Header.Get("Content-Type"), r.body, c.token)
+	e := decodeError(method, path, r.status, resp.Header.Get("Content-Type"), r.body, secrets)
 	if loc := resp.Header.Get("Location"); r.status >= 300 && r.status < 400 && loc != "" {
-		e.Detail = clean("redirect to "+loc+" (not followed: check the base URL)", 300, c.token)
+		e.Detail = clean("redirect to "+loc+" (not followed: check the base URL)", 300, secrets)
 	}
 	return answer{status: r.status}, res(), e
 }
 
-// readBody reads a final answer's body, bounded by MaxResponseBytes.
+// pace waits for the rate limiter, if any, before an attempt.
+func (c *Client) pace(ctx context.Context) error {
+	if c.cfg.Limiter == nil {
+		return nil
+	}
+	if err := c.cfg.Limiter.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("wait for the client-side rate limit: %w", err)
+	}
+	return nil
+}
+
+// readBody reads a final answer's body, bounded by MaxResponseBytes, and
+// runs the call's check on it.
 func (r *request) readBody(resp *http.Response) error {
 	defer resp.Body.Close()
 	r.bodyRead = true
@@ -346,10 +478,17 @@ func (r *request) readBody(resp *http.Response) error {
 		b = b[:limit] // an error's status is what matters; its body is cut
 	}
 	r.body = b
+	if r.check != nil {
+		if err := r.check(r, answer{status: resp.StatusCode, header: resp.Header, body: b}); err != nil {
+			return &failedCheck{err}
+		}
+	}
 	return nil
 }
 
-// checkRetry decides whether an attempt is retried.
+// checkRetry decides whether an attempt is retried: a transport error
+// that may heal, a retryable status or a failed check, while attempts
+// remain; a 401 once at once after the Auth renewed its credentials.
 func (r *request) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
@@ -359,18 +498,28 @@ func (r *request) checkRetry(ctx context.Context, resp *http.Response, err error
 		r.status = resp.StatusCode
 	}
 	r.err = err
-	if err != nil {
+	switch {
+	case err != nil:
 		if permanentTransportError(err) {
 			return false, err
 		}
+	case r.status == http.StatusUnauthorized:
+		rf, ok := r.c.auth.(Refresher)
+		if r.refreshed || !ok || !rf.Refresh(resp.Request.Header.Get("Authorization")) {
+			return false, nil
+		}
+		r.refreshed, r.immediate = true, true
+		r.free++
 		r.bodyRead = false
 		return true, nil
+	case !retryableStatus(r.status):
+		return false, nil
 	}
-	if retryableStatus(resp.StatusCode) {
-		r.bodyRead = false
-		return true, nil
+	if max := r.c.cfg.MaxAttempts; max > 0 && r.attempts-r.free >= max {
+		return false, nil
 	}
-	return false, nil
+	r.bodyRead = false
+	return true, nil
 }
 
 // backoff returns the wait before the next attempt and logs the retry:
@@ -378,13 +527,16 @@ func (r *request) checkRetry(ctx context.Context, resp *http.Response, err error
 // backoff with jitter between MinBackoff and MaxBackoff.
 func (r *request) backoff(_, _ time.Duration, _ int, resp *http.Response) time.Duration {
 	wait, fromServer := time.Duration(0), false
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+	// After a 401 for which the Auth renewed its credentials: at once.
+	immediate := r.immediate
+	r.immediate = false
+	if !immediate && resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		wait, fromServer = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		// "Retry-After: 0" or a date already past would make a tight
 		// loop of a server that keeps saying it: back off as usual.
 		fromServer = fromServer && wait >= r.c.cfg.MinBackoff
 	}
-	if !fromServer {
+	if !fromServer && !immediate {
 		wait = min(max(r.bo.NextBackOff(), r.c.cfg.MinBackoff), r.c.cfg.MaxBackoff)
 	}
 	fields := []zap.Field{
@@ -394,7 +546,7 @@ func (r *request) backoff(_, _ time.Duration, _ int, resp *http.Response) time.D
 		zap.Int64("retry_in_ms", wait.Milliseconds()),
 	}
 	if r.err != nil {
-		fields = append(fields, zap.String("error", redact(r.err.Error(), r.c.token)))
+		fields = append(fields, zap.String("error", redact(r.err.Error(), r.c.secrets())))
 	} else {
 		fields = append(fields, zap.Int("status", r.status))
 	}
@@ -430,10 +582,23 @@ func permanentTransportError(err error) bool {
 		verification     *tls.CertificateVerificationError
 		record           tls.RecordHeaderError
 	)
+	var refused *tokenRefused
 	return errors.As(err, &unknownAuthority) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
 		errors.As(err, &verification) || errors.As(err, &record) ||
-		errors.Is(err, ErrResponseTooLarge) ||
+		errors.Is(err, ErrResponseTooLarge) || errors.As(err, &refused) || certificateRefused(err) ||
 		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
+// certificateRefused reports a TLS alert by which the server refused the
+// client's certificate, or the lack of one (mTLS): another attempt with
+// the same certificate cannot succeed.
+func certificateRefused(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return false
+	}
+	msg := op.Err.Error()
+	return strings.Contains(msg, "certificate") || strings.Contains(msg, "access denied")
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an

@@ -568,10 +568,11 @@ func TestResponseTooLarge(t *testing.T) {
 		t.Fatalf("err %v result %+v", err, res)
 	}
 	// An error body is cut at the limit: the status is what matters.
-	srv.Inject(scimtest.Fault{Times: 1, Status: 404, Body: []byte(strings.Repeat("y", 2048))})
+	// (A 400: a 404 that is not a SCIM error would be retried.)
+	srv.Inject(scimtest.Fault{Times: 1, Status: 400, Body: []byte(strings.Repeat("y", 2048))})
 	_, _, err = c.GetUser(context.Background(), id)
 	var se *Error
-	if !errors.As(err, &se) || se.Status != 404 || se.Detail != strings.Repeat("y", 200)+"…" {
+	if !errors.As(err, &se) || se.Status != 400 || se.Detail != strings.Repeat("y", 200)+"…" {
 		t.Fatalf("error body: %v", err)
 	}
 	// At the limit is fine.

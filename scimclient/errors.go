@@ -26,8 +26,14 @@ type Error struct {
 	// ScimType is the SCIM error keyword (e.g. "uniqueness"), if any.
 	ScimType string
 	// Detail is the server's detail, or for a body that is not a SCIM
-	// error a short sanitized excerpt of it. It never holds the token.
+	// error a short sanitized excerpt of it. It never holds a secret.
 	Detail string
+	// SCIM reports whether the body was a SCIM error (RFC 7644 §3.12):
+	// JSON with the Error schema, or with its status, scimType or detail
+	// members. A proxy's HTML page, plain text, other JSON or no body at
+	// all is not: such a 404 does not say the resource is gone (see
+	// IsNotFound).
+	SCIM bool
 }
 
 // Error describes the refusal, e.g.
@@ -53,14 +59,33 @@ func (e *Error) Error() string {
 	if e.Detail != "" {
 		b.WriteString(": " + e.Detail)
 	}
+	if e.Status == http.StatusNotFound && !e.SCIM {
+		b.WriteString(" (not a SCIM error: not taken to mean the resource is gone)")
+	}
 	return b.String()
 }
 
-// IsStatus reports whether err is (or wraps) an *Error with the status.
+// IsStatus reports whether err is (or wraps) an *Error with the status,
+// whatever its body was.
 func IsStatus(err error, status int) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Status == status
 }
+
+// IsNotFound reports whether err says the resource is gone: a 404 that is
+// a SCIM error. A 404 that is not (an HTML page from a proxy, Google's
+// answer to a PUT it does not route) is a fault of the path to the
+// server, retried like a 5xx and IsRetryable: taking it for a deletion
+// would create the account again.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusNotFound && e.SCIM
+}
+
+// IsPreconditionFailed reports whether err is a 412: an IfMatch write
+// found the resource changed since its version was read. Read it again,
+// recompute the change and try again.
+func IsPreconditionFailed(err error) bool { return IsStatus(err, http.StatusPreconditionFailed) }
 
 // ScimType returns the SCIM error keyword of err ("" when err is not an
 // *Error or has none).
@@ -73,17 +98,22 @@ func ScimType(err error) string {
 }
 
 // IsRetryable reports whether a failed call may succeed if made again
-// later: a 429 or 5xx (except 501) after the attempts ran out, or a
-// transport failure (network, timeout, dropped connection). A refusal
-// (other 4xx, 3xx), an untrusted certificate, an oversized or malformed
-// answer and the caller's own cancelled context are not.
+// later: a 429 or 5xx (except 501) or a 404 that is not a SCIM error
+// after the attempts ran out, an untrusted answer (ErrUntrustedAnswer),
+// or a transport failure (network, timeout, dropped connection). A
+// refusal (other 4xx, 3xx), an untrusted certificate, a refused client
+// certificate, an oversized or malformed answer and the caller's own
+// cancelled context are not.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
 	}
+	if errors.Is(err, ErrUntrustedAnswer) {
+		return true
+	}
 	var e *Error
 	if errors.As(err, &e) {
-		return retryableStatus(e.Status)
+		return retryableStatus(e.Status) || e.Status == http.StatusNotFound && !e.SCIM
 	}
 	var done *contextDone
 	if errors.As(err, &done) {
@@ -102,21 +132,22 @@ func (e *contextDone) Unwrap() error { return e.err }
 
 // decodeError builds the *Error of a refused call. The body's status may
 // be a string (as RFC 7644 says) or a number; the HTTP status wins.
-func decodeError(method, path string, status int, contentType string, body []byte, token string) *Error {
+func decodeError(method, path string, status int, contentType string, body []byte, secrets []string) *Error {
 	e := &Error{Method: method, Path: path, Status: status}
 	var m map[string]any
 	if json.Unmarshal(body, &m) == nil && isSCIMError(m) {
-		e.ScimType = clean(text(m["scimType"]), 64, token)
-		e.Detail = clean(text(m["detail"]), 512, token)
+		e.SCIM = true
+		e.ScimType = clean(text(m["scimType"]), 64, secrets)
+		e.Detail = clean(text(m["detail"]), 512, secrets)
 		if e.Status == 0 {
 			e.Status = statusOf(m["status"])
 		}
 		return e
 	}
 	if len(body) > 0 {
-		e.Detail = clean(string(body), 200, token)
+		e.Detail = clean(string(body), 200, secrets)
 		if strings.Contains(contentType, "html") {
-			e.Detail = clean(htmlTags.ReplaceAllString(string(body), " "), 200, token)
+			e.Detail = clean(htmlTags.ReplaceAllString(string(body), " "), 200, secrets)
 		}
 	}
 	return e
@@ -163,25 +194,31 @@ func statusOf(v any) int {
 
 var htmlTags = regexp.MustCompile(`(?s)<(script|style)[^>]*>.*?</(script|style)>|<[^>]*>`)
 
-// clean makes server text safe for a log line: the token redacted,
+// clean makes server text safe for a log line: the secrets redacted,
 // control characters and runs of spaces folded, at most n runes.
-func clean(s string, n int, token string) string {
-	s = redact(strings.ToValidUTF8(s, "\uFFFD"), token)
+func clean(s string, n int, secrets []string) string {
+	s = redact(strings.ToValidUTF8(s, "\uFFFD"), secrets)
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 	if utf8.RuneCountInString(s) > n {
 		s = string([]rune(s)[:n]) + "…"
 	}
-	return redact(s, token)
+	return redact(s, secrets)
 }
 
-// redact removes the token from s, also in the forms a server may quote
-// it in: JSON-escaped (PHP's json_encode writes / as \/) and URL-escaped.
-func redact(s, token string) string {
-	if token == "" {
-		return s
-	}
-	for _, form := range tokenForms(token) {
-		s = strings.ReplaceAll(s, form, "[REDACTED]")
+// redact removes every secret from s, also in the forms a server may
+// quote it in: JSON-escaped (PHP's json_encode writes / as \/) and
+// URL-escaped. Longer secrets go first, so a secret holding another is
+// redacted whole.
+func redact(s string, secrets []string) string {
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, secret := range secrets {
+		if secret == "" {
+			continue
+		}
+		for _, form := range tokenForms(secret) {
+			s = strings.ReplaceAll(s, form, "[REDACTED]")
+		}
 	}
 	return s
 }
@@ -204,7 +241,7 @@ func tokenForms(token string) []string {
 	return forms
 }
 
-// redactedError keeps an error's chain while hiding the token from its
+// redactedError keeps an error's chain while hiding the secrets from its
 // message (a transport error could quote a server's words).
 type redactedError struct {
 	err error
@@ -214,11 +251,10 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
-func redactErr(err error, token string) error {
-	if msg := err.Error(); token != "" {
-		if r := redact(msg, token); r != msg {
-			return &redactedError{err: err, msg: r}
-		}
+func redactErr(err error, secrets []string) error {
+	msg := err.Error()
+	if r := redact(msg, secrets); r != msg {
+		return &redactedError{err: err, msg: r}
 	}
 	return err
 }

@@ -46,7 +46,7 @@ type ServiceProviderConfig struct {
 // ServiceProviderConfig reads GET /ServiceProviderConfig.
 func (c *Client) ServiceProviderConfig(ctx context.Context) (ServiceProviderConfig, Result, error) {
 	const path = "/ServiceProviderConfig"
-	a, res, err := c.do(ctx, http.MethodGet, path, nil, nil, http.StatusOK)
+	a, res, err := c.do(ctx, call{method: http.MethodGet, path: path, ok: []int{http.StatusOK}})
 	if err != nil {
 		return ServiceProviderConfig{}, res, err
 	}
@@ -80,51 +80,63 @@ func (c *Client) ServiceProviderConfig(ctx context.Context) (ServiceProviderConf
 // server applied it, the retry meets a 409 (scimType "uniqueness") for the
 // account the first attempt created. The caller handles that 409, e.g. by
 // looking the account up by userName and adopting it.
+//
+// Result.Status tells a 201 (created) from a 200: a lenient server
+// answers a POST for a userName it holds with 200 and the existing
+// account as it is, so a caller that gets 200 (or a resource that differs
+// from what it sent) must make the account match with a PATCH or PUT.
 func (c *Client) CreateUser(ctx context.Context, r Resource) (Resource, Result, error) {
 	const path = "/Users"
-	a, res, err := c.do(ctx, http.MethodPost, path, nil, resourceBody(r), http.StatusCreated, http.StatusOK)
+	a, res, err := c.do(ctx, call{method: http.MethodPost, path: path, body: resourceBody(r), ok: []int{http.StatusCreated, http.StatusOK}})
 	if err != nil {
 		return nil, res, err
 	}
 	out, err := decodeResource(a, http.MethodPost, path)
+	res.Version = versionOf(a, out)
 	return out, res, err
 }
 
-// GetUser reads /Users/{id}. A missing account is an *Error with Status
-// 404.
+// GetUser reads /Users/{id}; Result.Version is the version to pass to
+// IfMatch. A missing account is an *Error for which IsNotFound holds (a
+// 404 that is not a SCIM error is retried, and then only IsStatus 404).
 func (c *Client) GetUser(ctx context.Context, id string) (Resource, Result, error) {
 	path, err := userPath(id)
 	if err != nil {
 		return nil, Result{}, err
 	}
-	a, res, err := c.do(ctx, http.MethodGet, path, nil, nil, http.StatusOK)
+	a, res, err := c.do(ctx, call{method: http.MethodGet, path: path, ok: []int{http.StatusOK}, check: scimNotFound})
 	if err != nil {
 		return nil, res, err
 	}
 	out, err := decodeResource(a, http.MethodGet, path)
+	res.Version = versionOf(a, out)
 	return out, res, err
 }
 
 // ReplaceUser PUTs the whole resource to /Users/{id} (RFC 7644 §3.5.1),
 // prepared like CreateUser's body, and returns the server's resource.
-func (c *Client) ReplaceUser(ctx context.Context, id string, r Resource) (Resource, Result, error) {
+// IfMatch makes it conditional (412 when the resource changed).
+func (c *Client) ReplaceUser(ctx context.Context, id string, r Resource, opts ...CallOption) (Resource, Result, error) {
 	path, err := userPath(id)
 	if err != nil {
 		return nil, Result{}, err
 	}
-	a, res, err := c.do(ctx, http.MethodPut, path, nil, resourceBody(r), http.StatusOK)
+	cl := call{method: http.MethodPut, path: path, body: resourceBody(r), ok: []int{http.StatusOK}, check: scimNotFound}
+	a, res, err := c.do(ctx, with(cl, opts))
 	if err != nil {
 		return nil, res, err
 	}
 	out, err := decodeResource(a, http.MethodPut, path)
+	res.Version = versionOf(a, out)
 	return out, res, err
 }
 
 // PatchUser applies operations to /Users/{id} (RFC 7644 §3.5.2). Both
 // success answers are success: 200 returns the resource, 204 returns a nil
 // Resource. A server without PATCH answers 405 (an *Error): use
-// ReplaceUser then.
-func (c *Client) PatchUser(ctx context.Context, id string, ops []PatchOp) (Resource, Result, error) {
+// ReplaceUser then. IfMatch makes it conditional (412 when the resource
+// changed).
+func (c *Client) PatchUser(ctx context.Context, id string, ops []PatchOp, opts ...CallOption) (Resource, Result, error) {
 	path, err := userPath(id)
 	if err != nil {
 		return nil, Result{}, err
@@ -138,29 +150,51 @@ func (c *Client) PatchUser(ctx context.Context, id string, ops []PatchOp) (Resou
 		sent[i] = op
 	}
 	body := map[string]any{"schemas": []string{PatchOpSchema}, "Operations": sent}
-	a, res, err := c.do(ctx, http.MethodPatch, path, nil, body, http.StatusOK, http.StatusNoContent)
+	cl := call{method: http.MethodPatch, path: path, body: body, ok: []int{http.StatusOK, http.StatusNoContent}, check: scimNotFound}
+	a, res, err := c.do(ctx, with(cl, opts))
 	if err != nil || a.status == http.StatusNoContent || len(a.body) == 0 {
+		if err == nil {
+			res.Version = versionOf(a, nil)
+		}
 		return nil, res, err
 	}
 	out, err := decodeResource(a, http.MethodPatch, path)
+	res.Version = versionOf(a, out)
 	return out, res, err
 }
 
-// DeleteUser deletes /Users/{id}. A missing account is an *Error with
-// Status 404: whether that counts as done is the caller's choice.
-func (c *Client) DeleteUser(ctx context.Context, id string) (Result, error) {
+// DeleteUser deletes /Users/{id}. A missing account is an *Error for
+// which IsNotFound holds: whether that counts as done is the caller's
+// choice. IfMatch makes it conditional (412 when the resource changed).
+func (c *Client) DeleteUser(ctx context.Context, id string, opts ...CallOption) (Result, error) {
 	path, err := userPath(id)
 	if err != nil {
 		return Result{}, err
 	}
-	_, res, err := c.do(ctx, http.MethodDelete, path, nil, nil, http.StatusNoContent, http.StatusOK)
+	cl := call{method: http.MethodDelete, path: path, ok: []int{http.StatusNoContent, http.StatusOK}, check: scimNotFound}
+	_, res, err := c.do(ctx, with(cl, opts))
 	return res, err
+}
+
+// with applies call options.
+func with(cl call, opts []CallOption) call {
+	for _, o := range opts {
+		o(&cl)
+	}
+	return cl
 }
 
 // ListUsers queries GET /Users. filter ("" = none) is a SCIM filter, best
 // built with FilterEq; startIndex (1-based) and count are sent when
 // positive (otherwise the server's defaults apply). The server may return
 // fewer than count (its page-size cap).
+//
+// An answer that cannot be right is an error wrapping
+// ErrUntrustedAnswer, retried like a 5xx: totalResults > 0 with no
+// Resources on a page that should hold some, or, for an equality filter
+// (`attr eq "value"`, as FilterEq builds), a Resource whose attribute is
+// not the value (a server that ignored or loosened the filter). It is
+// never to be read as "no match".
 func (c *Client) ListUsers(ctx context.Context, filter string, startIndex, count int) (ListResponse, Result, error) {
 	const path = "/Users"
 	q := url.Values{}
@@ -173,16 +207,12 @@ func (c *Client) ListUsers(ctx context.Context, filter string, startIndex, count
 	if count > 0 {
 		q.Set("count", strconv.Itoa(count))
 	}
-	a, res, err := c.do(ctx, http.MethodGet, path, q, nil, http.StatusOK)
+	a, res, err := c.do(ctx, call{method: http.MethodGet, path: path, query: q, ok: []int{http.StatusOK},
+		check: listCheck(filter, startIndex)})
 	if err != nil {
 		return ListResponse{}, res, err
 	}
-	var raw struct {
-		TotalResults flexInt    `json:"totalResults"`
-		StartIndex   flexInt    `json:"startIndex"`
-		ItemsPerPage flexInt    `json:"itemsPerPage"`
-		Resources    []Resource `json:"Resources"` // "resources" matches too
-	}
+	var raw listAnswer
 	if err := a.decode(http.MethodGet, path, &raw); err != nil {
 		return ListResponse{}, res, err
 	}
@@ -291,6 +321,30 @@ func schemaList(v any) []string {
 		return out
 	}
 	return nil
+}
+
+// listAnswer is a ListResponse as sent.
+type listAnswer struct {
+	TotalResults flexInt    `json:"totalResults"`
+	StartIndex   flexInt    `json:"startIndex"`
+	ItemsPerPage flexInt    `json:"itemsPerPage"`
+	Resources    []Resource `json:"Resources"` // "resources" matches too
+}
+
+// Version returns the resource's meta.version ("" when it has none).
+func (r Resource) Version() string {
+	meta, _ := r["meta"].(map[string]any)
+	v, _ := meta["version"].(string)
+	return v
+}
+
+// versionOf is the version an answer gives its resource: the ETag header
+// (RFC 7644 §3.14), else meta.version of the resource in it.
+func versionOf(a answer, r Resource) string {
+	if v := strings.TrimSpace(a.header.Get("ETag")); v != "" {
+		return v
+	}
+	return r.Version()
 }
 
 func decodeResource(a answer, method, path string) (Resource, error) {

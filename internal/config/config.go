@@ -3,14 +3,17 @@
 // Decoding is strict: an unknown key is an error naming the key and its
 // line, so a typo never silently falls back to a default. Every value may
 // hold ${VAR} references, replaced from the environment before decoding,
-// which is how secrets (the DSN password, the SCIM token) stay out of the
-// file. Everything but the DSN, the SCIM base URL and the token has a
-// default.
+// which is how secrets (the DSN password, the SCIM token, an OAuth 2
+// client secret, a basic password) stay out of the file. Everything but
+// the DSN, the SCIM base URL and one authentication method (token, OAuth 2
+// client credentials or basic) has a default.
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,17 +60,114 @@ type MySQL struct {
 type SCIM struct {
 	// BaseURL is the SCIM endpoint, e.g. https://idp.example.com/scim/v2.
 	BaseURL string `yaml:"base_url"`
-	// Token is the bearer token (surrounding blanks trimmed). Exactly one
+	// Token is the bearer token (surrounding blanks trimmed). At most one
 	// of Token and TokenFile is set in the file; after Load, Token holds
-	// the token either way.
+	// the token either way. Exactly one of the token, OAuth2 and Basic
+	// authenticates the agent.
 	Token string `yaml:"token"`
 	// TokenFile is a file holding the token (surrounding blanks trimmed).
 	TokenFile string `yaml:"token_file"`
+	// OAuth2 is OAuth 2 client-credentials authentication.
+	OAuth2 OAuth2 `yaml:"oauth2"`
+	// Basic is HTTP basic authentication.
+	Basic Basic `yaml:"basic"`
+	// CertFile and KeyFile are a TLS client certificate and its key (PEM)
+	// for a server that asks for one (mTLS), beside any authentication.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 	// CAFile is a PEM bundle of extra CAs to trust. TLS verification is
 	// always on.
 	CAFile string `yaml:"ca_file"`
 	// Timeout bounds one HTTP attempt.
 	Timeout time.Duration `yaml:"timeout"`
+	// MaxRequestsPerSecond paces the agent's requests (a client-side token
+	// bucket) so that a server's published limit is never reached; 0 is no
+	// limit. A server's Retry-After is still honoured on top.
+	MaxRequestsPerSecond float64 `yaml:"max_requests_per_second"`
+	// Burst is how many requests may go at once within the rate (default
+	// 1: evenly spaced).
+	Burst int `yaml:"burst"`
+	// Capabilities override what the server's /ServiceProviderConfig
+	// advertises (or, without one, lacks).
+	Capabilities Capabilities `yaml:"capabilities"`
+}
+
+// AuthMethod names the configured authentication: AuthToken, AuthOAuth2
+// or AuthBasic.
+func (s SCIM) AuthMethod() string {
+	switch {
+	case s.OAuth2.set():
+		return AuthOAuth2
+	case s.Basic.set():
+		return AuthBasic
+	}
+	return AuthToken
+}
+
+// Authentication methods, as AuthMethod names them.
+const (
+	AuthToken  = "token"
+	AuthOAuth2 = "oauth2"
+	AuthBasic  = "basic"
+)
+
+// OAuth2 is OAuth 2 client-credentials authentication (RFC 6749 §4.4):
+// the agent fetches a bearer token from TokenURL and renews it before it
+// expires.
+type OAuth2 struct {
+	// TokenURL is the token endpoint.
+	TokenURL string `yaml:"token_url"`
+	// ClientID identifies the agent to the token endpoint.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is its secret (surrounding blanks trimmed); at most one
+	// of ClientSecret and ClientSecretFile is set in the file, and after
+	// Load ClientSecret holds it either way.
+	ClientSecret string `yaml:"client_secret"`
+	// ClientSecretFile is a file holding the secret.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// Scopes are asked for (none by default).
+	Scopes []string `yaml:"scopes"`
+}
+
+func (o OAuth2) set() bool {
+	return o.TokenURL != "" || o.ClientID != "" || o.ClientSecret != "" || o.ClientSecretFile != "" || len(o.Scopes) > 0
+}
+
+// Basic is HTTP basic authentication (RFC 7617).
+type Basic struct {
+	// Username is the user name (it cannot hold ':').
+	Username string `yaml:"username"`
+	// Password is the password (a trailing newline trimmed, nothing else:
+	// a password may hold spaces); at most one of Password and
+	// PasswordFile is set in the file, and after Load Password holds it
+	// either way.
+	Password string `yaml:"password"`
+	// PasswordFile is a file holding the password.
+	PasswordFile string `yaml:"password_file"`
+}
+
+func (b Basic) set() bool { return b.Username != "" || b.Password != "" || b.PasswordFile != "" }
+
+// Capability is the setting of one server capability: CapAuto (what the
+// server advertises), "true" or "false".
+type Capability string
+
+// CapAuto takes a capability from the server's /ServiceProviderConfig.
+const CapAuto Capability = "auto"
+
+// Capabilities override the server's /ServiceProviderConfig, one
+// capability at a time.
+type Capabilities struct {
+	// Patch: the server takes PATCH (else the agent PUTs the server's copy
+	// with its changes).
+	Patch Capability `yaml:"patch"`
+	// Filter: the server answers filtered lists (the agent finds an
+	// existing account by userName or externalId).
+	Filter Capability `yaml:"filter"`
+	// ETag: the server keeps versions and honours If-Match.
+	ETag Capability `yaml:"etag"`
+	// Bulk: the server takes /Bulk requests.
+	Bulk Capability `yaml:"bulk"`
 }
 
 // Operation names, as in provisioning.operations.
@@ -167,6 +267,14 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	if c.SCIM.Timeout == 0 {
 		c.SCIM.Timeout = DefaultTimeout
 	}
+	if c.SCIM.Burst == 0 && c.SCIM.MaxRequestsPerSecond > 0 {
+		c.SCIM.Burst = 1
+	}
+	for _, cp := range []*Capability{&c.SCIM.Capabilities.Patch, &c.SCIM.Capabilities.Filter, &c.SCIM.Capabilities.ETag, &c.SCIM.Capabilities.Bulk} {
+		if *cp == "" {
+			*cp = CapAuto
+		}
+	}
 	if !present("provisioning.operations") {
 		c.Provisioning.Operations = []string{OpCreate, OpUpdate, OpDeactivate, OpDelete}
 	}
@@ -234,34 +342,41 @@ func (c *Config) validate(at func(path string) string) error {
 	} else if u.Scheme == "http" && !loopback(u.Hostname()) {
 		c.Warnings = append(c.Warnings, "scim.base_url uses plain http: the bearer token crosses the network unencrypted")
 	}
-	// A Secret made from a file (kubectl create secret --from-file, echo
-	// without -n) often ends in a newline: trimmed, as from token_file.
-	if t := strings.TrimSpace(c.SCIM.Token); t != c.SCIM.Token {
-		c.SCIM.Token = t
-		if t == "" {
-			fail("scim.token", "is only blanks")
-		}
-	}
-	switch {
-	case c.SCIM.Token != "" && c.SCIM.TokenFile != "":
-		fail("scim.token", "set either scim.token or scim.token_file, not both")
-	case c.SCIM.Token == "" && c.SCIM.TokenFile == "":
-		fail("scim.token", "is required (or scim.token_file)")
-	case c.SCIM.TokenFile != "":
-		b, err := os.ReadFile(c.SCIM.TokenFile)
-		if err != nil {
-			fail("scim.token_file", "%v", err)
-		} else if c.SCIM.Token = strings.TrimSpace(string(b)); c.SCIM.Token == "" {
-			fail("scim.token_file", "%s is empty", c.SCIM.TokenFile)
-		}
-	}
+	c.validateSCIMAuth(fail)
 	if c.SCIM.CAFile != "" {
 		if _, err := os.Stat(c.SCIM.CAFile); err != nil {
 			fail("scim.ca_file", "%v", err)
 		}
 	}
+	switch sc := c.SCIM; {
+	case sc.CertFile == "" && sc.KeyFile != "":
+		fail("scim.cert_file", "is required with scim.key_file (the client certificate for mTLS)")
+	case sc.CertFile != "" && sc.KeyFile == "":
+		fail("scim.key_file", "is required with scim.cert_file (the client certificate's private key)")
+	case sc.CertFile != "":
+		if _, err := tls.LoadX509KeyPair(sc.CertFile, sc.KeyFile); err != nil {
+			fail("scim.cert_file", "%s with scim.key_file %s: %v", sc.CertFile, sc.KeyFile, err)
+		}
+	}
 	if c.SCIM.Timeout < 0 {
 		fail("scim.timeout", "must be positive")
+	}
+	if r := c.SCIM.MaxRequestsPerSecond; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		fail("scim.max_requests_per_second", "%v must be 0 (no limit) or a positive number of requests a second", r)
+	}
+	if c.SCIM.Burst < 0 {
+		fail("scim.burst", "%d must be 1 or more", c.SCIM.Burst)
+	} else if c.SCIM.Burst > 0 && c.SCIM.MaxRequestsPerSecond == 0 {
+		fail("scim.burst", "needs scim.max_requests_per_second (a burst of what rate?)")
+	}
+	caps := c.SCIM.Capabilities
+	for _, cp := range []struct {
+		key string
+		v   Capability
+	}{{"patch", caps.Patch}, {"filter", caps.Filter}, {"etag", caps.ETag}, {"bulk", caps.Bulk}} {
+		if cp.v != CapAuto && cp.v != "true" && cp.v != "false" {
+			fail("scim.capabilities."+cp.key, "%q is not one of auto, true, false", string(cp.v))
+		}
 	}
 
 	p := &c.Provisioning
@@ -335,6 +450,110 @@ func (c *Config) validateSocket(fail func(path, format string, args ...any)) {
 	case filepath.Clean(sock) == filepath.Clean(c.State.Path):
 		fail("admin.socket", "%s is state.path: the socket needs a path of its own", sock)
 	}
+}
+
+// validateSCIMAuth checks that exactly one authentication method is
+// configured and completes it: secrets read from their files and
+// trimmed.
+func (c *Config) validateSCIMAuth(fail func(path, format string, args ...any)) {
+	sc := &c.SCIM
+	// A Secret made from a file (kubectl create secret --from-file, echo
+	// without -n) often ends in a newline: trimmed, as from token_file.
+	if t := strings.TrimSpace(sc.Token); t != sc.Token {
+		sc.Token = t
+		if t == "" {
+			fail("scim.token", "is only blanks")
+		}
+	}
+	var methods []string
+	if sc.Token != "" || sc.TokenFile != "" {
+		methods = append(methods, "scim.token")
+	}
+	if sc.OAuth2.set() {
+		methods = append(methods, "scim.oauth2")
+	}
+	if sc.Basic.set() {
+		methods = append(methods, "scim.basic")
+	}
+	switch {
+	case len(methods) == 0:
+		fail("scim.token", "is required (or scim.token_file), unless scim.oauth2 or scim.basic authenticates the agent")
+		return
+	case len(methods) > 1:
+		fail(methods[1], "set exactly one of scim.token (or scim.token_file), scim.oauth2 and scim.basic; found %s", strings.Join(methods, " and "))
+		return
+	}
+	switch methods[0] {
+	case "scim.token":
+		if sc.Token != "" && sc.TokenFile != "" {
+			fail("scim.token", "set either scim.token or scim.token_file, not both")
+		} else if sc.TokenFile != "" {
+			b, err := os.ReadFile(sc.TokenFile)
+			if err != nil {
+				fail("scim.token_file", "%v", err)
+			} else if sc.Token = strings.TrimSpace(string(b)); sc.Token == "" {
+				fail("scim.token_file", "%s is empty", sc.TokenFile)
+			}
+		}
+	case "scim.oauth2":
+		o := &sc.OAuth2
+		if o.TokenURL == "" {
+			fail("scim.oauth2.token_url", "is required (the token endpoint, e.g. https://idp.example.com/oauth2/token)")
+		} else if u, err := url.Parse(o.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			fail("scim.oauth2.token_url", "%q is not an absolute http(s) URL without credentials", o.TokenURL)
+		} else if u.Scheme == "http" && !loopback(u.Hostname()) {
+			c.Warnings = append(c.Warnings, "scim.oauth2.token_url uses plain http: the client secret crosses the network unencrypted")
+		}
+		if o.ClientID == "" {
+			fail("scim.oauth2.client_id", "is required")
+		}
+		o.ClientSecret = strings.TrimSpace(o.ClientSecret)
+		switch {
+		case o.ClientSecret != "" && o.ClientSecretFile != "":
+			fail("scim.oauth2.client_secret", "set either scim.oauth2.client_secret or scim.oauth2.client_secret_file, not both")
+		case o.ClientSecret == "" && o.ClientSecretFile == "":
+			fail("scim.oauth2.client_secret", "is required (or scim.oauth2.client_secret_file); keep it in ${ENV} or the file")
+		case o.ClientSecretFile != "":
+			b, err := os.ReadFile(o.ClientSecretFile)
+			if err != nil {
+				fail("scim.oauth2.client_secret_file", "%v", err)
+			} else if o.ClientSecret = strings.TrimSpace(string(b)); o.ClientSecret == "" {
+				fail("scim.oauth2.client_secret_file", "%s is empty", o.ClientSecretFile)
+			}
+		}
+		for i, scope := range o.Scopes {
+			if scope == "" || strings.ContainsFunc(scope, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' }) {
+				fail(fmt.Sprintf("scim.oauth2.scopes[%d]", i), "%q is not a scope (one word, no spaces or quotes)", scope)
+			}
+		}
+	case "scim.basic":
+		b := &sc.Basic
+		if b.Username == "" {
+			fail("scim.basic.username", "is required")
+		} else if strings.Contains(b.Username, ":") {
+			fail("scim.basic.username", "cannot hold ':' (RFC 7617)")
+		}
+		b.Password = trimNewline(b.Password)
+		switch {
+		case b.Password != "" && b.PasswordFile != "":
+			fail("scim.basic.password", "set either scim.basic.password or scim.basic.password_file, not both")
+		case b.Password == "" && b.PasswordFile == "":
+			fail("scim.basic.password", "is required (or scim.basic.password_file); keep it in ${ENV} or the file")
+		case b.PasswordFile != "":
+			raw, err := os.ReadFile(b.PasswordFile)
+			if err != nil {
+				fail("scim.basic.password_file", "%v", err)
+			} else if b.Password = trimNewline(string(raw)); b.Password == "" {
+				fail("scim.basic.password_file", "%s is empty", b.PasswordFile)
+			}
+		}
+	}
+}
+
+// trimNewline removes one trailing newline (\n or \r\n): what a file or a
+// Secret made with echo adds. A password keeps its other blanks.
+func trimNewline(s string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(s, "\n"), "\r")
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -59,9 +59,18 @@ func Parse(data []byte, name string, lookupEnv func(string) (string, bool)) (*Co
 	}
 	present := func(path string) bool { _, ok := lines[path]; return ok }
 	c.applyDefaults(present)
+	// at names the line of a key, or of its nearest parent in the file
+	// (a required key that is missing is reported where its section is).
 	at := func(path string) string {
-		if line, ok := lines[path]; ok {
-			return fmt.Sprintf("%s:%d: ", name, line)
+		for p := path; p != ""; {
+			if line, ok := lines[p]; ok {
+				return fmt.Sprintf("%s:%d: ", name, line)
+			}
+			i := strings.LastIndexAny(p, ".[")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
 		}
 		return name + ": "
 	}

@@ -41,7 +41,7 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 	documented := map[string]bool{}
 	for _, line := range strings.Split(section, "\n") {
 		if first, _, ok := strings.Cut(strings.TrimPrefix(line, "|"), "|"); ok && strings.HasPrefix(line, "|") {
-			for _, m := range regexp.MustCompile("`([a-z_]+(?:\\.[a-z_<>A-Z ]+)+)`").FindAllStringSubmatch(first, -1) {
+			for _, m := range regexp.MustCompile("`([a-z_]+(?:\\.[a-z0-9_<>A-Z ]+)+)`").FindAllStringSubmatch(first, -1) {
 				key, _, _ := strings.Cut(m[1], ".<") // mapping.<SCIM path> -> mapping
 				documented[key] = true
 			}

@@ -25,6 +25,9 @@ type Request struct {
 	// Header holds the request headers less Authorization and Cookie (the
 	// log never keeps credentials).
 	Header http.Header
+	// ClientCert is the common name of the TLS client certificate the
+	// request came with (mTLS), or "".
+	ClientCert string
 	// Status is the status answered; 0 when the connection was dropped,
 	// the client went away before an answer, or the answer is not done.
 	Status int

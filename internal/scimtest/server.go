@@ -10,6 +10,14 @@
 // responses) and a log of every request received, so that tests can assert
 // both the server's final state and what a client sent to reach it.
 //
+// Options switch on the behaviours of real servers a client must cope
+// with: ETags enforced with If-Match (412), a POST answering 200 with the
+// existing account, a filter that is ignored, no /ServiceProviderConfig,
+// a rate limit answering 429, OAuth 2 client credentials with short-lived
+// tokens, HTTP basic authentication and TLS client certificates (mTLS,
+// with a CA made in-process). HTMLNotFound is a non-SCIM 404 to inject,
+// and BeforeServe lets a test edit an account between two requests.
+//
 //	srv := scimtest.New(t, scimtest.Options{})
 //	client := newClient(srv.URL, srv.Token)
 //	srv.Inject(scimtest.Fault{Method: "POST", Status: 503, Times: 2})
@@ -22,6 +30,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -41,6 +50,7 @@ import (
 	"github.com/elimity-com/scim"
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
+	"golang.org/x/time/rate"
 )
 
 const (
@@ -88,6 +98,40 @@ type Options struct {
 	TLS bool
 	// Logf, when set, receives one line per request and server errors.
 	Logf func(format string, args ...any)
+
+	// ETags makes the server enforce If-Match (RFC 7644 §3.14) on PATCH,
+	// PUT and DELETE of /Users/{id}: a write whose If-Match names another
+	// version than the account's meta.version gets 412, and
+	// ServiceProviderConfig says etag.supported=true. (meta.version and
+	// the ETag header of a GET are sent either way.)
+	ETags bool
+	// LenientCreate makes a POST whose userName is taken answer 200 with
+	// the existing account, unchanged, instead of 409: what a lenient
+	// server does.
+	LenientCreate bool
+	// Filter is how a filtered GET /Users is answered (default
+	// FilterHonoured; see FilterIgnored and FilterCountOnly).
+	Filter FilterMode
+	// NoServiceProviderConfig answers /ServiceProviderConfig with a 404,
+	// as GitLab's and vCenter's SCIM endpoints do.
+	NoServiceProviderConfig bool
+	// RateLimit, when positive, allows that many SCIM requests a second
+	// (a token bucket holding RateBurst, default RateLimit rounded up);
+	// a request above it gets 429 with Retry-After: 1. RateLimited
+	// counts them. The token endpoint is not limited.
+	RateLimit float64
+	RateBurst int
+	// OAuth2, when set, serves a client-credentials token endpoint at
+	// TokenURL, and the SCIM endpoints accept the tokens it issued, each
+	// until it expires, instead of Token.
+	OAuth2 *OAuth2
+	// Basic, when set, makes the SCIM endpoints require HTTP basic
+	// authentication with these credentials instead of a bearer token.
+	Basic *BasicAuth
+	// ClientCA, when set, makes the server require a TLS client
+	// certificate issued by this CA (mTLS): a client without one fails
+	// its TLS handshake. It implies TLS.
+	ClientCA *CA
 }
 
 // Server is a running SCIM server. All methods are safe for concurrent use.
@@ -97,6 +141,9 @@ type Server struct {
 	// Token is the bearer token the server required when it started
 	// (SetToken changes what it requires).
 	Token string
+	// TokenURL is the URL of the OAuth 2 token endpoint with
+	// Options.OAuth2, else "".
+	TokenURL string
 
 	opts      Options
 	ts        *httptest.Server
@@ -110,11 +157,17 @@ type Server struct {
 	seq     uint64 // insertion order, for stable listing
 	version uint64 // source of meta.version
 
-	fmu    sync.Mutex // guards faults, reject, down and token
-	faults []*faultState
-	reject func(method string, attrs map[string]any) *Fault
-	down   bool
-	token  string
+	fmu           sync.Mutex // guards faults, reject, before, down, token, the token endpoint's state and limited
+	faults        []*faultState
+	reject        func(method string, attrs map[string]any) *Fault
+	before        func(Request)
+	down          bool
+	token         string
+	issued        map[string]time.Time // OAuth 2 access token → expiry
+	tokenRequests int
+	tokensIssued  int
+	limited       int // requests answered 429 by the rate limit
+	limiter       *rate.Limiter
 
 	lmu  sync.Mutex // guards reqs and the Requests they point to
 	reqs []*Request
@@ -131,6 +184,12 @@ func Start(opts Options) (*Server, error) {
 	if opts.MaxResults <= 0 {
 		opts.MaxResults = DefaultMaxResults
 	}
+	if opts.ClientCA != nil {
+		opts.TLS = true
+	}
+	if opts.OAuth2 != nil && opts.Basic != nil {
+		return nil, errors.New("scimtest: Options.OAuth2 and Options.Basic exclude each other")
+	}
 	if err := checkLoopback(opts.Addr); err != nil {
 		return nil, err
 	}
@@ -145,12 +204,17 @@ func Start(opts Options) (*Server, error) {
 		closed:  make(chan struct{}),
 		users:   map[string]*user{},
 		patcher: newPatcher(),
+		issued:  map[string]time.Time{},
+		limiter: newRateLimiter(opts),
 	}
 	scheme := "http"
 	if opts.TLS {
 		scheme = "https"
 	}
 	s.URL = scheme + "://" + ln.Addr().String() + BasePath
+	if opts.OAuth2 != nil {
+		s.TokenURL = scheme + "://" + ln.Addr().String() + TokenPath
+	}
 
 	handler, err := s.newSCIMHandler()
 	if err != nil {
@@ -166,6 +230,9 @@ func Start(opts Options) (*Server, error) {
 	s.ts = &httptest.Server{
 		Listener: ln,
 		Config:   &http.Server{Handler: s, ErrorLog: errLog, ReadHeaderTimeout: 10 * time.Second},
+	}
+	if opts.ClientCA != nil {
+		s.ts.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: opts.ClientCA.Pool()}
 	}
 	if opts.TLS {
 		s.ts.StartTLS()
@@ -268,6 +335,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Header.Del("Authorization")
 	rec.Header.Del("Cookie")
+	if rec.Path == TokenPath {
+		rec.Body = redactForm(body)
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		rec.ClientCert = r.TLS.PeerCertificates[0].Subject.CommonName
+	}
 	// The request is logged on arrival, so the log holds it even when the
 	// client gives up first, and completed before the client can see the
 	// outcome: a normal answer is flushed after ServeHTTP returns, a
@@ -277,6 +350,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.lmu.Lock()
 	s.reqs = append(s.reqs, logged)
 	s.lmu.Unlock()
+	s.beforeServe(*logged)
 	sw := &statusWriter{ResponseWriter: w}
 	var once sync.Once
 	sw.record = func() {
@@ -322,13 +396,26 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 		}
 	}
 
+	if s.opts.OAuth2 != nil && rec.Path == TokenPath {
+		s.tokenRequest(w, r)
+		return
+	}
+	if isSCIMPath(r.URL.Path) && s.overLimit() {
+		rec.Faulted = true
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "", fmt.Sprintf("rate limit: at most %g requests a second", s.opts.RateLimit))
+		return
+	}
+
 	// The answer is built in a buffer, so that a Reject hook can replace
 	// it and a DropResponse fault can discard it after the change was
 	// applied.
 	buf := httptest.NewRecorder()
+	hr := &hookResult{}
 	if s.strictChecks(buf, r, body) {
-		hr := &hookResult{}
-		s.scim.ServeHTTP(buf, r.WithContext(context.WithValue(r.Context(), hookKey{}, hr)))
+		ctx := context.WithValue(r.Context(), hookKey{}, hr)
+		ctx = context.WithValue(ctx, ifMatchKey{}, strings.Join(r.Header.Values("If-Match"), ","))
+		s.scim.ServeHTTP(buf, r.WithContext(ctx))
 		if hr.fault != nil {
 			rec.Faulted = true
 			s.applyFault(w, r, hr.fault)
@@ -339,24 +426,36 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 		s.applyFault(w, r, &Fault{Drop: true})
 		return
 	}
+	answer := buf.Body.Bytes()
+	if s.opts.ETags && r.Method == http.MethodGet && rec.Path == "/ServiceProviderConfig" && buf.Code == http.StatusOK {
+		answer = advertiseETags(answer)
+		buf.Header().Del("Content-Length")
+	}
 	for k, v := range buf.Header() {
 		w.Header()[k] = v
 	}
-	w.WriteHeader(buf.Code)
-	_, _ = w.Write(buf.Body.Bytes())
+	w.WriteHeader(rewriteStatus(buf.Code, hr))
+	_, _ = w.Write(answer)
 }
+
+// isSCIMPath reports whether a request path is below BasePath.
+func isSCIMPath(p string) bool { return p == BasePath || strings.HasPrefix(p, BasePath+"/") }
 
 // strictChecks makes the checks elimity does not make (or makes
 // leniently), answering the error itself. It reports whether the request
 // may go on.
 func (s *Server) strictChecks(w http.ResponseWriter, r *http.Request, body []byte) bool {
-	if r.URL.Path != BasePath && !strings.HasPrefix(r.URL.Path, BasePath+"/") {
+	if !isSCIMPath(r.URL.Path) {
 		writeError(w, http.StatusNotFound, "", fmt.Sprintf("no SCIM endpoint at %s (the base is %s)", r.URL.Path, BasePath))
 		return false
 	}
-	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="scimtest"`)
-		writeError(w, http.StatusUnauthorized, "", "a valid bearer token is required")
+	if ok, challenge, detail := s.authorized(r); !ok {
+		w.Header().Set("WWW-Authenticate", challenge)
+		writeError(w, http.StatusUnauthorized, "", detail)
+		return false
+	}
+	if s.opts.NoServiceProviderConfig && strings.TrimPrefix(r.URL.Path, BasePath) == "/ServiceProviderConfig" {
+		writeError(w, http.StatusNotFound, "", "this server has no /ServiceProviderConfig")
 		return false
 	}
 	if !acceptable(r.Header.Values("Accept")) {
@@ -459,15 +558,36 @@ func checkPatchOps(w http.ResponseWriter, m map[string]json.RawMessage) bool {
 	return true
 }
 
-func (s *Server) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
+// authorized checks a SCIM request's credentials: HTTP basic with
+// Options.Basic, a token the token endpoint issued and that has not
+// expired with Options.OAuth2, else the bearer token. When they fail it
+// returns the WWW-Authenticate challenge and the error's detail.
+func (s *Server) authorized(r *http.Request) (ok bool, challenge, detail string) {
+	if b := s.opts.Basic; b != nil {
+		user, pass, found := r.BasicAuth()
+		if found && user == b.Username && subtle.ConstantTimeCompare([]byte(pass), []byte(b.Password)) == 1 {
+			return true, "", ""
+		}
+		return false, `Basic realm="scimtest"`, "a valid user and password (HTTP basic) are required"
+	}
+	scheme, token, found := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return false, `Bearer realm="scimtest"`, "a valid bearer token is required"
+	}
+	if s.opts.OAuth2 != nil {
+		if s.validToken(token) {
+			return true, "", ""
+		}
+		return false, `Bearer realm="scimtest", error="invalid_token"`, "the access token is unknown or expired"
 	}
 	s.fmu.Lock()
 	want := s.token
 	s.fmu.Unlock()
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(want)) == 1
+	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1 {
+		return true, "", ""
+	}
+	return false, `Bearer realm="scimtest"`, "a valid bearer token is required"
 }
 
 // SetToken changes the bearer token the server requires, as a rotation
@@ -599,6 +719,9 @@ type hookKey struct{}
 
 // hookResult is how the resource handler hands a Reject hook's fault back
 // to ServeHTTP: elimity would turn an arbitrary status into a 500.
-type hookResult struct{ fault *Fault }
+type hookResult struct {
+	fault  *Fault
+	status int // a success status replacing elimity's (a lenient POST's 200)
+}
 
 var errRejected = errors.New("scimtest: rejected by the Reject hook")

@@ -226,6 +226,18 @@ func (s *Server) takenLocked(attrs map[string]any, id string) bool {
 	return false
 }
 
+// holderLocked returns the account holding the userName of attrs
+// (compared case-insensitively), or nil.
+func (s *Server) holderLocked(attrs map[string]any) *user {
+	name, _ := attrs["userName"].(string)
+	for _, u := range s.sortedLocked() {
+		if n, ok := u.attrs["userName"].(string); ok && strings.EqualFold(n, name) {
+			return u
+		}
+	}
+	return nil
+}
+
 // normalize turns attributes given by a test into what a request would
 // have stored: JSON types, canonical attribute names, no id/meta/schemas.
 func (s *Server) normalize(attrs map[string]any) map[string]any {
@@ -295,6 +307,13 @@ func (h userHandler) Create(r *http.Request, attributes scim.ResourceAttributes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.takenLocked(attrs, "") {
+		if s.opts.LenientCreate {
+			// The existing account, as it is, with 200.
+			if hr, ok := r.Context().Value(hookKey{}).(*hookResult); ok {
+				hr.answerExisting()
+			}
+			return s.holderLocked(attrs).resource(), nil
+		}
 		return scim.Resource{}, scimerrors.ScimErrorUniqueness
 	}
 	return s.insertLocked(newID(), attrs).resource(), nil
@@ -323,7 +342,10 @@ func (h userHandler) GetAll(r *http.Request, params scim.ListRequestParams) (sci
 	}
 	s.mu.Unlock()
 
-	if params.FilterValidator != nil {
+	if params.FilterValidator != nil && s.opts.Filter == FilterCountOnly {
+		return scim.Page{TotalResults: len(resources)}, nil
+	}
+	if params.FilterValidator != nil && s.opts.Filter != FilterIgnored {
 		v := s.patcher.filterValidator(params.FilterValidator.GetFilter())
 		matched := resources[:0]
 		for _, res := range resources {
@@ -358,6 +380,9 @@ func (h userHandler) Replace(r *http.Request, id string, attributes scim.Resourc
 	if !ok {
 		return scim.Resource{}, notFound(id)
 	}
+	if err := checkVersionLocked(s.ifMatch(r), u); err != nil {
+		return scim.Resource{}, err
+	}
 	if s.takenLocked(attrs, id) {
 		return scim.Resource{}, scimerrors.ScimErrorUniqueness
 	}
@@ -377,6 +402,10 @@ func (h userHandler) Patch(r *http.Request, id string, operations []scim.PatchOp
 		if !ok {
 			s.mu.Unlock()
 			return scim.Resource{}, notFound(id)
+		}
+		if err := checkVersionLocked(s.ifMatch(r), u); err != nil {
+			s.mu.Unlock()
+			return scim.Resource{}, err
 		}
 		attrs, version := deepCopyMap(u.attrs), u.version
 		s.mu.Unlock()
@@ -421,9 +450,17 @@ func (h userHandler) Patch(r *http.Request, id string, operations []scim.PatchOp
 // Delete removes an account (DELETE /Users/{id}); later requests for it
 // get 404.
 func (h userHandler) Delete(r *http.Request, id string) error {
-	if !h.s.Remove(id) {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[id]
+	if !ok {
 		return notFound(id)
 	}
+	if err := checkVersionLocked(s.ifMatch(r), u); err != nil {
+		return err
+	}
+	delete(s.users, id)
 	return nil
 }
 
