@@ -125,6 +125,7 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 	} else {
 		results = append(results, ok("mysql.binlog_row_metadata", "FULL"))
 	}
+	results = append(results, checkNames(vars["lower_case_table_names"], dsn.DBName))
 	if id := vars["server_id"]; id == fmt.Sprint(cfg.MySQL.ServerID) {
 		results = append(results, failed("mysql.server_id", "the database server's own server_id is "+id,
 			"set mysql.server_id to a number no server or replica of this database uses"))
@@ -137,7 +138,7 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 
 func serverVariables(ctx context.Context, db *sql.DB) (map[string]string, error) {
 	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN "+
-		"('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'server_id', 'gtid_mode')")
+		"('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'server_id', 'gtid_mode', 'lower_case_table_names')")
 	if err != nil {
 		return nil, fmt.Errorf("read server variables: %w", err)
 	}
@@ -151,6 +152,26 @@ func serverVariables(ctx context.Context, db *sql.DB) (map[string]string, error)
 		vars[k] = strings.ToUpper(v)
 	}
 	return vars, rows.Err()
+}
+
+// checkNames says how the server compares database and table names
+// (lower_case_table_names), which is how the binlog reader compares the
+// names it reads with the DSN's database and the watched tables.
+func checkNames(setting, database string) CheckResult {
+	const name = "mysql.lower_case_table_names"
+	switch setting {
+	case "0":
+		return ok(name, "0: database and table names compare exactly (case-sensitively)")
+	case "1":
+		detail := "1: names are stored and logged in lower case and compare case-insensitively"
+		if lower := strings.ToLower(database); lower != database {
+			detail += fmt.Sprintf(" (the DSN's database %s is %s on the server)", database, lower)
+		}
+		return ok(name, detail)
+	case "2":
+		return ok(name, "2: names are stored as given and compare case-insensitively")
+	}
+	return ok(name, fmt.Sprintf("%q: the binlog reader compares names as the server says at start", setting))
 }
 
 // checkGrants tests the account's privileges by use where it can

@@ -70,8 +70,10 @@ func (p Position) IsZero() bool { return p.File == "" && p.Offset == 0 && p.GTID
 // reported.
 type Table struct {
 	// Name is the full table name, Drupal prefix included (e.g.
-	// "main_users_field_data"). It is compared exactly: "users" does not
-	// match "users_data".
+	// "main_users_field_data"). It is compared as a whole name ("users"
+	// does not match "users_data") and as the server compares names:
+	// exactly with lower_case_table_names=0, case-insensitively with 1 or
+	// 2.
 	Name string
 	// KeyColumn is the column holding the uid: "uid" (users,
 	// users_field_data) or "entity_id" (user__*). It must be an integer
@@ -96,7 +98,8 @@ type Table struct {
 type Config struct {
 	// DSN is a go-sql-driver DSN
 	// (user:pass@tcp(host:port)/drupaldb?tls=...). Its database name is the
-	// watched schema; its account needs REPLICATION SLAVE, REPLICATION
+	// watched schema, compared with the binlog's as the server compares
+	// names (lower_case_table_names); its account needs REPLICATION SLAVE, REPLICATION
 	// CLIENT (BINLOG MONITOR) and SELECT on the schema.
 	DSN string
 	// ServerID is the replica server id the stream registers with: non-zero

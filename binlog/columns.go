@@ -86,6 +86,10 @@ func (c *schemaColumns) reset() {
 	clear(c.names)
 }
 
+// forget drops the cached names of every table query mentions. It
+// compares case-insensitively whatever lower_case_table_names says:
+// forgetting a table the statement did not touch only costs a read of
+// information_schema.
 func (c *schemaColumns) forget(query string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

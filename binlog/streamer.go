@@ -40,7 +40,10 @@ type Streamer struct {
 	flavor string // gomysql.MariaDBFlavor or gomysql.MySQLFlavor
 	// version is the server's VERSION().
 	version string
-	cols    *schemaColumns
+	// names is how the server compares database and table names
+	// (@@lower_case_table_names, read once by Open).
+	names nameRule
+	cols  *schemaColumns
 
 	streaming         atomic.Bool
 	gtidUnknownLogged bool // owned by the running Stream
@@ -115,7 +118,8 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 		db:     db,
 	}
 	s.closeCtx, s.closing = context.WithCancel(context.Background())
-	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&s.version); err != nil {
+	var lowerCase int
+	if err := db.QueryRowContext(ctx, "SELECT VERSION(), @@lower_case_table_names").Scan(&s.version, &lowerCase); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("binlog: connect to %s@%s: %w", dsn.User, dsn.Addr, err)
 	}
@@ -123,9 +127,29 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 	if strings.Contains(strings.ToLower(s.version), "mariadb") {
 		s.flavor = gomysql.MariaDBFlavor
 	}
+	// Names as the server stores and logs them: in lower case with
+	// lower_case_table_names=1, whatever case the DSN and the prefix use.
+	s.names = nameRuleFor(lowerCase)
+	s.schema = s.names.stored(s.schema)
+	folded := map[string]bool{}
+	for i := range s.cfg.Tables {
+		t := &s.cfg.Tables[i]
+		t.Name = s.names.stored(t.Name)
+		if folded[s.names.key(t.Name)] {
+			db.Close()
+			return nil, fmt.Errorf("binlog: table %s listed twice (lower_case_table_names=%d: names differing only in case are one table)", t.Name, lowerCase)
+		}
+		folded[s.names.key(t.Name)] = true
+	}
 	s.cols = newSchemaColumns(db, s.schema, log)
 	return s, nil
 }
+
+// LowerCaseTableNames returns the server's lower_case_table_names, read
+// by Open: 0 means database and table names compare exactly, 1 and 2
+// case-insensitively (1 also stores and logs them in lower case). The
+// stream compares names the same way.
+func (s *Streamer) LowerCaseTableNames() int { return s.names.setting }
 
 // Flavor returns "mariadb" or "mysql", as detected by Open.
 func (s *Streamer) Flavor() string { return s.flavor }
@@ -402,7 +426,7 @@ func (s *Streamer) Stream(ctx context.Context, from Position, handle func(contex
 // the connection got anywhere (a transaction delivered or a heartbeat
 // received), which resets the reconnect backoff.
 func (s *Streamer) streamOnce(ctx context.Context, pos *Position, handle func(context.Context, Notice) error) (progressed bool, err error) {
-	asm := newAssembler(s.schema, s.cfg.Tables, s.cols, s.cfg.OnRowsEvent, s.log)
+	asm := newAssembler(s.schema, s.cfg.Tables, s.names, s.cols, s.cfg.OnRowsEvent, s.log)
 	asm.file = pos.File
 	var start gomysql.GTIDSet
 	if pos.GTID != "" {
