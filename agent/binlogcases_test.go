@@ -83,3 +83,51 @@ func TestCheckSaysHowNamesCompare(t *testing.T) {
 		db.Close()
 	}
 }
+
+// TestStatementFormatUpdateReachesTheServer: a session logging in
+// STATEMENT format (opened before binlog_format was set to ROW, or a tool
+// that sets its own) writes Drupal's user tables with no row in the
+// binlog. The agent must notice, run a full sync and bring the change
+// over, and no log line may quote the statement.
+func TestStatementFormatUpdateReachesTheServer(t *testing.T) {
+	const hash = "$S$EstatementFormatHash0123456789abcdefghijklmnopq"
+	h := newHarness(t)
+	uid := h.create(drupaltest.User{Name: "stmt", Mail: str("stmt@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	h.mustServerUser(uid)
+
+	ctx := context.Background()
+	conn, err := h.db.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Drupal's session: sql_mode ANSI, identifiers in double quotes.
+	for _, q := range []string{"SET SESSION binlog_format = 'STATEMENT'", "SET SESSION sql_mode = 'ANSI,TRADITIONAL'"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update := `UPDATE "users_field_data" SET "status" = 0, "mail" = 'stmt-new@example.org', "pass" = '` + hash + `' WHERE "uid" = ?`
+	if _, err := conn.ExecContext(ctx, update, uid); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	h.assertServerMatchesDB()
+	if su := h.mustServerUser(uid); su.Get("active") != false {
+		t.Fatal("the user blocked in STATEMENT format is still active on the server")
+	}
+	if !logged(`"msg":"binlog.resync_needed"`, `"level":"error"`, "UPDATE of watched table users_field_data in STATEMENT format") {
+		t.Fatal("no error-level binlog.resync_needed line naming the UPDATE of users_field_data")
+	}
+	for _, line := range collectedLines() {
+		if strings.Contains(line, "stmt-new@example.org") || strings.Contains(line, `SET "status"`) {
+			t.Fatalf("a log line quotes the statement: %s", line)
+		}
+	}
+	// The stream goes on: a later change arrives as usual.
+	later := h.create(drupaltest.User{Name: "later", Status: 1})
+	h.settle()
+	h.mustServerUser(later)
+}

@@ -105,7 +105,9 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 	if f := vars["binlog_format"]; f != "ROW" {
 		results = append(results, failed("mysql.binlog_format",
 			fmt.Sprintf("is %s; %s logs ordinary UPDATEs as statements, so changes would be lost", f, f),
-			"SET GLOBAL binlog_format = 'ROW'; and add to my.cnf under [mysqld]: binlog_format = ROW"))
+			"SET GLOBAL binlog_format = 'ROW'; and add to my.cnf under [mysqld]: binlog_format = ROW; "+
+				"sessions already open keep their format until they reconnect (restart PHP-FPM and drush), "+
+				"and each of their writes to a user table costs a full sync"))
 	} else {
 		results = append(results, ok("mysql.binlog_format", "ROW"))
 	}

@@ -49,6 +49,10 @@ type assembler struct {
 	gset gomysql.GTIDSet
 	file string
 
+	// fde is the connection's format description event: whether events
+	// carry a checksum, and the post-header lengths.
+	fde *replication.FormatDescriptionEvent
+
 	plans map[*Table]*plan
 	tx    txn
 	buf   []byte
@@ -202,8 +206,22 @@ func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*No
 				return nil, &permanentError{fmt.Errorf("%w: %s of watched table %s in %s at offset %d",
 					ErrResyncNeeded, strings.ToUpper(string(verb)), t, a.file, ev.Header.LogPos)}
 			}
+			if verb, t := a.statementWrite(string(e.Schema), e.Query); t != "" {
+				return nil, a.statementFormat(verb, t, ev)
+			}
 			if !a.tx.open || a.tx.standalone {
 				return a.commit(ev)
+			}
+		}
+	case *replication.FormatDescriptionEvent:
+		a.fde = e
+	case *replication.ExecuteLoadQueryEvent:
+		// LOAD DATA in STATEMENT format: the file's contents went before
+		// (Begin_load_query, Append_block), the statement is here.
+		checksum := a.fde != nil && a.fde.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
+		if schema, q, ok := loadQuery(ev.RawData, postHeaderLen(a.fde, replication.EXECUTE_LOAD_QUERY_EVENT), checksum); ok {
+			if verb, t := a.statementWrite(schema, q); t != "" {
+				return nil, a.statementFormat(verb, t, ev)
 			}
 		}
 	case *replication.XIDEvent:
@@ -243,6 +261,14 @@ func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*No
 		return a.commit(ev)
 	}
 	return nil, nil
+}
+
+// statementFormat is the error for a data-changing statement on watched
+// table t logged as SQL: its verb and table are named, never its text.
+func (a *assembler) statementFormat(verb, t string, ev *replication.BinlogEvent) error {
+	return &permanentError{fmt.Errorf("%w: %s of watched table %s in STATEMENT format in %s at offset %d "+
+		"(a session whose binlog_format is not ROW logged the statement instead of its rows)",
+		ErrResyncNeeded, verb, t, a.file, ev.Header.LogPos)}
 }
 
 func (a *assembler) begin(standalone bool) {

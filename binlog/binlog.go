@@ -176,7 +176,10 @@ var ErrUnknownColumns = errors.New("column names of a watched table unknown")
 
 // ErrResyncNeeded is wrapped by the error Stream returns when the binlog
 // cannot say which users changed: a statement emptied, dropped or renamed
-// a watched table (TRUNCATE, DROP TABLE, RENAME TABLE log no rows), or an
-// event would not decode. Retrying would meet the same event; the caller
-// must resynchronise everything and stream on from CurrentPosition.
+// a watched table (TRUNCATE, DROP TABLE, RENAME TABLE log no rows), a
+// session whose binlog_format is not ROW wrote to one (an INSERT, UPDATE,
+// DELETE, REPLACE or LOAD DATA logged as its SQL, not its rows), or an
+// event would not decode. The error names the statement's verb and table,
+// never its text. Retrying would meet the same event; the caller must
+// resynchronise everything and stream on from CurrentPosition.
 var ErrResyncNeeded = errors.New("the binlog cannot tell which users changed")
