@@ -131,3 +131,36 @@ func TestStatementFormatUpdateReachesTheServer(t *testing.T) {
 	h.settle()
 	h.mustServerUser(later)
 }
+
+// TestSchemaChangeKeepingTheColumnCountFallsBackToAFullSync: without
+// row metadata, a user blocked while the agent is down, then an ALTER
+// TABLE that drops one column and adds another: the block's event, read
+// with today's shifted column names, looked like a change of nothing
+// mapped. The agent must notice the columns are unknown and converge
+// through a full sync.
+func TestSchemaChangeKeepingTheColumnCountFallsBackToAFullSync(t *testing.T) {
+	for _, metadata := range []string{"MINIMAL", "NO_LOG"} {
+		t.Run(metadata, func(t *testing.T) {
+			srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--binlog-row-metadata=" + metadata}})
+			h := newHarness(t, withServer(srv))
+			uid := h.create(drupaltest.User{Name: "blocked", Mail: str("b@example.org"), Status: 1})
+			h.start()
+			h.settle()
+			h.mustServerUser(uid)
+			h.stop()
+			h.update(uid, func(u *drupaltest.User) { u.Status = 0 })
+			if _, err := h.db.DB.Exec("ALTER TABLE users_field_data DROP COLUMN preferred_admin_langcode, ADD COLUMN x varchar(12) NULL"); err != nil {
+				t.Fatal(err)
+			}
+			h.start()
+			h.settle()
+			h.assertServerMatchesDB()
+			if su := h.mustServerUser(uid); su.Get("active") != false {
+				t.Fatal("the user blocked before the ALTER is still active on the server")
+			}
+			if !logged(`"msg":"binlog.columns_unknown"`) {
+				t.Fatal("no binlog.columns_unknown line")
+			}
+		})
+	}
+}

@@ -168,8 +168,9 @@ var ErrPositionPurged = errors.New("binlog position no longer available on the s
 // names of a watched table cannot be known for certain: the table-map event
 // carries no names (binlog_row_metadata is not FULL) and
 // information_schema disagrees with the event (the table is gone, or its
-// column count differs because the schema changed since the event was
-// written), or a configured column does not exist. The stream stops rather
+// column count or a column's type or length differs because the schema
+// changed since the event was written), or a configured column does not
+// exist. The stream stops rather
 // than guess which column holds the uid; binlog_row_metadata=FULL avoids
 // it.
 var ErrUnknownColumns = errors.New("column names of a watched table unknown")

@@ -194,7 +194,7 @@ func TestClassify(t *testing.T) {
 
 type fakeColumns struct{}
 
-func (fakeColumns) columns(context.Context, string) ([]string, error) {
+func (fakeColumns) columns(context.Context, string) ([]columnInfo, error) {
 	return nil, fmt.Errorf("%w: no names in this test", ErrUnknownColumns)
 }
 func (fakeColumns) forget(string) {}
