@@ -14,6 +14,7 @@ require (
 	github.com/scim2/filter-parser/v2 v2.3.1
 	go.etcd.io/bbolt v1.5.0
 	go.uber.org/zap v1.28.0
+	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 

@@ -109,9 +109,10 @@ type Config struct {
 	// Tables are the watched tables, all in the DSN's schema.
 	Tables []Table
 	// Heartbeat is how often the server sends a heartbeat on an idle
-	// stream; default 5s. A stream that receives nothing for 3*Heartbeat is
-	// considered dead and reconnected, so a silently broken link never
-	// blocks forever.
+	// stream; default 5s. A stream that receives nothing, not a byte, for
+	// 3*Heartbeat is considered dead and reconnected, so a silently broken
+	// link never blocks forever; a slow link that keeps delivering bytes
+	// is alive however long an event takes to arrive.
 	Heartbeat time.Duration
 	// Logger receives the package's logs; nil means no logs.
 	Logger *zap.Logger
