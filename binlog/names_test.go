@@ -47,6 +47,9 @@ func TestLowerCaseTableNames(t *testing.T) {
 					c.Tables[i].Name = "Main_" + strings.TrimPrefix(c.Tables[i].Name, "main_")
 				}
 			})
+			if n := f.s.LowerCaseTableNames(); n != 1 {
+				t.Fatalf("LowerCaseTableNames() = %d, want 1", n)
+			}
 			r := f.stream(t, f.pos(t), nil)
 			uid, err := f.site.Create(ctx, drupaltest.User{Name: "lower", Mail: drupaltest.Str("lower@example.org"), Roles: []string{"editor"}})
 			if err != nil {
