@@ -106,7 +106,9 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 	if f := vars["binlog_format"]; f != "ROW" {
 		results = append(results, failed("mysql.binlog_format",
 			fmt.Sprintf("is %s; %s logs ordinary UPDATEs as statements, so changes would be lost", f, f),
-			"SET GLOBAL binlog_format = 'ROW'; and add to my.cnf under [mysqld]: binlog_format = ROW"))
+			"SET GLOBAL binlog_format = 'ROW'; and add to my.cnf under [mysqld]: binlog_format = ROW; "+
+				"sessions already open keep their format until they reconnect (restart PHP-FPM and drush), "+
+				"and each of their writes to a user table costs a full sync"))
 	} else {
 		results = append(results, ok("mysql.binlog_format", "ROW"))
 	}
@@ -117,15 +119,23 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 		results = append(results, ok("mysql.binlog_row_image", "FULL"))
 	}
 	if meta, found := vars["binlog_row_metadata"]; meta != "FULL" {
-		detail := "is " + meta + "; column names are then read from information_schema, which is wrong for events written before an ALTER TABLE"
+		// What running without names costs: an ALTER TABLE of a user table
+		// makes the events written before it undecodable for certain, and
+		// each such backlog a full sync.
+		cost := "the binlog carries no column names, so they are read from information_schema when an event is read; " +
+			"events written before an ALTER TABLE of a user table and read after it (after a restart, a reconnect or a backlog) " +
+			"cannot be mapped for certain (column count and types are compared) and cost a full sync"
+		detail := "is " + meta + " (MySQL 8's default is MINIMAL, MariaDB's NO_LOG): " + cost
 		if !found {
-			detail = "this server has no binlog_row_metadata (MySQL < 8.0.1, MariaDB < 10.5); column names come from information_schema"
+			detail = "this server has no binlog_row_metadata (MySQL < 8.0.1, MariaDB < 10.5): " + cost
 		}
 		results = append(results, CheckResult{Name: "mysql.binlog_row_metadata", Warn: true, Detail: detail,
-			Fix: "SET GLOBAL binlog_row_metadata = 'FULL'; and add to my.cnf under [mysqld]: binlog_row_metadata = FULL"})
+			Fix: "SET GLOBAL binlog_row_metadata = 'FULL'; and add to my.cnf under [mysqld]: binlog_row_metadata = FULL " +
+				"(each table-map event then carries its column names: a few bytes per event, and no full sync after an ALTER TABLE)"})
 	} else {
 		results = append(results, ok("mysql.binlog_row_metadata", "FULL"))
 	}
+	results = append(results, checkNames(vars["lower_case_table_names"], dsn.DBName))
 	if id := vars["server_id"]; id == fmt.Sprint(cfg.MySQL.ServerID) {
 		results = append(results, failed("mysql.server_id", "the database server's own server_id is "+id,
 			"set mysql.server_id to a number no server or replica of this database uses"))
@@ -138,7 +148,7 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 
 func serverVariables(ctx context.Context, db *sql.DB) (map[string]string, error) {
 	rows, err := db.QueryContext(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN "+
-		"('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'server_id', 'gtid_mode')")
+		"('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'server_id', 'gtid_mode', 'lower_case_table_names')")
 	if err != nil {
 		return nil, fmt.Errorf("read server variables: %w", err)
 	}
@@ -152,6 +162,26 @@ func serverVariables(ctx context.Context, db *sql.DB) (map[string]string, error)
 		vars[k] = strings.ToUpper(v)
 	}
 	return vars, rows.Err()
+}
+
+// checkNames says how the server compares database and table names
+// (lower_case_table_names), which is how the binlog reader compares the
+// names it reads with the DSN's database and the watched tables.
+func checkNames(setting, database string) CheckResult {
+	const name = "mysql.lower_case_table_names"
+	switch setting {
+	case "0":
+		return ok(name, "0: database and table names compare exactly (case-sensitively)")
+	case "1":
+		detail := "1: names are stored and logged in lower case and compare case-insensitively"
+		if lower := strings.ToLower(database); lower != database {
+			detail += fmt.Sprintf(" (the DSN's database %s is %s on the server)", database, lower)
+		}
+		return ok(name, detail)
+	case "2":
+		return ok(name, "2: names are stored as given and compare case-insensitively")
+	}
+	return ok(name, fmt.Sprintf("%q: the binlog reader compares names as the server says at start", setting))
 }
 
 // checkGrants tests the account's privileges by use where it can

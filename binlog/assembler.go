@@ -35,7 +35,10 @@ const maxBufferedRows = 10000
 // and a Query "BEGIN", or a GTID event and a single DDL Query; since 8.0.2
 // its GTID event also carries the group's length, which is used when known.
 type assembler struct {
-	schema  string
+	schema string
+	// names is how the server compares names: tables is keyed by
+	// names.key of each watched table's name.
+	names   nameRule
 	tables  map[string]*Table
 	columns columnSource
 	onRows  func(string)
@@ -46,7 +49,11 @@ type assembler struct {
 	gset gomysql.GTIDSet
 	file string
 
-	plans map[string]*plan
+	// fde is the connection's format description event: whether events
+	// carry a checksum, and the post-header lengths.
+	fde *replication.FormatDescriptionEvent
+
+	plans map[*Table]*plan
 	tx    txn
 	buf   []byte
 
@@ -80,18 +87,19 @@ type txn struct {
 	reinserted map[uint32]struct{}
 }
 
-func newAssembler(schema string, tables []Table, columns columnSource, onRows func(string), log *zap.Logger) *assembler {
+func newAssembler(schema string, tables []Table, names nameRule, columns columnSource, onRows func(string), log *zap.Logger) *assembler {
 	a := &assembler{
 		schema:  schema,
+		names:   names,
 		tables:  make(map[string]*Table, len(tables)),
 		columns: columns,
 		onRows:  onRows,
 		log:     log,
-		plans:   map[string]*plan{},
+		plans:   map[*Table]*plan{},
 	}
 	for i := range tables {
 		t := tables[i]
-		a.tables[t.Name] = &t
+		a.tables[names.key(t.Name)] = &t
 	}
 	return a
 }
@@ -100,11 +108,17 @@ func newAssembler(schema string, tables []Table, columns columnSource, onRows fu
 // from the replication library's decoding goroutine and reads only
 // immutable fields.
 func (a *assembler) watches(schema, table []byte) bool {
-	if string(schema) != a.schema {
-		return false
+	return a.names.equalBytes(schema, a.schema) && a.table(table) != nil
+}
+
+// table returns the watched table the binlog names table, or nil. With
+// lower_case_table_names=1 the binlog's names are already in lower case,
+// so the first look-up finds them without an allocation.
+func (a *assembler) table(table []byte) *Table {
+	if t := a.tables[string(table)]; t != nil || !a.names.fold || !mayFold(table) {
+		return t
 	}
-	_, ok := a.tables[string(table)]
-	return ok
+	return a.tables[a.names.key(string(table))]
 }
 
 // decodeRows is the BinlogSyncerConfig.RowsEventDecodeFunc: it decodes the
@@ -192,8 +206,22 @@ func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*No
 				return nil, &permanentError{fmt.Errorf("%w: %s of watched table %s in %s at offset %d",
 					ErrResyncNeeded, strings.ToUpper(string(verb)), t, a.file, ev.Header.LogPos)}
 			}
+			if verb, t := a.statementWrite(string(e.Schema), e.Query); t != "" {
+				return nil, a.statementFormat(verb, t, ev)
+			}
 			if !a.tx.open || a.tx.standalone {
 				return a.commit(ev)
+			}
+		}
+	case *replication.FormatDescriptionEvent:
+		a.fde = e
+	case *replication.ExecuteLoadQueryEvent:
+		// LOAD DATA in STATEMENT format: the file's contents went before
+		// (Begin_load_query, Append_block), the statement is here.
+		checksum := a.fde != nil && a.fde.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
+		if schema, q, ok := loadQuery(ev.RawData, postHeaderLen(a.fde, replication.EXECUTE_LOAD_QUERY_EVENT), checksum); ok {
+			if verb, t := a.statementWrite(schema, q); t != "" {
+				return nil, a.statementFormat(verb, t, ev)
 			}
 		}
 	case *replication.XIDEvent:
@@ -233,6 +261,14 @@ func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*No
 		return a.commit(ev)
 	}
 	return nil, nil
+}
+
+// statementFormat is the error for a data-changing statement on watched
+// table t logged as SQL: its verb and table are named, never its text.
+func (a *assembler) statementFormat(verb, t string, ev *replication.BinlogEvent) error {
+	return &permanentError{fmt.Errorf("%w: %s of watched table %s in STATEMENT format in %s at offset %d "+
+		"(a session whose binlog_format is not ROW logged the statement instead of its rows)",
+		ErrResyncNeeded, verb, t, a.file, ev.Header.LogPos)}
 }
 
 func (a *assembler) begin(standalone bool) {
@@ -319,7 +355,7 @@ func (a *assembler) commit(ev *replication.BinlogEvent) (*Notice, error) {
 // rows records the uids a rows event touches.
 func (a *assembler) rows(ctx context.Context, typ replication.EventType, e *replication.RowsEvent) error {
 	tm := e.Table
-	if tm == nil || string(tm.Schema) != a.schema {
+	if tm == nil || !a.names.equalBytes(tm.Schema, a.schema) {
 		return nil
 	}
 	if a.onRows != nil {
@@ -331,17 +367,17 @@ func (a *assembler) rows(ctx context.Context, typ replication.EventType, e *repl
 	if e.Rows == nil {
 		return nil // not watched: only the header was decoded
 	}
-	p := a.plans[string(tm.Table)]
+	t := a.table(tm.Table)
+	if t == nil {
+		return nil
+	}
+	p := a.plans[t]
 	if p == nil || p.tm != tm {
-		t := a.tables[string(tm.Table)]
-		if t == nil {
-			return nil
-		}
 		var err error
 		if p, err = newPlan(ctx, tm, t, a.columns); err != nil {
 			return err
 		}
-		a.plans[t.Name] = p
+		a.plans[t] = p
 	}
 	switch typ {
 	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2,
@@ -618,27 +654,29 @@ func classifyQuery(q []byte) queryKind {
 // emptiedTable returns the watched table that a TRUNCATE, DROP or RENAME
 // statement names, or "". Such a statement logs no rows, so the binlog
 // cannot say which users it touched. schema is the statement's default
-// database; a name qualified with another database does not count.
+// database; a name qualified with another database does not count. Names
+// compare as the server compares them (lower_case_table_names).
 func (a *assembler) emptiedTable(schema string, q []byte) string {
 	verb, _ := firstWord(q)
 	if !eq(verb, "TRUNCATE") && !eq(verb, "DROP") && !eq(verb, "RENAME") {
 		return ""
 	}
-	query := strings.ToLower(string(q))
-	for name := range a.tables {
-		if mentionsTable(query, strings.ToLower(name), strings.ToLower(schema), strings.ToLower(a.schema)) {
-			return name
+	query, def, db := a.names.key(string(q)), a.names.key(schema), a.names.key(a.schema)
+	for key, t := range a.tables {
+		if mentionsTable(query, key, def, db) {
+			return t.Name
 		}
 	}
 	return ""
 }
 
-// mentionsTable reports whether the lower-cased query names table of db,
-// as a whole identifier (`users` is not users_data), bare (with the
-// statement's default database def) or qualified (db.users).
+// mentionsTable reports whether query names table of db, as a whole
+// identifier (`users` is not users_data), bare (with the statement's
+// default database def) or qualified (db.users). The caller lower-cases
+// all four where the server compares names case-insensitively.
 func mentionsTable(query, table, def, db string) bool {
 	ident := func(c byte) bool {
-		return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80
+		return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 	}
 	for from := 0; ; {
 		i := strings.Index(query[from:], table)

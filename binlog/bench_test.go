@@ -34,7 +34,7 @@ func BenchmarkAssemble(b *testing.B) {
 	}
 	for _, kind := range []string{"logins", "saves"} {
 		b.Run(kind, func(b *testing.B) {
-			a := newAssembler("drupal", mapped, fakeColumns{}, nil, zap.NewNop())
+			a := newAssembler("drupal", mapped, nameRule{}, fakeColumns{}, nil, zap.NewNop())
 			a.file = "mariadb-bin.000001"
 			a.gset, _ = gomysql.ParseGTIDSet(gomysql.MariaDBFlavor, "0-1-1")
 			eb := &events{pos: 4}

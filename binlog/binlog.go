@@ -70,8 +70,10 @@ func (p Position) IsZero() bool { return p.File == "" && p.Offset == 0 && p.GTID
 // reported.
 type Table struct {
 	// Name is the full table name, Drupal prefix included (e.g.
-	// "main_users_field_data"). It is compared exactly: "users" does not
-	// match "users_data".
+	// "main_users_field_data"). It is compared as a whole name ("users"
+	// does not match "users_data") and as the server compares names:
+	// exactly with lower_case_table_names=0, case-insensitively with 1 or
+	// 2.
 	Name string
 	// KeyColumn is the column holding the uid: "uid" (users,
 	// users_field_data) or "entity_id" (user__*). It must be an integer
@@ -96,7 +98,8 @@ type Table struct {
 type Config struct {
 	// DSN is a go-sql-driver DSN
 	// (user:pass@tcp(host:port)/drupaldb?tls=...). Its database name is the
-	// watched schema; its account needs REPLICATION SLAVE, REPLICATION
+	// watched schema, compared with the binlog's as the server compares
+	// names (lower_case_table_names); its account needs REPLICATION SLAVE, REPLICATION
 	// CLIENT (BINLOG MONITOR) and SELECT on the schema.
 	DSN string
 	// ServerID is the replica server id the stream registers with: non-zero
@@ -106,9 +109,10 @@ type Config struct {
 	// Tables are the watched tables, all in the DSN's schema.
 	Tables []Table
 	// Heartbeat is how often the server sends a heartbeat on an idle
-	// stream; default 5s. A stream that receives nothing for 3*Heartbeat is
-	// considered dead and reconnected, so a silently broken link never
-	// blocks forever.
+	// stream; default 5s. A stream that receives nothing, not a byte, for
+	// 3*Heartbeat is considered dead and reconnected, so a silently broken
+	// link never blocks forever; a slow link that keeps delivering bytes
+	// is alive however long an event takes to arrive.
 	Heartbeat time.Duration
 	// Logger receives the package's logs; nil means no logs.
 	Logger *zap.Logger
@@ -165,15 +169,19 @@ var ErrPositionPurged = errors.New("binlog position no longer available on the s
 // names of a watched table cannot be known for certain: the table-map event
 // carries no names (binlog_row_metadata is not FULL) and
 // information_schema disagrees with the event (the table is gone, or its
-// column count differs because the schema changed since the event was
-// written), or a configured column does not exist. The stream stops rather
+// column count or a column's type or length differs because the schema
+// changed since the event was written), or a configured column does not
+// exist. The stream stops rather
 // than guess which column holds the uid; binlog_row_metadata=FULL avoids
 // it.
 var ErrUnknownColumns = errors.New("column names of a watched table unknown")
 
 // ErrResyncNeeded is wrapped by the error Stream returns when the binlog
 // cannot say which users changed: a statement emptied, dropped or renamed
-// a watched table (TRUNCATE, DROP TABLE, RENAME TABLE log no rows), or an
-// event would not decode. Retrying would meet the same event; the caller
-// must resynchronise everything and stream on from CurrentPosition.
+// a watched table (TRUNCATE, DROP TABLE, RENAME TABLE log no rows), a
+// session whose binlog_format is not ROW wrote to one (an INSERT, UPDATE,
+// DELETE, REPLACE or LOAD DATA logged as its SQL, not its rows), or an
+// event would not decode. The error names the statement's verb and table,
+// never its text. Retrying would meet the same event; the caller must
+// resynchronise everything and stream on from CurrentPosition.
 var ErrResyncNeeded = errors.New("the binlog cannot tell which users changed")

@@ -13,68 +13,82 @@ import (
 	"go.uber.org/zap"
 )
 
-// columnSource gives the column names of a watched table when the binlog
-// carries none.
+// columnSource gives the columns of a watched table when the binlog
+// carries no names.
 type columnSource interface {
-	// columns returns the table's column names in ordinal order.
-	columns(ctx context.Context, table string) ([]string, error)
+	// columns returns the table's columns in ordinal order.
+	columns(ctx context.Context, table string) ([]columnInfo, error)
 	// forget drops what is cached for tables a DDL statement may have
 	// changed.
 	forget(query string)
 }
 
-// schemaColumns reads column names from information_schema and caches
-// them per table until a DDL statement names the table. It is used only
-// when binlog_row_metadata is not FULL: then the names are today's, not
-// those of when the row was written, which is why a column count that
-// disagrees with the table-map event stops the stream.
+// schemaColumns reads columns (names and types) from information_schema
+// and caches them per table until a DDL statement names the table. It is
+// used only when binlog_row_metadata is not FULL: then the columns are
+// today's, not those of when the row was written, which is why a column
+// count or a column type that disagrees with the table-map event stops
+// the stream.
 type schemaColumns struct {
 	db     *sql.DB
 	schema string
 	log    *zap.Logger
 
 	mu    sync.Mutex
-	names map[string][]string
+	names map[string][]columnInfo
 }
 
 func newSchemaColumns(db *sql.DB, schema string, log *zap.Logger) *schemaColumns {
-	return &schemaColumns{db: db, schema: schema, log: log, names: map[string][]string{}}
+	return &schemaColumns{db: db, schema: schema, log: log, names: map[string][]columnInfo{}}
 }
 
-func (c *schemaColumns) columns(ctx context.Context, table string) ([]string, error) {
+func (c *schemaColumns) columns(ctx context.Context, table string) ([]columnInfo, error) {
 	c.mu.Lock()
-	names, ok := c.names[table]
+	cols, ok := c.names[table]
 	c.mu.Unlock()
 	if ok {
-		return names, nil
+		return cols, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rows, err := c.db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.COLUMNS
+	rows, err := c.db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_OCTET_LENGTH,
+		NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, c.schema, table)
 	if err != nil {
-		return nil, fmt.Errorf("read column names of %s.%s from information_schema: %w", c.schema, table, err)
+		return nil, fmt.Errorf("read the columns of %s.%s from information_schema: %w", c.schema, table, err)
 	}
 	defer rows.Close()
+	var names []string
 	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("read column names of %s.%s: %w", c.schema, table, err)
+		var col columnInfo
+		var octets, prec, scale, fsp sql.NullInt64
+		if err := rows.Scan(&col.Name, &col.DataType, &col.ColumnType, &octets, &prec, &scale, &fsp); err != nil {
+			return nil, fmt.Errorf("read the columns of %s.%s: %w", c.schema, table, err)
 		}
-		names = append(names, n)
+		col.DataType = strings.ToLower(col.DataType)
+		col.OctetLength, col.Precision, col.Scale, col.FSP = orMinus1(octets), orMinus1(prec), orMinus1(scale), orMinus1(fsp)
+		cols = append(cols, col)
+		names = append(names, col.Name)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read column names of %s.%s: %w", c.schema, table, err)
+		return nil, fmt.Errorf("read the columns of %s.%s: %w", c.schema, table, err)
 	}
-	if len(names) == 0 {
+	if len(cols) == 0 {
 		return nil, fmt.Errorf("%w: table %s.%s not found in information_schema (binlog_row_metadata=FULL puts the names into the binlog)",
 			ErrUnknownColumns, c.schema, table)
 	}
 	c.log.Info(MsgColumnsLoaded, zap.String("table", table), zap.Strings("columns", names))
 	c.mu.Lock()
-	c.names[table] = names
+	c.names[table] = cols
 	c.mu.Unlock()
-	return names, nil
+	return cols, nil
+}
+
+func orMinus1(n sql.NullInt64) int64 {
+	if !n.Valid {
+		return -1
+	}
+	return n.Int64
 }
 
 // reset forgets every cached name. A new stream may start past a schema
@@ -86,6 +100,10 @@ func (c *schemaColumns) reset() {
 	clear(c.names)
 }
 
+// forget drops the cached names of every table query mentions. It
+// compares case-insensitively whatever lower_case_table_names says:
+// forgetting a table the statement did not touch only costs a read of
+// information_schema.
 func (c *schemaColumns) forget(query string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -124,18 +142,30 @@ func isIntegerType(t byte) bool {
 }
 
 // newPlan resolves the columns of t in the rows of tm: from the event's own
-// column names when binlog_row_metadata=FULL put them there, else from src.
+// column names when binlog_row_metadata=FULL put them there, else from src,
+// as long as today's columns have the count and the types of the event's.
 func newPlan(ctx context.Context, tm *replication.TableMapEvent, t *Table, src columnSource) (*plan, error) {
 	names := tm.ColumnNameString()
 	if len(names) != int(tm.ColumnCount) {
-		var err error
-		names, err = src.columns(ctx, t.Name)
+		cols, err := src.columns(ctx, t.Name)
 		if err != nil {
 			return nil, err
 		}
-		if len(names) != int(tm.ColumnCount) {
+		if len(cols) != int(tm.ColumnCount) {
 			return nil, fmt.Errorf("%w: table %s has %d columns in information_schema but %d in the binlog event (the schema changed since the event was written; binlog_row_metadata=FULL avoids this)",
-				ErrUnknownColumns, t.Name, len(names), tm.ColumnCount)
+				ErrUnknownColumns, t.Name, len(cols), tm.ColumnCount)
+		}
+		if i := firstMismatch(cols, tm.ColumnType, tm.ColumnMeta); i >= 0 {
+			var b binlogColumn
+			if i < len(tm.ColumnType) && i < len(tm.ColumnMeta) {
+				b = binlogColumn{typ: tm.ColumnType[i], meta: tm.ColumnMeta[i]}
+			}
+			return nil, fmt.Errorf("%w: table %s: column %d is %s in information_schema but a %s in the binlog event (the schema changed since the event was written; binlog_row_metadata=FULL avoids this)",
+				ErrUnknownColumns, t.Name, i+1, cols[i].describe(), b)
+		}
+		names = make([]string, len(cols))
+		for i, c := range cols {
+			names[i] = c.Name
 		}
 	}
 	index := func(col string) (int, error) {

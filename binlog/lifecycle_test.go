@@ -4,18 +4,21 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	mysqldrv "github.com/go-sql-driver/mysql"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
+	"golang.org/x/time/rate"
 )
 
 // serverPos reads the current position over root, as CurrentPosition
@@ -140,12 +143,41 @@ func TestStatusHeartbeats(t *testing.T) {
 }
 
 // proxy forwards TCP connections to a server and can silence the ones open
-// at a given moment without closing them, as a dead network link does.
+// at a given moment without closing them, as a dead network link does, or
+// throttle what the server sends, as a slow link does.
 type proxy struct {
 	l      net.Listener
 	target string
 	mu     sync.Mutex
 	conns  []*silencer
+	// limit, when set, bounds the bytes per second forwarded from the
+	// server to the client, in chunks of at most its burst.
+	limit atomic.Pointer[rate.Limiter]
+}
+
+// throttle limits what every connection forwards from the server to
+// bytesPerSecond, in chunks of chunk bytes: bytes keep flowing, slowly.
+func (p *proxy) throttle(bytesPerSecond, chunk int) {
+	p.limit.Store(rate.NewLimiter(rate.Limit(bytesPerSecond), chunk))
+}
+
+// forward writes b to dst, throttled when toClient and a limit is set.
+func (p *proxy) forward(ctx context.Context, dst net.Conn, b []byte, toClient bool) error {
+	lim := p.limit.Load()
+	for len(b) > 0 {
+		n := len(b)
+		if toClient && lim != nil {
+			n = min(n, lim.Burst())
+			if err := lim.WaitN(ctx, n); err != nil {
+				return err
+			}
+		}
+		if _, err := dst.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 type silencer struct{ silent atomic.Bool }
@@ -158,7 +190,8 @@ func newProxy(t testing.TB, target string) *proxy {
 	}
 	p := &proxy{l: l, target: target}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); l.Close(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -176,7 +209,7 @@ func newProxy(t testing.TB, target string) *proxy {
 			p.mu.Lock()
 			p.conns = append(p.conns, sil)
 			p.mu.Unlock()
-			pipe := func(dst, src net.Conn) {
+			pipe := func(dst, src net.Conn, toClient bool) {
 				defer wg.Done()
 				defer dst.Close()
 				defer src.Close()
@@ -184,12 +217,12 @@ func newProxy(t testing.TB, target string) *proxy {
 				for {
 					n, err := src.Read(buf)
 					if n > 0 && !sil.silent.Load() {
-						if _, werr := dst.Write(buf[:n]); werr != nil {
+						if werr := p.forward(ctx, dst, buf[:n], toClient); werr != nil {
 							return
 						}
 					}
 					if err != nil {
-						if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+						if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 							t.Logf("proxy: %v", err)
 						}
 						return
@@ -197,8 +230,8 @@ func newProxy(t testing.TB, target string) *proxy {
 				}
 			}
 			wg.Add(2)
-			go pipe(s, c)
-			go pipe(c, s)
+			go pipe(s, c, false)
+			go pipe(c, s, true)
 		}
 	}()
 	return p
@@ -213,8 +246,10 @@ func (p *proxy) silence() {
 	}
 }
 
-func TestSilentLinkIsReconnected(t *testing.T) {
-	ctx := context.Background()
+// newProxiedFixture returns a fixture whose streamer reaches the shared
+// server through a proxy, with heartbeat.
+func newProxiedFixture(t *testing.T, heartbeat time.Duration) (*fixture, *proxy, *testdb.Database) {
+	t.Helper()
 	db := testdb.NewTestDatabase(t, "")
 	p := newProxy(t, testdb.Shared(t).Addr)
 	f := newFixtureOn(t, db, mappedColumns, func(c *Config) {
@@ -224,8 +259,14 @@ func TestSilentLinkIsReconnected(t *testing.T) {
 		}
 		dsn.Addr = p.l.Addr().String()
 		c.DSN = dsn.FormatDSN()
-		c.Heartbeat = 200 * time.Millisecond
+		c.Heartbeat = heartbeat
 	})
+	return f, p, db
+}
+
+func TestSilentLinkIsReconnected(t *testing.T) {
+	ctx := context.Background()
+	f, p, db := newProxiedFixture(t, 200*time.Millisecond)
 	// Positions are read directly: the streamer's own pool goes through
 	// the proxy too.
 	pos := func() Position { return serverPos(t, testdb.Shared(t).Root()) }
@@ -250,5 +291,49 @@ func TestSilentLinkIsReconnected(t *testing.T) {
 	r.expect(t, pos())
 	if f.logs.FilterMessage(MsgReconnect).Len() == 0 {
 		t.Errorf("no %q log after the link went silent", MsgReconnect)
+	}
+}
+
+// TestLargeTransactionOnASlowLinkArrives: a link that keeps delivering
+// bytes is alive, however long a big transaction takes to come through.
+// Only silence may count as a dead link: a read timeout for the whole of
+// each read made the stream reconnect, restart the same transaction and
+// time out again, for ever.
+func TestLargeTransactionOnASlowLinkArrives(t *testing.T) {
+	const heartbeat = 100 * time.Millisecond
+	f, p, db := newProxiedFixture(t, heartbeat)
+	pos := func() Position { return serverPos(t, testdb.Shared(t).Root()) }
+	start := pos()
+	// One statement writing about 70 KiB of rows of a watched table (a
+	// migration), logged as rows events of up to 8 KiB each and an
+	// annotate event holding the statement, as big again.
+	var values []string
+	role := strings.Repeat("r", 200)
+	for i := range 300 {
+		values = append(values, fmt.Sprintf("('user', 0, 42, 42, 'en', %d, '%s')", i, role))
+	}
+	if _, err := db.DB.Exec("INSERT INTO user__roles (bundle, deleted, entity_id, revision_id, langcode, delta, roles_target_id) VALUES " +
+		strings.Join(values, ", ")); err != nil {
+		t.Fatal(err)
+	}
+	end := pos()
+	// 16 KiB/s in 512-byte chunks: bytes arrive every 31 ms, far within
+	// 3 heartbeats, but a single 8 KiB rows event takes half a second, and
+	// the transaction several seconds.
+	p.throttle(16<<10, 512)
+	r := f.stream(t, start, nil)
+	deadline := time.After(3 * waitFor)
+	for {
+		select {
+		case n := <-r.notices:
+			if n.Pos.File == end.File && n.Pos.Offset == end.Offset {
+				checkNotice(t, n, end, 42)
+				return
+			}
+		case <-r.done:
+			t.Fatalf("Stream returned: %v", r.err)
+		case <-deadline:
+			t.Fatalf("the transaction never arrived over the slow link (%d reconnects)", f.logs.FilterMessage(MsgReconnect).Len())
+		}
 	}
 }

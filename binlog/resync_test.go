@@ -114,7 +114,7 @@ func TestUndecodableEventIsReportedWithoutItsData(t *testing.T) {
 	if !bytes.Contains(rows, []byte(hash)) {
 		t.Fatal("the rows event does not hold the hash: the test proves nothing")
 	}
-	asm := newAssembler(f.s.schema, f.s.cfg.Tables, f.s.cols, nil, zap.NewNop())
+	asm := newAssembler(f.s.schema, f.s.cfg.Tables, f.s.names, f.s.cols, nil, zap.NewNop())
 	p := replication.NewBinlogParser()
 	p.SetFlavor(mysql.MariaDBFlavor)
 	p.SetRowsEventDecodeFunc(asm.decodeRows)

@@ -40,7 +40,10 @@ type Streamer struct {
 	flavor string // gomysql.MariaDBFlavor or gomysql.MySQLFlavor
 	// version is the server's VERSION().
 	version string
-	cols    *schemaColumns
+	// names is how the server compares database and table names
+	// (@@lower_case_table_names, read once by Open).
+	names nameRule
+	cols  *schemaColumns
 
 	streaming         atomic.Bool
 	gtidUnknownLogged bool // owned by the running Stream
@@ -115,7 +118,8 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 		db:     db,
 	}
 	s.closeCtx, s.closing = context.WithCancel(context.Background())
-	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&s.version); err != nil {
+	var lowerCase int
+	if err := db.QueryRowContext(ctx, "SELECT VERSION(), @@lower_case_table_names").Scan(&s.version, &lowerCase); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("binlog: connect to %s@%s: %w", dsn.User, dsn.Addr, err)
 	}
@@ -123,9 +127,29 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 	if strings.Contains(strings.ToLower(s.version), "mariadb") {
 		s.flavor = gomysql.MariaDBFlavor
 	}
+	// Names as the server stores and logs them: in lower case with
+	// lower_case_table_names=1, whatever case the DSN and the prefix use.
+	s.names = nameRuleFor(lowerCase)
+	s.schema = s.names.stored(s.schema)
+	folded := map[string]bool{}
+	for i := range s.cfg.Tables {
+		t := &s.cfg.Tables[i]
+		t.Name = s.names.stored(t.Name)
+		if folded[s.names.key(t.Name)] {
+			db.Close()
+			return nil, fmt.Errorf("binlog: table %s listed twice (lower_case_table_names=%d: names differing only in case are one table)", t.Name, lowerCase)
+		}
+		folded[s.names.key(t.Name)] = true
+	}
 	s.cols = newSchemaColumns(db, s.schema, log)
 	return s, nil
 }
+
+// LowerCaseTableNames returns the server's lower_case_table_names, read
+// by Open: 0 means database and table names compare exactly, 1 and 2
+// case-insensitively (1 also stores and logs them in lower case). The
+// stream compares names the same way.
+func (s *Streamer) LowerCaseTableNames() int { return s.names.setting }
 
 // Flavor returns "mariadb" or "mysql", as detected by Open.
 func (s *Streamer) Flavor() string { return s.flavor }
@@ -308,7 +332,8 @@ func classify(err error) error {
 // It returns only when ctx is done (ctx.Err()), when handle returns an
 // error (wrapped), or on a permanent error: ErrPositionPurged (wrapped)
 // when the server no longer has from, ErrUnknownColumns, or refused grants.
-// Network errors, read timeouts (no event or heartbeat for 3*Heartbeat)
+// Network errors, a silent link (not a byte, not even a heartbeat, for
+// 3*Heartbeat; a slow link that keeps delivering is not silent)
 // and server restarts are retried forever with exponential backoff, each
 // logged as MsgReconnect, resuming after the last transaction handed to
 // handle: never from inside a transaction, so no transaction is delivered
@@ -321,8 +346,10 @@ func classify(err error) error {
 //
 // handle runs on Stream's goroutine, one notice at a time; while it runs,
 // the replication library buffers a few hundred events ahead. A handle
-// call that blocks for longer than 3*Heartbeat while that buffer is full
-// costs a reconnect (logged), never a lost or repeated transaction.
+// call that blocks while that buffer is full stops reading (no read waits,
+// so no idle timeout runs) and the server's sending waits; a server that
+// gives up on it (net_write_timeout, 60 s by default) costs a reconnect
+// (logged), never a lost or repeated transaction.
 func (s *Streamer) Stream(ctx context.Context, from Position, handle func(context.Context, Notice) error) (err error) {
 	if handle == nil {
 		return errors.New("binlog: Stream needs a handle function")
@@ -402,7 +429,7 @@ func (s *Streamer) Stream(ctx context.Context, from Position, handle func(contex
 // the connection got anywhere (a transaction delivered or a heartbeat
 // received), which resets the reconnect backoff.
 func (s *Streamer) streamOnce(ctx context.Context, pos *Position, handle func(context.Context, Notice) error) (progressed bool, err error) {
-	asm := newAssembler(s.schema, s.cfg.Tables, s.cols, s.cfg.OnRowsEvent, s.log)
+	asm := newAssembler(s.schema, s.cfg.Tables, s.names, s.cols, s.cfg.OnRowsEvent, s.log)
 	asm.file = pos.File
 	var start gomysql.GTIDSet
 	if pos.GTID != "" {
@@ -506,8 +533,9 @@ func (s *Streamer) gtidAt(ctx context.Context, pos Position) gomysql.GTIDSet {
 
 // syncerConfig configures the replication library for one connection:
 // its own retry is off (this package reconnects from transaction
-// boundaries), heartbeats and a read timeout detect a dead link, and only
-// watched tables' rows are decoded.
+// boundaries), heartbeats and an idle timeout on the connection (no byte
+// for 3*Heartbeat; see idleConn) detect a dead link, and only watched
+// tables' rows are decoded.
 func (s *Streamer) syncerConfig(ctx context.Context, asm *assembler) replication.BinlogSyncerConfig {
 	host, port := s.dsn.Addr, uint16(0)
 	if s.dsn.Net != "unix" {
@@ -519,16 +547,20 @@ func (s *Streamer) syncerConfig(ctx context.Context, asm *assembler) replication
 	}
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
 	return replication.BinlogSyncerConfig{
-		ServerID:            s.cfg.ServerID,
-		Flavor:              s.flavor,
-		Host:                host,
-		Port:                port,
-		User:                s.dsn.User,
-		Password:            s.dsn.Passwd,
-		TLSConfig:           s.dsn.TLS,
-		Localhost:           "scim-agent",
-		HeartbeatPeriod:     s.cfg.Heartbeat,
-		ReadTimeout:         3 * s.cfg.Heartbeat,
+		ServerID:        s.cfg.ServerID,
+		Flavor:          s.flavor,
+		Host:            host,
+		Port:            port,
+		User:            s.dsn.User,
+		Password:        s.dsn.Passwd,
+		TLSConfig:       s.dsn.TLS,
+		Localhost:       "scim-agent",
+		HeartbeatPeriod: s.cfg.Heartbeat,
+		// Off: the library's ReadTimeout bounds each read of 16 KiB and
+		// each packet, which a slow link delivering a big event misses
+		// while still alive. The connection's idle timeout counts silence
+		// only.
+		ReadTimeout:         0,
 		DisableRetrySync:    true,
 		EventCacheCount:     eventCacheCount,
 		RowsEventDecodeFunc: asm.decodeRows,
@@ -538,13 +570,18 @@ func (s *Streamer) syncerConfig(ctx context.Context, asm *assembler) replication
 		FillZeroLogPos: s.flavor == gomysql.MariaDBFlavor,
 		Logger:         slog.New(&slogToZap{log: s.log}),
 		// Dials give up when the stream is cancelled, so that closing the
-		// syncer never waits on an unreachable server.
+		// syncer never waits on an unreachable server. The connection
+		// fails a read only after 3 heartbeats of silence.
 		Dialer: func(dctx context.Context, network, addr string) (net.Conn, error) {
 			dctx, cancel := context.WithCancel(dctx)
 			defer cancel()
 			stop := context.AfterFunc(ctx, cancel)
 			defer stop()
-			return dialer.DialContext(dctx, network, addr)
+			c, err := dialer.DialContext(dctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newIdleConn(c, 3*s.cfg.Heartbeat), nil
 		},
 	}
 }

@@ -194,7 +194,7 @@ func TestClassify(t *testing.T) {
 
 type fakeColumns struct{}
 
-func (fakeColumns) columns(context.Context, string) ([]string, error) {
+func (fakeColumns) columns(context.Context, string) ([]columnInfo, error) {
 	return nil, fmt.Errorf("%w: no names in this test", ErrUnknownColumns)
 }
 func (fakeColumns) forget(string) {}
@@ -234,7 +234,7 @@ func testAssembler(t testing.TB) (*assembler, *observer.ObservedLogs) {
 	a := newAssembler("drupal", []Table{
 		{Name: "users", KeyColumn: "uid", Accounts: true},
 		{Name: "users_field_data", KeyColumn: "uid", Columns: []string{"uid", "langcode", "name", "mail", "default_langcode"}},
-	}, fakeColumns{}, nil, zap.New(core))
+	}, nameRule{}, fakeColumns{}, nil, zap.New(core))
 	a.file = "binlog.000001"
 	return a, logs
 }
@@ -470,7 +470,7 @@ func TestAssembleBalancesRowsPerTable(t *testing.T) {
 	a := newAssembler("drupal", []Table{
 		{Name: "user__field_a", KeyColumn: "entity_id", Columns: []string{"entity_id", "value"}},
 		{Name: "user__field_b", KeyColumn: "entity_id", Columns: []string{"entity_id", "value"}},
-	}, fakeColumns{}, nil, zap.New(core))
+	}, nameRule{}, fakeColumns{}, nil, zap.New(core))
 	a.file = "binlog.000001"
 	fieldA, fieldB := tableMap("user__field_a", "entity_id", "value"), tableMap("user__field_b", "entity_id", "value")
 	b := &events{pos: 4}
@@ -520,7 +520,7 @@ func TestAssembleBoundsBufferedRows(t *testing.T) {
 
 func TestAssembleUnknownColumn(t *testing.T) {
 	a := newAssembler("drupal", []Table{{Name: "users_field_data", KeyColumn: "uid", Columns: []string{"uid", "nope"}}},
-		fakeColumns{}, nil, zap.NewNop())
+		nameRule{}, fakeColumns{}, nil, zap.NewNop())
 	b := &events{pos: 4}
 	_, err := a.event(context.Background(), rowsEv(b, replication.WRITE_ROWS_EVENTv1, fieldDataTM, fdRow(1, "en", "a@x", 1)))
 	if !errors.Is(err, ErrUnknownColumns) || !strings.Contains(err.Error(), "nope") {
@@ -529,7 +529,7 @@ func TestAssembleUnknownColumn(t *testing.T) {
 	// Without names in the event and none from information_schema.
 	noNames := tableMap("users_field_data", "uid", "langcode", "name", "mail", "login", "access", "default_langcode")
 	noNames.ColumnName = nil
-	a = newAssembler("drupal", []Table{{Name: "users_field_data", KeyColumn: "uid"}}, fakeColumns{}, nil, zap.NewNop())
+	a = newAssembler("drupal", []Table{{Name: "users_field_data", KeyColumn: "uid"}}, nameRule{}, fakeColumns{}, nil, zap.NewNop())
 	if _, err := a.event(context.Background(), rowsEv(b, replication.WRITE_ROWS_EVENTv1, noNames, fdRow(1, "en", "a@x", 1))); !errors.Is(err, ErrUnknownColumns) {
 		t.Errorf("err = %v, want ErrUnknownColumns", err)
 	}
