@@ -26,48 +26,18 @@ type Readiness struct {
 // Readiness reports the agent's readiness.
 func (a *Agent) Readiness() Readiness {
 	switch {
-	case !a.running.Load():
+	case !a.life.running.Load():
 		return Readiness{Reason: "not running"}
 	case !a.stream.Status().Connected:
 		return Readiness{Reason: "binlog not connected"}
-	case a.authRefused.Load() != 0:
-		return Readiness{Reason: "the SCIM server refuses the token (HTTP 401): changes wait until scim.token is fixed"}
-	case !a.scimHealthy():
-		return Readiness{Reason: fmt.Sprintf("no successful SCIM request in the last %s", a.readyWindow)}
-	case !a.syncDone.Load():
+	}
+	if problem := a.health.problem(); problem != "" {
+		return Readiness{Reason: problem}
+	}
+	if !a.saved.synced.Load() {
 		return Readiness{Reason: "initial sync running"}
 	}
 	return Readiness{Ready: true}
-}
-
-// scimHealthy is true when the last SCIM request that got an answer
-// succeeded within the ready window.
-func (a *Agent) scimHealthy() bool {
-	ok, failed := a.lastSCIMOK.Load(), a.lastSCIMFail.Load()
-	return ok > 0 && ok >= failed && time.Since(time.Unix(0, ok)) <= a.readyWindow
-}
-
-func (a *Agent) markSCIMOK()   { a.lastSCIMOK.Store(time.Now().UnixNano()) }
-func (a *Agent) markSCIMFail() { a.lastSCIMFail.Store(time.Now().UnixNano()) }
-
-// probeSCIM keeps readiness honest on a quiet site: when no request
-// succeeded lately it asks the server for its ServiceProviderConfig, with
-// a single attempt (a server without one answers 404, which is an answer).
-func (a *Agent) probeSCIM(ctx context.Context) {
-	period := a.readyWindow / 3
-	every(ctx, period, func() {
-		if time.Since(time.Unix(0, a.lastSCIMOK.Load())) < period && a.scimHealthy() {
-			return
-		}
-		pctx, cancel := context.WithTimeout(ctx, period)
-		_, _, err := a.probe.Capabilities(pctx, a.overrides)
-		cancel()
-		if err == nil {
-			a.markSCIMOK()
-		} else if ctx.Err() == nil {
-			a.markSCIMFail()
-		}
-	})
 }
 
 // Handler serves the HTTP admin listener (admin.listen), which may be
@@ -120,7 +90,7 @@ func (a *Agent) ControlHandler() http.Handler {
 // observe adds the read-only endpoints to mux.
 func (a *Agent) observe(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		last := time.Unix(0, a.heartbeat.Load())
+		last := time.Unix(0, a.life.heartbeat.Load())
 		if time.Since(last) > 10*time.Second {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stalled", "last_heartbeat": last.UTC().Format(time.RFC3339)})
 			return
@@ -200,54 +170,6 @@ func (a *Agent) handleRetry(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, SyncResponse{Results: results})
 }
 
-// SyncNow reconciles uids through the running agent's workers (so no uid
-// is ever reconciled twice at once) and returns their results in the
-// order asked. A dry run reconciles directly, sending and saving nothing.
-func (a *Agent) SyncNow(ctx context.Context, uids []uint32, dryRun bool) ([]Result, error) {
-	if dryRun {
-		out := make([]Result, 0, len(uids))
-		for _, uid := range uids {
-			res, err := a.reconcile(ctx, uid, how{cause: "sync --dry-run", dry: true, verify: true})
-			if err != nil {
-				return out, err
-			}
-			out = append(out, res)
-		}
-		return out, nil
-	}
-	for _, uid := range uids {
-		a.verify.Store(uid, true)
-	}
-	b := a.work.AddCollect(uids, "sync")
-	if b == nil {
-		return nil, errors.New("the agent is shutting down")
-	}
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-b.done:
-	}
-	out := make([]Result, 0, len(uids))
-	for _, uid := range uids {
-		res, ok := b.results[uid]
-		if !ok {
-			res = Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}
-		}
-		out = append(out, res)
-	}
-	return out, nil
-}
-
-// ApproveDeletes releases the deletion guard and queues every held uid
-// again; it returns how many were held.
-func (a *Agent) ApproveDeletes() int {
-	uids := a.guard.Approve()
-	for _, uid := range uids {
-		a.work.Requeue(uid, "approve-deletes")
-	}
-	return len(uids)
-}
-
 // startAdmin opens the control socket and, when admin.listen is set,
 // the HTTP listener, and serves both until stop is called. Run calls it
 // last, so that both answer while the agent shuts down.
@@ -267,7 +189,7 @@ func (a *Agent) startAdmin(ctx context.Context) (stop func(), err error) {
 			sock.Close()
 			return nil, fmt.Errorf("admin.listen %s: %w", a.cfg.Admin.Listen, err)
 		}
-		a.adminAddr.Store(l.Addr().String())
+		a.life.adminAddr.Store(l.Addr().String())
 		all = append(all, served{l, a.Handler()})
 	}
 	adminCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -293,6 +215,6 @@ func (a *Agent) serveAdmin(ctx context.Context, l net.Listener, h http.Handler) 
 		srv.Shutdown(sctx)
 	}()
 	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		a.log.Error("admin.error", zap.Error(err))
+		a.log.Error(MsgAdminError, zap.Error(err))
 	}
 }

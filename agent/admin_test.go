@@ -88,7 +88,7 @@ func TestControlEndpointsAreNotOnTCP(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for h.agent.guard.HeldCount() < 1 || h.count("DELETE") < 1 || h.agent.work.Depth() != 0 {
+	for h.agent.guard.HeldCount() < 1 || h.count("DELETE") < 1 || h.agent.work.depth() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the guard holds %d, want 1; %d DELETEs, want 1", h.agent.guard.HeldCount(), h.count("DELETE"))
 		}
@@ -249,7 +249,7 @@ func (h *harness) runOnce() error {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	deadline := time.Now().Add(20 * time.Second)
-	for !a.syncDone.Load() {
+	for !a.saved.synced.Load() {
 		select {
 		case err := <-done:
 			return err

@@ -7,21 +7,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/binlog"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 )
 
-// BenchmarkWorkset is the queue's cost per uid: Add, Get and Done of one
-// single-uid transaction.
-func BenchmarkWorkset(b *testing.B) {
-	w := newWorkset(0)
+// BenchmarkWorkQueue is the queue's cost per uid: one single-uid
+// transaction queued, handed out and finished.
+func BenchmarkWorkQueue(b *testing.B) {
+	w := newWork(0)
 	now := time.Now()
 	b.ReportAllocs()
 	var i uint32
 	for b.Loop() {
 		i++
-		w.Add([]uint32{i % 1000}, pos(i), now, "")
-		uid, t, _ := w.Get()
-		w.Done(uid, t, true, Result{})
+		w.transaction([]key{userKey(i % 1000)}, binlog.Position{File: "bin.000001", Offset: i}, now, "")
+		k, it, _ := w.queue.Get()
+		w.finished(k, it, Result{})
+		w.queue.Done(k)
 	}
 }
 

@@ -91,7 +91,7 @@ func (l ownerOnly) Accept() (net.Conn, error) {
 		if err == nil {
 			err = fmt.Errorf("refused a connection from uid %d: only uid %d and root may connect", uid, os.Geteuid())
 		}
-		l.log.Error("admin.error", zap.Error(fmt.Errorf("control socket %s: %w", l.Addr(), err)))
+		l.log.Error(MsgAdminError, zap.Error(fmt.Errorf("control socket %s: %w", l.Addr(), err)))
 	}
 }
 

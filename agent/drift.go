@@ -36,6 +36,9 @@ const (
 // driftPageSize is the count asked per page of GET /Users.
 const driftPageSize = 100
 
+// driftCause is the cause of a drift repair's reconciles, in their logs.
+const driftCause = "drift"
+
 // DriftReport counts what one drift repair found.
 type DriftReport struct {
 	Checked       int `json:"checked"`
@@ -48,9 +51,9 @@ type DriftReport struct {
 }
 
 // runDriftRepairs repairs drift every interval until ctx is done.
-func (a *Agent) runDriftRepairs(ctx context.Context, period time.Duration) {
-	every(ctx, period, func() {
-		if !a.syncDone.Load() {
+func (a *Agent) runDriftRepairs(ctx context.Context) {
+	every(ctx, a.opts.ReconcileInterval, func() {
+		if !a.saved.synced.Load() {
 			return // a full sync is running: it does the same and more
 		}
 		if _, err := a.RepairDrift(ctx); err != nil && ctx.Err() == nil {
@@ -60,147 +63,189 @@ func (a *Agent) runDriftRepairs(ctx context.Context, period time.Duration) {
 }
 
 // RepairDrift makes every account the agent manages equal to Drupal again,
-// whatever happened on the server meanwhile: it walks the server's users
-// page by page (startIndex/count until totalResults) and compares each
-// managed one with Drupal's user; then it reconciles, through the workers
-// and with a fresh GET of the server's copy, every account that differs,
-// whose Drupal user is gone (deleted or deactivated per on_delete), that
-// is gone from the server (created again), and every Drupal user with no
-// account. Accounts the agent did not create or adopt are never touched.
-// It runs beside the binlog stream; cancelling ctx stops it.
+// whatever happened on the server meanwhile, in four phases: it walks the
+// server's users page by page and compares each managed one with Drupal's
+// user; it finds the managed accounts the walk did not meet (missing) and
+// the Drupal users with no account; then it reconciles all of those,
+// through the workers and with a fresh GET of the server's copy (drifted
+// accounts repaired, orphans deleted or deactivated per on_delete,
+// missing ones created again, unprovisioned users created). Accounts the
+// agent did not create or adopt are never touched. It runs beside the
+// binlog stream; cancelling ctx stops it.
 func (a *Agent) RepairDrift(ctx context.Context) (DriftReport, error) {
-	var rep DriftReport
-	start := time.Now()
-	byID := map[string]uint32{}
-	known := map[uint32]bool{}
+	d, err := a.newDrift()
+	if err != nil {
+		return DriftReport{}, err
+	}
+	a.log.Info(MsgDriftStart, zap.Int("managed", len(d.byID)))
+	if err := d.walkServer(ctx); err != nil {
+		return d.rep, err
+	}
+	d.findMissing()
+	if err := d.findUnprovisioned(ctx); err != nil {
+		return d.rep, err
+	}
+	if err := d.repair(ctx); err != nil {
+		return d.rep, err
+	}
+	r := d.rep
+	a.log.Info(MsgDriftDone, zap.Int("checked", r.Checked), zap.Int("drifted", r.Drifted), zap.Int("orphans", r.Orphans),
+		zap.Int("missing", r.Missing), zap.Int("unprovisioned", r.Unprovisioned), zap.Int("unreadable", r.Unreadable),
+		zap.Int64("duration_ms", time.Since(d.start).Milliseconds()))
+	return r, nil
+}
+
+// drift is one drift repair in progress.
+type drift struct {
+	a       *Agent
+	start   time.Time
+	byID    map[string]uint32 // SCIM id → uid of the managed accounts
+	known   map[uint32]bool   // uids with a record
+	listed  map[uint32]bool   // managed uids met on the server
+	flagged []uint32          // uids to reconcile
+	rep     DriftReport
+}
+
+// newDrift indexes the state file's records.
+func (a *Agent) newDrift() (*drift, error) {
+	d := &drift{a: a, start: time.Now(), byID: map[string]uint32{}, known: map[uint32]bool{}, listed: map[uint32]bool{}}
 	err := a.store.ForEachAccount(func(acc state.Account) error {
-		known[acc.UID] = true
+		d.known[acc.UID] = true
 		if acc.SCIMID != "" {
-			byID[acc.SCIMID] = acc.UID
+			d.byID[acc.SCIMID] = acc.UID
 		}
 		return nil
 	})
-	if err != nil {
-		return rep, err
-	}
-	a.log.Info(MsgDriftStart, zap.Int("managed", len(byID)))
+	return d, err
+}
 
-	var flagged []uint32
-	listed := map[uint32]bool{}
+// walkServer compares every managed account on the server with Drupal,
+// page by page (startIndex/count until totalResults). A page over the
+// response limit is asked for again at half the size; an account too
+// large to read alone is skipped and counted unreadable.
+func (d *drift) walkServer(ctx context.Context) error {
 	lastLog := time.Now()
 	count := driftPageSize
 	for startIndex := 1; ; {
-		page, cr, err := a.client.ListUsers(ctx, "", startIndex, count)
-		a.logList(startIndex, cr, err)
-		if errors.Is(err, scimclient.ErrResponseTooLarge) {
-			// Big accounts (many groups, large attributes): ask for
-			// fewer at a time, and skip one too large to read alone.
-			if count > 1 {
-				count /= 2
-				continue
-			}
-			rep.Unreadable++
+		page, cr, err := d.a.scim.client.ListUsers(ctx, "", startIndex, count)
+		d.a.logList(startIndex, cr, err)
+		switch {
+		case errors.Is(err, scimclient.ErrResponseTooLarge) && count > 1:
+			count /= 2
+			continue
+		case errors.Is(err, scimclient.ErrResponseTooLarge):
+			d.rep.Unreadable++
 			startIndex++
 			continue
+		case err != nil:
+			return err
 		}
-		if err != nil {
-			return rep, err
+		if err := d.compare(ctx, page.Resources); err != nil {
+			return err
 		}
-		server := map[uint32]scimclient.Resource{}
-		uids := make([]uint32, 0, len(page.Resources))
-		for _, res := range page.Resources {
-			id, _ := res["id"].(string)
-			uid, managed := byID[id]
-			if !managed || a.cfg.Provisioning.Excluded(uid) {
-				continue
-			}
-			listed[uid] = true
-			server[uid] = res
-			uids = append(uids, uid)
-		}
-		accounts, err := a.reader.LoadMany(ctx, uids)
-		if err != nil {
-			return rep, err
-		}
-		for _, uid := range uids {
-			acct, exists := accounts[uid]
-			switch {
-			case !exists:
-				rep.Orphans++
-				flagged = append(flagged, uid)
-			case acct.Values == nil:
-			case !a.mapper.Compare(a.mapper.Map(acct), server[uid]).Empty():
-				rep.Drifted++
-				flagged = append(flagged, uid)
-			}
-		}
-		rep.Checked += len(page.Resources)
+		d.rep.Checked += len(page.Resources)
 		if time.Since(lastLog) >= progressEvery {
 			lastLog = time.Now()
-			a.log.Info(MsgDriftProgress, zap.Int("done", rep.Checked), zap.Int("total", page.TotalResults),
-				zap.Float64("rate_per_s", float64(rep.Checked)/time.Since(start).Seconds()))
+			d.a.log.Info(MsgDriftProgress, zap.Int("done", d.rep.Checked), zap.Int("total", page.TotalResults),
+				zap.Float64("rate_per_s", float64(d.rep.Checked)/time.Since(d.start).Seconds()))
 		}
 		if len(page.Resources) == 0 || startIndex+len(page.Resources)-1 >= page.TotalResults {
-			break
+			return nil
 		}
 		startIndex += len(page.Resources)
 	}
-	for _, uid := range byID {
-		if rep.Unreadable > 0 {
-			// An account skipped unread may be any of them: none is
-			// known to be missing.
-			break
+}
+
+// compare flags the managed accounts of one page that differ from their
+// Drupal user, or whose Drupal user is gone.
+func (d *drift) compare(ctx context.Context, resources []scimclient.Resource) error {
+	server := map[uint32]scimclient.Resource{}
+	uids := make([]uint32, 0, len(resources))
+	for _, res := range resources {
+		id, _ := res["id"].(string)
+		uid, managed := d.byID[id]
+		if !managed || d.a.cfg.Provisioning.Excluded(uid) {
+			continue
 		}
-		if !listed[uid] && !a.cfg.Provisioning.Excluded(uid) {
-			rep.Missing++
-			flagged = append(flagged, uid)
+		d.listed[uid] = true
+		server[uid] = res
+		uids = append(uids, uid)
+	}
+	accounts, err := d.a.users.reader.LoadMany(ctx, uids)
+	if err != nil {
+		return err
+	}
+	m := d.a.users.mapper
+	for _, uid := range uids {
+		acct, exists := accounts[uid]
+		switch {
+		case !exists:
+			d.rep.Orphans++
+			d.flagged = append(d.flagged, uid)
+		case acct.Values == nil:
+		case !m.Compare(m.Map(acct), server[uid]).Empty():
+			d.rep.Drifted++
+			d.flagged = append(d.flagged, uid)
 		}
 	}
-	for from := uint32(0); ; {
-		uids, err := a.reader.UIDs(ctx, from, syncPageSize)
+	return nil
+}
+
+// findMissing flags the managed accounts the walk did not meet. When an
+// account was skipped unread, none is known to be missing: it may be any
+// of them.
+func (d *drift) findMissing() {
+	if d.rep.Unreadable > 0 {
+		return
+	}
+	for _, uid := range d.byID {
+		if !d.listed[uid] && !d.a.cfg.Provisioning.Excluded(uid) {
+			d.rep.Missing++
+			d.flagged = append(d.flagged, uid)
+		}
+	}
+}
+
+// findUnprovisioned flags the Drupal users the state file has no record
+// of.
+func (d *drift) findUnprovisioned(ctx context.Context) error {
+	for uids, err := range d.a.users.reader.UIDPages(ctx, syncPageSize) {
 		if err != nil {
-			return rep, err
+			return err
 		}
 		for _, uid := range uids {
-			if !known[uid] && !a.cfg.Provisioning.Excluded(uid) {
-				rep.Unprovisioned++
-				flagged = append(flagged, uid)
+			if !d.known[uid] && !d.a.cfg.Provisioning.Excluded(uid) {
+				d.rep.Unprovisioned++
+				d.flagged = append(d.flagged, uid)
 			}
 		}
-		if len(uids) < syncPageSize {
-			break
-		}
-		from = uids[len(uids)-1] + 1
 	}
+	return nil
+}
 
-	for i := 0; i < len(flagged); i += syncPageSize {
-		chunk := flagged[i:min(i+syncPageSize, len(flagged))]
-		for _, uid := range chunk {
-			a.verify.Store(uid, true)
+// repair reconciles the flagged uids through the workers, comparing with
+// the server's copy, a page at a time.
+func (d *drift) repair(ctx context.Context) error {
+	for i := 0; i < len(d.flagged); i += syncPageSize {
+		chunk := d.flagged[i:min(i+syncPageSize, len(d.flagged))]
+		keys := make([]key, len(chunk))
+		for j, uid := range chunk {
+			keys[j] = userKey(uid)
 		}
-		done := a.work.Add(chunk, nil, time.Now(), "reconcile")
-		if done == nil {
-			return rep, ctx.Err()
-		}
-		select {
-		case <-ctx.Done():
-			return rep, ctx.Err()
-		case <-done:
+		if err := d.a.work.wait(ctx, d.a.work.ask(keys, driftCause, true, false)); err != nil {
+			return err
 		}
 	}
-	a.log.Info(MsgDriftDone, zap.Int("checked", rep.Checked), zap.Int("drifted", rep.Drifted), zap.Int("orphans", rep.Orphans),
-		zap.Int("missing", rep.Missing), zap.Int("unprovisioned", rep.Unprovisioned), zap.Int("unreadable", rep.Unreadable),
-		zap.Int64("duration_ms", time.Since(start).Milliseconds()))
-	return rep, nil
+	return nil
 }
 
 // logList writes the one line per SCIM call for a page of GET /Users.
 func (a *Agent) logList(startIndex int, cr scimclient.Result, err error) {
-	a.noteAnswer(http.MethodGet, cr, err)
+	a.noteCall(http.MethodGet, cr, err)
 	fields := []zap.Field{zap.String("op", OpLookup), zap.Uint32("uid", 0), zap.String("userName", ""), zap.String("scim_id", ""),
 		zap.String("method", http.MethodGet), zap.String("path", "/Users?startIndex="+strconv.Itoa(startIndex)),
 		zap.Int("status", cr.Status), zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
-		zap.String("binlog_pos", "reconcile")}
+		zap.String("binlog_pos", driftCause)}
 	if err != nil {
 		a.log.Warn(MsgSCIMRequest, append(fields, zap.Error(err))...)
 		return

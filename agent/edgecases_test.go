@@ -39,7 +39,7 @@ func TestApprovalWhileReadingIsPausedIsNotLost(t *testing.T) {
 	// The first deletion is sent, the second trips the guard and is held,
 	// and the third waits in the reader for room.
 	eventually(t, "a held deletion and a paused reader", func() bool {
-		return h.agent.guard.HeldCount() == 1 && h.agent.work.PausedAdders() == 1 && h.agent.work.Depth() == 0
+		return h.agent.guard.HeldCount() == 1 && h.agent.work.gate.Paused() == 1 && h.agent.work.depth() == 0
 	})
 	if n := h.count("DELETE"); n != 1 {
 		t.Fatalf("%d DELETEs before the approval, want 1", n)
@@ -246,7 +246,7 @@ func TestFullSyncSeesATransactionCommittedAfterItsPosition(t *testing.T) {
 		var waits int
 		h.srv.Root().QueryRow(`SELECT COUNT(*) FROM information_schema.PROCESSLIST
 			WHERE DB = ? AND INFO LIKE 'SELECT uid FROM%' AND TIME_MS > 200`, h.db.Name).Scan(&waits)
-		return waits > 0 || h.agent.syncDone.Load()
+		return waits > 0 || h.agent.saved.synced.Load()
 	})
 	if _, err := conn.ExecContext(ctx, "XA COMMIT 'late'"); err != nil {
 		t.Fatal(err)

@@ -261,14 +261,8 @@ func (h *harness) settle() {
 	target := h.headPosition()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if h.agent.syncDone.Load() && h.agent.work.Idle() {
-			pos, _, ok := h.agent.work.Safe()
-			if saved := h.agent.SavedPosition(); !ok || atLeast(saved, pos) {
-				pos = saved
-			}
-			if atLeast(pos, target) {
-				return
-			}
+		if pos, idle := h.agent.caughtUp(); idle && (atLeast(pos, target) || atLeast(h.agent.SavedPosition(), target)) {
+			return
 		}
 		select {
 		case err := <-h.done:
@@ -276,9 +270,9 @@ func (h *harness) settle() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			pos, _, _ := h.agent.work.Safe()
+			pos, _, _ := h.agent.work.marks.Safe()
 			h.t.Fatalf("agent did not reach %v within 60s (safe %v, saved %v, depth %d)", target, pos,
-				h.agent.SavedPosition(), h.agent.work.Depth())
+				h.agent.SavedPosition(), h.agent.work.depth())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -24,6 +24,11 @@ const (
 	// or held by the deletion guard); it is tried again. Fields: uid,
 	// userName, detail.
 	MsgReconcileWaiting = "reconcile.waiting"
+	// MsgReconcileError (warn): a reconcile failed for a reason that is
+	// not the user's own (the database went away, the server refused the
+	// token) and is tried again with backoff, holding the position.
+	// Fields: uid, binlog_pos, attempt, retry_in_ms, error.
+	MsgReconcileError = "reconcile.error"
 	// MsgReconcileUnchanged (debug): nothing mapped differs; no request.
 	MsgReconcileUnchanged = "reconcile.unchanged"
 	// MsgPositionSaved (debug): the binlog position was saved.
@@ -52,6 +57,9 @@ const (
 	// MsgAgentStart and MsgAgentStop (info) frame a run.
 	MsgAgentStart = "agent.start"
 	MsgAgentStop  = "agent.stop"
+	// MsgAdminError (error): the admin listener or the control socket
+	// failed, or refused a connection. Field: error.
+	MsgAdminError = "admin.error"
 	// MsgConfigWarning (warn): a config value that works but should not
 	// stay as it is.
 	MsgConfigWarning = "config.warning"

@@ -30,7 +30,18 @@ type metrics struct {
 	lastPos binlog.Position
 }
 
-func newMetrics(a *Agent) *metrics {
+// gaugeSource is what the gauges read when scraped.
+type gaugeSource interface {
+	queueDepth() int
+	Lag() time.Duration
+	parkedCount() int
+	guardTripped() bool
+	guardHeld() int
+	Readiness() Readiness
+}
+
+// newMetrics registers the metrics; the gauges read src when scraped.
+func newMetrics(src gaugeSource) *metrics {
 	m := &metrics{registry: prometheus.NewRegistry()}
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := promFactory{m.registry}
@@ -57,19 +68,19 @@ func newMetrics(a *Agent) *metrics {
 		"The last saved binlog position, as labels; the value is always 1.", "file", "pos", "gtid")
 
 	f.gaugeFunc("scim_agent_queue_depth", "uids waiting for a worker.",
-		func() float64 { return float64(a.work.Depth()) })
+		func() float64 { return float64(src.queueDepth()) })
 	f.gaugeFunc("scim_agent_lag_seconds",
 		"Seconds between now and the commit of the oldest binlog transaction not yet fully handled; 0 when caught up.",
-		func() float64 { return a.Lag().Seconds() })
+		func() float64 { return src.Lag().Seconds() })
 	f.gaugeFunc("scim_agent_parked_users", "uids whose last reconcile failed permanently.",
-		func() float64 { return float64(a.parkedCount()) })
+		func() float64 { return float64(src.parkedCount()) })
 	f.gaugeFunc("scim_agent_deletion_guard_tripped",
 		"1 while the deletion guard holds deprovisioning back, waiting for approve-deletes.",
-		func() float64 { return boolFloat(a.guard.Tripped()) })
+		func() float64 { return boolFloat(src.guardTripped()) })
 	f.gaugeFunc("scim_agent_deletion_guard_held_users", "uids held back by the deletion guard.",
-		func() float64 { return float64(a.guard.HeldCount()) })
+		func() float64 { return float64(src.guardHeld()) })
 	f.gaugeFunc("scim_agent_ready", "1 when /readyz answers 200.",
-		func() float64 { return boolFloat(a.Readiness().Ready) })
+		func() float64 { return boolFloat(src.Readiness().Ready) })
 	return m
 }
 
@@ -110,6 +121,25 @@ func (f promFactory) gaugeVec(name, help string, labels ...string) *prometheus.G
 func (f promFactory) gaugeFunc(name, help string, fn func() float64) {
 	f.r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
+
+// observeRowsEvent counts one rows event of the Drupal database's table.
+func (m *metrics) observeRowsEvent(table string) { m.binlogEvents.WithLabelValues(table).Inc() }
+
+// observeTransaction counts one committed transaction and the keys it
+// queued.
+func (m *metrics) observeTransaction(keys int) {
+	m.transactions.Inc()
+	m.enqueued.Add(float64(keys))
+}
+
+// syncStarted publishes the size of a full sync that begins.
+func (m *metrics) syncStarted(total int) {
+	m.syncTotal.Set(float64(total))
+	m.syncDone.Set(0)
+}
+
+// syncProgressed publishes how far the full sync got.
+func (m *metrics) syncProgressed(done int) { m.syncDone.Set(float64(done)) }
 
 // observeRequest records one SCIM call (its retries are counted as they
 // happen, by observeRetry).

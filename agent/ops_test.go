@@ -141,7 +141,7 @@ func TestDryRunSendsAndSavesNothing(t *testing.T) {
 	h.start(func(o *Options) { o.DryRun = true })
 	h.settle()
 	h.create(drupaltest.User{Name: "new", Status: 1})
-	h.agent.verify.Store(keep, true) // as a drift repair asks
+	h.agent.work.ask([]key{userKey(keep)}, driftCause, true, false) // as a drift repair asks
 	h.update(keep, func(u *drupaltest.User) { u.Mail = str("other@example.org") })
 	h.settle()
 	for _, r := range h.userRequests() {
@@ -151,7 +151,7 @@ func TestDryRunSendsAndSavesNothing(t *testing.T) {
 	}
 	// A dry-run agent's reconciles are the real ones: they use up a
 	// request to compare with the server, or it would GET at every change.
-	if _, ok := h.agent.verify.Load(keep); ok {
+	if !h.agent.work.idle() {
 		t.Fatal("the dry-run agent left the drift repair's request in place")
 	}
 	if len(h.scim.Users()) != 0 {
@@ -269,7 +269,7 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	deadline = time.Now().Add(20 * time.Second)
 	for {
 		_, ok := h.serverUser(h.load(created).UUID)
-		if ok && h.agent.work.Depth() == 0 {
+		if ok && h.agent.work.depth() == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -283,7 +283,7 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	if !h.agent.guard.Tripped() || !h.agent.Status().Guard.Tripped {
 		t.Fatal("guard not tripped")
 	}
-	if pos, _, _ := h.agent.work.Safe(); atLeast(pos, h.headPosition()) {
+	if pos, _, _ := h.agent.work.marks.Safe(); atLeast(pos, h.headPosition()) {
 		t.Fatal("the position moved past held deletions")
 	}
 	// A restart keeps holding (the tripped state is saved).
@@ -475,7 +475,6 @@ func TestDryRunRequestOnALiveAgentLeavesNoTrace(t *testing.T) {
 	h.settle()
 	id := h.mustServerUser(uid).ID
 	h.scim.Edit(id, func(m map[string]any) { m["active"] = false }) // changed by hand on the server
-	h.agent.verify.Store(uid, true)                                 // as a drift repair asks
 	before := h.agent.Status().Operations
 	h.scim.ResetRequests()
 
@@ -491,7 +490,15 @@ func TestDryRunRequestOnALiveAgentLeavesNoTrace(t *testing.T) {
 	if after := h.agent.Status().Operations; !maps.Equal(before, after) {
 		t.Fatalf("operations counted a dry run: %v → %v", before, after)
 	}
-	if _, ok := h.agent.verify.Load(uid); !ok {
-		t.Fatal("the dry run used up the drift repair's request to compare with the server")
+	// The dry run is a key of its own: the real reconcile a drift repair
+	// asks for still compares with the server and repairs the account.
+	if su, _ := h.scim.UserByID(id); su.Get("active") != false {
+		t.Fatal("the dry run changed the account")
+	}
+	if err := h.agent.work.wait(context.Background(), h.agent.work.ask([]key{userKey(uid)}, driftCause, true, false)); err != nil {
+		t.Fatal(err)
+	}
+	if su, _ := h.scim.UserByID(id); su.Get("active") != true {
+		t.Fatal("the drift repair's reconcile after the dry run did not compare with the server")
 	}
 }

@@ -206,7 +206,7 @@ func TestDeleteWithOnDeleteDeactivate(t *testing.T) {
 	}
 	// A replay of the same deletion sends nothing more.
 	h.scim.ResetRequests()
-	if _, err := h.agent.Reconcile(context.Background(), uid, false); err != nil {
+	if _, err := h.agent.SyncNow(context.Background(), []uint32{uid}, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(h.userRequests()); n != 0 {
@@ -349,7 +349,7 @@ func TestOutageAnd429LoseNothing(t *testing.T) {
 	for h.scim.CountRequests("POST", "/Users") < 5 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if pos, _, _ := h.agent.work.Safe(); atLeast(pos, h.headPosition()) {
+	if pos, _, _ := h.agent.work.marks.Safe(); atLeast(pos, h.headPosition()) {
 		t.Fatal("the position moved past changes the server has not taken")
 	}
 	h.scim.SetDown(false)

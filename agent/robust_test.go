@@ -50,8 +50,8 @@ func TestOperationsSwitchedOff(t *testing.T) {
 			if n := h.count(tt.method); n != 0 {
 				t.Fatalf("%d %s requests with the operation switched off", n, tt.method)
 			}
-			if got := h.agent.counts.snapshot()[tt.outcome]; got == 0 {
-				t.Fatalf("no %s reconcile counted: %v", tt.outcome, h.agent.counts.snapshot())
+			if got := h.agent.tally.counts.snapshot()[tt.outcome]; got == 0 {
+				t.Fatalf("no %s reconcile counted: %v", tt.outcome, h.agent.tally.counts.snapshot())
 			}
 		})
 	}
@@ -81,7 +81,7 @@ func TestDatabaseErrorHoldsPositionAndRetries(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if pos, _, _ := h.agent.work.Safe(); atLeast(pos, h.headPosition()) {
+	if pos, _, _ := h.agent.work.marks.Safe(); atLeast(pos, h.headPosition()) {
 		t.Fatal("the position moved past a change that could not be read")
 	}
 	rename("users_field_data_away", "users_field_data")
@@ -315,20 +315,7 @@ func TestStopWithAFullQueueDuringAnOutageLosesNothing(t *testing.T) {
 		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("full%d", i), Status: 1}))
 	}
 	// Wait until the binlog reader waits for room in the queue.
-	w := h.agent.work
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		w.mu.Lock()
-		full := w.open >= w.maxOpen
-		w.mu.Unlock()
-		if full {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the queue never filled")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "the queue to fill", func() bool { return h.agent.work.gate.Paused() > 0 })
 	h.stop() // fails the test when Run does not return
 	h.scim.SetDown(false)
 	h.start()
@@ -402,7 +389,7 @@ func TestRefusedTokenHoldsChangesInsteadOfParkingThem(t *testing.T) {
 	if r := h.agent.Readiness(); r.Ready || !strings.Contains(r.Reason, "401") {
 		t.Fatalf("readiness = %+v, want not ready because of the 401", r)
 	}
-	if pos, _, _ := h.agent.work.Safe(); atLeast(pos, h.headPosition()) {
+	if pos, _, _ := h.agent.work.marks.Safe(); atLeast(pos, h.headPosition()) {
 		t.Fatal("the position moved past a change the server refused")
 	}
 	// An operator's request meanwhile gets an answer, not a hang.

@@ -135,7 +135,7 @@ func TestOAuth2TokenRotatedDuringARun(t *testing.T) {
 			t.Errorf("a 401 counted as refused: %s", line)
 		}
 	}
-	if h.agent.authRefused.Load() != 0 {
+	if h.agent.health.refused.Load() != 0 {
 		t.Errorf("readiness: %s", h.agent.Readiness().Reason)
 	}
 	if st := h.agent.Status(); len(st.Parked) != 0 {

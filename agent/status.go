@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/scim-agent/scim-agent/binlog"
 	"github.com/scim-agent/scim-agent/internal/state"
 )
 
@@ -94,19 +95,18 @@ func (a *Agent) Status() Status {
 	s := Status{
 		Running:         true,
 		LagSeconds:      a.Lag().Seconds(),
-		QueueDepth:      a.work.Depth(),
-		InitialSyncDone: a.syncDone.Load(),
-		Operations:      a.counts.snapshot(),
+		QueueDepth:      a.work.depth(),
+		InitialSyncDone: a.saved.synced.Load(),
+		Operations:      a.tally.counts.snapshot(),
 		Guard:           a.guard.status(),
-		Started:         a.started,
+		Started:         a.life.since(),
 	}
 	pos := a.SavedPosition()
 	s.Position, s.GTID = pos.String(), pos.GTID
 	r := a.Readiness()
 	s.Ready, s.Reason = r.Ready, r.Reason
-	if t := a.lastSCIMOK.Load(); t > 0 {
-		ts := time.Unix(0, t).UTC()
-		s.LastSuccess = &ts
+	if t, ok := a.health.lastSuccess(); ok {
+		s.LastSuccess = &t
 	}
 	var errs []error
 	var err error
@@ -125,7 +125,7 @@ func (a *Agent) Status() Status {
 // Lag is now minus the commit time of the oldest binlog transaction not
 // yet fully handled, or 0 when every transaction read is handled.
 func (a *Agent) Lag() time.Duration {
-	t, ok := a.work.Oldest()
+	t, ok := a.work.marks.Oldest()
 	if !ok {
 		return 0
 	}
@@ -158,4 +158,46 @@ func (p *parkedSet) count() int {
 	return len(p.uids)
 }
 
-func (a *Agent) parkedCount() int { return a.parked.count() }
+// caughtUp reports whether the agent is idle (no full sync running,
+// nothing queued, held, waiting for a retry or incomplete) and returns the
+// position up to which every change is handled then: the newer of the
+// safe and the saved position.
+func (a *Agent) caughtUp() (binlog.Position, bool) {
+	if !a.saved.synced.Load() || !a.work.idle() {
+		return binlog.Position{}, false
+	}
+	saved := a.SavedPosition()
+	if pos, ok := a.safe(); ok {
+		return pos, true
+	}
+	return saved, true
+}
+
+// tally counts what the reconciles of this process did: by outcome, and
+// which uids are parked (so metrics need not scan the state file).
+type tally struct {
+	counts counters
+	parked parkedSet
+}
+
+// add counts one reconcile's outcome.
+func (t *tally) add(o Outcome) { t.counts.add(o) }
+
+// loadParked reads the parked uids of the state file.
+func (t *tally) loadParked(store *state.Store) error {
+	parked, err := store.Parked()
+	if err != nil {
+		return err
+	}
+	for _, p := range parked {
+		t.parked.set(p.UID, true)
+	}
+	return nil
+}
+
+// The gauges' source (see metrics.go).
+
+func (a *Agent) queueDepth() int    { return a.work.depth() }
+func (a *Agent) parkedCount() int   { return a.tally.parked.count() }
+func (a *Agent) guardTripped() bool { return a.guard.Tripped() }
+func (a *Agent) guardHeld() int     { return a.guard.HeldCount() }

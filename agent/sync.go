@@ -21,8 +21,7 @@ var progressEvery = 5 * time.Second
 // It reads uids a page at a time and keeps at most two pages queued, so
 // neither the users table nor the work is held in memory.
 func (a *Agent) FullSync(ctx context.Context, reason string) error {
-	start := time.Now()
-	total, err := a.reader.Count(ctx)
+	total, err := a.users.reader.Count(ctx)
 	if err != nil {
 		return err
 	}
@@ -31,76 +30,86 @@ func (a *Agent) FullSync(ctx context.Context, reason string) error {
 		return err
 	}
 	a.log.Info(MsgSyncStart, zap.String("reason", reason), zap.Int("total", total), zap.Int("known", len(known)))
-	a.metrics.syncTotal.Set(float64(total))
-	a.metrics.syncDone.Set(0)
-
-	type page struct {
-		done <-chan struct{}
-		n    int
-	}
-	var (
-		inflight  []page
-		done      int
-		from      uint32
-		lastLog   = time.Now()
-		exhausted bool
-	)
-	wait := func(limit int) error {
-		for len(inflight) > limit {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-inflight[0].done:
-				done += inflight[0].n
-				inflight = inflight[1:]
-				a.metrics.syncDone.Set(float64(done))
-			}
-		}
-		return nil
-	}
-	for !exhausted {
-		uids, err := a.reader.UIDs(ctx, from, syncPageSize)
+	a.metrics.syncStarted(total)
+	s := &fullSync{a: a, known: known, total: total, start: time.Now(), lastLog: time.Now()}
+	for uids, err := range a.users.reader.UIDPages(ctx, syncPageSize) {
 		if err != nil {
 			return err
 		}
-		exhausted = len(uids) < syncPageSize
-		upTo := ^uint32(0)
-		if !exhausted {
-			upTo = uids[len(uids)-1]
-			from = upTo + 1
-		}
-		// uids the state knows up to here that Drupal no longer has.
-		batch := make([]uint32, 0, len(uids))
-		for _, uid := range uids {
-			if !a.cfg.Provisioning.Excluded(uid) {
-				batch = append(batch, uid)
-			}
-		}
-		for len(known) > 0 && known[0] <= upTo {
-			if _, found := slices.BinarySearch(uids, known[0]); !found {
-				batch = append(batch, known[0])
-			}
-			known = known[1:]
-		}
-		ch := a.work.Add(batch, nil, time.Now(), "sync")
-		if ch == nil {
-			return ctx.Err()
-		}
-		inflight = append(inflight, page{ch, len(batch)})
-		if err := wait(1); err != nil {
+		if err := s.page(ctx, uids, uids[len(uids)-1]); err != nil {
 			return err
 		}
-		if time.Since(lastLog) >= progressEvery {
-			lastLog = time.Now()
-			a.log.Info(MsgSyncProgress, zap.Int("done", done), zap.Int("total", total),
-				zap.Float64("rate_per_s", float64(done)/time.Since(start).Seconds()))
-		}
 	}
-	if err := wait(0); err != nil {
+	// Known uids after the last Drupal user are gone too.
+	if err := s.page(ctx, nil, ^uint32(0)); err != nil {
 		return err
 	}
-	a.log.Info(MsgSyncDone, zap.String("reason", reason), zap.Int("done", done), zap.Int("total", total),
-		zap.Int64("duration_ms", time.Since(start).Milliseconds()))
+	if err := s.wait(ctx, 0); err != nil {
+		return err
+	}
+	a.log.Info(MsgSyncDone, zap.String("reason", reason), zap.Int("done", s.done), zap.Int("total", total),
+		zap.Int64("duration_ms", time.Since(s.start).Milliseconds()))
+	return nil
+}
+
+// fullSync is one full sync in progress: the pages queued and not yet
+// done, and the known uids not yet passed.
+type fullSync struct {
+	a        *Agent
+	known    []uint32 // uids of the state file's records not yet passed, sorted
+	inflight []*request
+	sizes    []int
+	done     int
+	total    int
+	start    time.Time
+	lastLog  time.Time
+}
+
+// page queues the uids of one page of Drupal users, and the known uids up
+// to upTo that Drupal no longer has, then waits while two pages are
+// queued.
+func (s *fullSync) page(ctx context.Context, uids []uint32, upTo uint32) error {
+	keys := make([]key, 0, len(uids))
+	for _, uid := range uids {
+		if !s.a.cfg.Provisioning.Excluded(uid) {
+			keys = append(keys, userKey(uid))
+		}
+	}
+	for len(s.known) > 0 && s.known[0] <= upTo {
+		if _, found := slices.BinarySearch(uids, s.known[0]); !found {
+			keys = append(keys, userKey(s.known[0]))
+		}
+		s.known = s.known[1:]
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	req := s.a.work.ask(keys, "sync", false, false)
+	if req == nil {
+		return ctx.Err()
+	}
+	s.inflight, s.sizes = append(s.inflight, req), append(s.sizes, len(keys))
+	if err := s.wait(ctx, 1); err != nil {
+		return err
+	}
+	if time.Since(s.lastLog) >= progressEvery {
+		s.lastLog = time.Now()
+		s.a.log.Info(MsgSyncProgress, zap.Int("done", s.done), zap.Int("total", s.total),
+			zap.Float64("rate_per_s", float64(s.done)/time.Since(s.start).Seconds()))
+	}
+	return nil
+}
+
+// wait waits until at most limit pages are queued.
+func (s *fullSync) wait(ctx context.Context, limit int) error {
+	for len(s.inflight) > limit {
+		if err := s.a.work.wait(ctx, s.inflight[0]); err != nil {
+			return err
+		}
+		s.done += s.sizes[0]
+		s.inflight, s.sizes = s.inflight[1:], s.sizes[1:]
+		s.a.metrics.syncProgressed(s.done)
+	}
 	return nil
 }
 

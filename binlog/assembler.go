@@ -79,12 +79,10 @@ type txn struct {
 	hasMaria bool
 	gtid     string
 
-	touched    map[uint32]struct{}
-	balance    map[uint32]map[string]int
-	buffered   int
-	overflow   bool
-	deleted    []DeletedAccount
-	reinserted map[uint32]struct{}
+	touched  map[uint32]struct{}
+	balance  map[uint32]map[string]int
+	buffered int
+	overflow bool
 }
 
 func newAssembler(schema string, tables []Table, names nameRule, columns columnSource, onRows func(string), log *zap.Logger) *assembler {
@@ -340,10 +338,9 @@ func (a *assembler) commit(ev *replication.BinlogEvent) (*Notice, error) {
 		}
 	}
 	n := &Notice{
-		UIDs:    a.tx.uids(),
-		Deleted: a.tx.accountsDeleted(),
-		Pos:     Position{File: a.file, Offset: ev.Header.LogPos},
-		Time:    time.Unix(int64(ev.Header.Timestamp), 0),
+		UIDs: a.tx.uids(),
+		Pos:  Position{File: a.file, Offset: ev.Header.LogPos},
+		Time: time.Unix(int64(ev.Header.Timestamp), 0),
 	}
 	if a.gset != nil {
 		n.Pos.GTID = a.gset.String()
@@ -422,12 +419,6 @@ func (a *assembler) insert(p *plan, row []any) error {
 	if err != nil || !ok {
 		return err
 	}
-	if p.table.Accounts {
-		if a.tx.reinserted == nil {
-			a.tx.reinserted = map[uint32]struct{}{}
-		}
-		a.tx.reinserted[uid] = struct{}{}
-	}
 	if p.cols == nil {
 		a.tx.touch(uid)
 		return nil
@@ -440,15 +431,6 @@ func (a *assembler) delete(p *plan, row []any) error {
 	uid, ok, err := p.uid(row)
 	if err != nil || !ok {
 		return err
-	}
-	if p.table.Accounts {
-		d := DeletedAccount{UID: uid}
-		if p.uuid >= 0 && p.uuid < len(row) {
-			d.UUID = toString(row[p.uuid])
-		}
-		a.tx.deleted = append(a.tx.deleted, d)
-		a.tx.touch(uid)
-		return nil
 	}
 	if p.cols == nil {
 		a.tx.touch(uid)
@@ -562,31 +544,11 @@ func (tx *txn) uids() []uint32 {
 	return out
 }
 
-// accountsDeleted returns the Accounts rows deleted and not inserted again
-// in the same transaction.
-func (tx *txn) accountsDeleted() []DeletedAccount {
-	if len(tx.deleted) == 0 {
-		return nil
-	}
-	out := make([]DeletedAccount, 0, len(tx.deleted))
-	for _, d := range tx.deleted {
-		if _, again := tx.reinserted[d.UID]; !again {
-			out = append(out, d)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
 func (tx *txn) reset() {
 	clear(tx.touched)
 	tx.balance = nil
 	tx.buffered = 0
 	tx.overflow = false
-	tx.deleted = nil
-	tx.reinserted = nil
 	tx.open = false
 	tx.standalone = false
 	tx.endPos = 0

@@ -29,7 +29,7 @@ func drupalRow(uid uint32, lang string, access int32, def int8) []any {
 // One op is one transaction.
 func BenchmarkAssemble(b *testing.B) {
 	mapped := []Table{
-		{Name: "users", KeyColumn: "uid", Accounts: true},
+		{Name: "users", KeyColumn: "uid"},
 		{Name: "users_field_data", KeyColumn: "uid", Columns: mappedColumns},
 	}
 	for _, kind := range []string{"logins", "saves"} {

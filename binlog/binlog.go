@@ -5,7 +5,7 @@
 // again whenever the user may have changed, so the binlog only has to say
 // *which* uids to look at and *where* the stream may be resumed. A Streamer
 // therefore delivers one Notice per committed transaction, in binlog order,
-// with the uids whose watched rows changed, the accounts deleted, and the
+// with the uids whose watched rows changed and the
 // position right after the transaction's commit. Positions only ever point
 // between transactions, so a resumed stream never delivers half a
 // transaction, and a transaction handed to the caller is never handed again
@@ -88,10 +88,6 @@ type Table struct {
 	// columns its mapping reads plus uid, langcode, default_langcode.)
 	// Empty means every column counts: every row event touches its uid.
 	Columns []string
-	// Accounts marks the table whose DELETEd rows are account deletions
-	// (the `users` table only; a DELETE on users_field_data is part of every
-	// save). Their before-image is reported in Notice.Deleted.
-	Accounts bool
 }
 
 // Config configures a Streamer.
@@ -128,22 +124,11 @@ type Notice struct {
 	// empty: every transaction is delivered so that its position can be
 	// saved.
 	UIDs []uint32
-	// Deleted lists the rows deleted from the Accounts table (account
-	// deletions), from their before-image.
-	Deleted []DeletedAccount
 	// Pos is the position right after this transaction's commit (XID, COMMIT
 	// or DDL query event): where to resume once the notice is handled.
 	Pos Position
 	// Time is the commit event's timestamp (second resolution), for lag.
 	Time time.Time
-}
-
-// DeletedAccount is a row deleted from the Accounts table: the account's
-// uid and uuid, which the agent needs to find the SCIM resource after the
-// row is gone.
-type DeletedAccount struct {
-	UID  uint32
-	UUID string
 }
 
 // Status is the health of a Streamer, for health checks and metrics.

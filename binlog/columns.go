@@ -127,8 +127,6 @@ type plan struct {
 	keyType byte
 	// cols are the indexes of Table.Columns; nil when every column counts.
 	cols []int
-	// uuid is the index of the uuid column of the Accounts table, or -1.
-	uuid int
 }
 
 // isIntegerType reports whether a binlog column type can hold a uid.
@@ -176,7 +174,7 @@ func newPlan(ctx context.Context, tm *replication.TableMapEvent, t *Table, src c
 		}
 		return -1, fmt.Errorf("%w: table %s has no column %q (columns: %s)", ErrUnknownColumns, t.Name, col, strings.Join(names, ", "))
 	}
-	p := &plan{tm: tm, table: t, uuid: -1}
+	p := &plan{tm: tm, table: t}
 	var err error
 	if p.key, err = index(t.KeyColumn); err != nil {
 		return nil, err
@@ -193,11 +191,6 @@ func newPlan(ctx context.Context, tm *replication.TableMapEvent, t *Table, src c
 				return nil, err
 			}
 			p.cols = append(p.cols, i)
-		}
-	}
-	if t.Accounts {
-		if i, err := index("uuid"); err == nil {
-			p.uuid = i
 		}
 	}
 	return p, nil

@@ -35,7 +35,7 @@ var mappedColumns = []string{"uid", "langcode", "default_langcode", "name", "mai
 // fieldData are users_field_data's Columns.
 func drupalTables(prefix string, fieldData []string) []Table {
 	return []Table{
-		{Name: prefix + "users", KeyColumn: "uid", Accounts: true},
+		{Name: prefix + "users", KeyColumn: "uid"},
 		{Name: prefix + "users_field_data", KeyColumn: "uid", Columns: fieldData},
 		{Name: prefix + "user__roles", KeyColumn: "entity_id"},
 		{Name: prefix + "user__field_first_name", KeyColumn: "entity_id"},
@@ -208,7 +208,7 @@ func checkNotice(t testing.TB, n Notice, pos Position, uids ...uint32) {
 func describe(ns []Notice) string {
 	s := ""
 	for _, n := range ns {
-		s += fmt.Sprintf("\n  %s uids=%v deleted=%v", n.Pos, n.UIDs, n.Deleted)
+		s += fmt.Sprintf("\n  %s uids=%v", n.Pos, n.UIDs)
 	}
 	return s
 }

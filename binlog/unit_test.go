@@ -232,7 +232,7 @@ var (
 func testAssembler(t testing.TB) (*assembler, *observer.ObservedLogs) {
 	core, logs := observer.New(zap.DebugLevel)
 	a := newAssembler("drupal", []Table{
-		{Name: "users", KeyColumn: "uid", Accounts: true},
+		{Name: "users", KeyColumn: "uid"},
 		{Name: "users_field_data", KeyColumn: "uid", Columns: []string{"uid", "langcode", "name", "mail", "default_langcode"}},
 	}, nameRule{}, fakeColumns{}, nil, zap.New(core))
 	a.file = "binlog.000001"
@@ -324,9 +324,6 @@ func TestAssembleMySQLGroups(t *testing.T) {
 			t.Errorf("notice %d = %s %v, want offset %d gtid %s uids %v", i, n.Pos, n.UIDs, w.end, w.gtid, w.uids)
 		}
 	}
-	if d := got[3].Deleted; len(d) != 1 || d[0] != (DeletedAccount{UID: 5, UUID: "uuid-5"}) {
-		t.Errorf("Deleted = %v", d)
-	}
 }
 
 func TestAssembleMariaDBGroups(t *testing.T) {
@@ -395,10 +392,9 @@ func TestAssembleMariaDBGroups(t *testing.T) {
 
 func TestAssembleRowRules(t *testing.T) {
 	tests := []struct {
-		name    string
-		rows    func(b *events) []*replication.BinlogEvent
-		uids    []uint32
-		deleted []DeletedAccount
+		name string
+		rows func(b *events) []*replication.BinlogEvent
+		uids []uint32
 	}{
 		{"save rewriting the same values", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{
@@ -406,47 +402,47 @@ func TestAssembleRowRules(t *testing.T) {
 				rowsEv(b, replication.WRITE_ROWS_EVENTv1, fieldDataTM, fdRow(1, "en", "a@x", 9)),
 				rowsEv(b, replication.WRITE_ROWS_EVENTv1, fieldDataTM, fdRow(1, "de", "a@x", 9)),
 			}
-		}, nil, nil},
+		}, nil},
 		{"save changing one translation's mail", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{
 				rowsEv(b, replication.DELETE_ROWS_EVENTv1, fieldDataTM, fdRow(1, "en", "a@x", 5), fdRow(1, "de", "a@x", 5)),
 				rowsEv(b, replication.WRITE_ROWS_EVENTv1, fieldDataTM, fdRow(1, "en", "a@x", 5), fdRow(1, "de", "b@x", 5)),
 			}
-		}, []uint32{1}, nil},
+		}, []uint32{1}},
 		{"translation removed", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{
 				rowsEv(b, replication.DELETE_ROWS_EVENTv1, fieldDataTM, fdRow(1, "en", "a@x", 5), fdRow(1, "de", "a@x", 5)),
 				rowsEv(b, replication.WRITE_ROWS_EVENTv1, fieldDataTM, fdRow(1, "en", "a@x", 5)),
 			}
-		}, []uint32{1}, nil},
+		}, []uint32{1}},
 		{"login updates", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{rowsEv(b, replication.UPDATE_ROWS_EVENTv1, fieldDataTM,
 				fdRow(1, "en", "a@x", 5), fdRow(1, "en", "a@x", 6), fdRow(1, "de", "a@x", 5), fdRow(1, "de", "a@x", 6))}
-		}, nil, nil},
+		}, nil},
 		{"update of a mapped column", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{rowsEv(b, replication.UPDATE_ROWS_EVENTv1, fieldDataTM,
 				fdRow(1, "en", "a@x", 5), fdRow(1, "en", "b@x", 5))}
-		}, []uint32{1}, nil},
+		}, []uint32{1}},
 		{"update moving a row to another uid", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{rowsEv(b, replication.UPDATE_ROWS_EVENTv1, fieldDataTM,
 				fdRow(1, "en", "a@x", 5), fdRow(2, "en", "a@x", 5))}
-		}, []uint32{1, 2}, nil},
+		}, []uint32{1, 2}},
 		{"NULL key ignored", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{rowsEv(b, replication.WRITE_ROWS_EVENTv1, usersTM, []any{nil, "u", "en"})}
-		}, nil, nil},
+		}, nil},
 		{"account deleted", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{rowsEv(b, replication.DELETE_ROWS_EVENTv1, usersTM, []any{uint32(3), "uuid-3", "en"})}
-		}, []uint32{3}, []DeletedAccount{{3, "uuid-3"}}},
+		}, []uint32{3}},
 		{"account deleted and inserted again", func(b *events) []*replication.BinlogEvent {
 			return []*replication.BinlogEvent{
 				rowsEv(b, replication.DELETE_ROWS_EVENTv1, usersTM, []any{uint32(3), "uuid-3", "en"}),
 				rowsEv(b, replication.WRITE_ROWS_EVENTv1, usersTM, []any{uint32(3), "uuid-3", "en"}),
 			}
-		}, []uint32{3}, nil},
+		}, []uint32{3}},
 		{"unwatched table", func(b *events) []*replication.BinlogEvent {
 			// A table not watched has its rows left undecoded (nil).
 			return []*replication.BinlogEvent{b.add(replication.WRITE_ROWS_EVENTv1, 100, &replication.RowsEvent{Table: otherTM})}
-		}, nil, nil},
+		}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -458,8 +454,8 @@ func TestAssembleRowRules(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("%d notices:%s", len(got), describe(got))
 			}
-			if !slices.Equal(got[0].UIDs, tt.uids) || !slices.Equal(got[0].Deleted, tt.deleted) {
-				t.Errorf("uids %v deleted %v, want %v %v", got[0].UIDs, got[0].Deleted, tt.uids, tt.deleted)
+			if !slices.Equal(got[0].UIDs, tt.uids) {
+				t.Errorf("uids %v, want %v", got[0].UIDs, tt.uids)
 			}
 		})
 	}

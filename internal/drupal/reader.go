@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -237,6 +238,28 @@ func (r *Reader) UIDs(ctx context.Context, from uint32, limit int) ([]uint32, er
 		uids, err := r.uids(ctx, from, limit)
 		if !isMySQLError(err, erLockWaitTimeout) || ctx.Err() != nil {
 			return uids, err
+		}
+	}
+}
+
+// UIDPages walks every uid in order, size at a time (see UIDs): the one
+// pager of a full walk of Drupal's users. It stops at the first error,
+// which it yields.
+func (r *Reader) UIDPages(ctx context.Context, size int) iter.Seq2[[]uint32, error] {
+	return func(yield func([]uint32, error) bool) {
+		for from := uint32(0); ; {
+			page, err := r.UIDs(ctx, from, size)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if len(page) > 0 && !yield(page, nil) {
+				return
+			}
+			if len(page) < size || page[len(page)-1] == ^uint32(0) {
+				return
+			}
+			from = page[len(page)-1] + 1
 		}
 	}
 }

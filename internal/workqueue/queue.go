@@ -111,6 +111,13 @@ func (q *Queue[K, I]) Idle() bool {
 	return len(q.order) == 0 && len(q.busy) == 0
 }
 
+// Closed reports whether Close was called.
+func (q *Queue[K, I]) Closed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
 // Close wakes every waiting Get; Get returns ok false from now on, and
 // Add does nothing.
 func (q *Queue[K, I]) Close() {

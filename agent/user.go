@@ -1,0 +1,466 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/drupal"
+	"github.com/scim-agent/scim-agent/internal/state"
+	"github.com/scim-agent/scim-agent/mapping"
+	"github.com/scim-agent/scim-agent/scimclient"
+)
+
+// users reconciles Drupal users with the server's Users, one uid at a
+// time: it reads the user's rows now, maps them, compares them with what
+// was pushed (or with the server's own copy) and sends the difference. It
+// holds what every user's reconcile needs; it keeps no state of its own.
+type users struct {
+	prov   config.Provisioning
+	log    *zap.Logger
+	mapper *mapping.Mapper
+	reader *drupal.Reader
+	store  *state.Store
+	scim   *scimServer
+	guard  *guard
+	parked *parkedSet
+	// noteCall records a SCIM call's answer (metrics, server health).
+	noteCall func(method string, cr scimclient.Result, err error)
+	// requeue queues another uid (whose reconcile a create waits for).
+	requeue func(uid uint32, cause string)
+}
+
+// how says how one reconcile runs.
+type how struct {
+	cause  string // the binlog position (or command) that caused it, for logs
+	dry    bool   // --dry-run: send no write, save nothing
+	verify bool   // compare with the server's copy (GET), not only the pushed fingerprints
+	// attempt counts the tries of this reconcile (1 for the first, 0 when
+	// nobody retries it).
+	attempt int
+}
+
+// userRun is one user's reconcile in progress: the uid, its logger (every
+// line carries uid and the binlog position that caused it) and its record.
+type userRun struct {
+	*users
+	how
+	uid   uint32
+	log   *zap.Logger
+	rec   state.Account
+	known bool   // rec came from the store
+	uuid  string // the Drupal user's uuid now ("" while gone)
+}
+
+// reconcile makes the server's copy of uid equal to Drupal's user now. A
+// permanent failure parks the uid (outcome Failed); a returned error is
+// a failure to try again later (errTokenRefused when the server refuses
+// the credentials).
+func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error) {
+	if u.prov.Excluded(uid) {
+		return Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}, nil
+	}
+	log := u.log.With(zap.Uint32("uid", uid), zap.String("binlog_pos", h.cause))
+	ctx = scimclient.ContextWithLogger(ctx, log)
+	r := &userRun{users: u, how: h, uid: uid, log: log}
+	var err error
+	if r.rec, r.known, err = u.store.Account(uid); err != nil {
+		return Result{}, err
+	}
+	if !r.known {
+		r.rec = state.Account{UID: uid}
+	}
+	acct, exists, err := u.reader.Load(ctx, uid)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	var f *failure
+	if exists {
+		res, f = r.present(ctx, acct)
+	} else {
+		res, f = r.gone(ctx)
+	}
+	if f != nil {
+		if f.invalid && h.attempt >= maxInvalidAnswerAttempts {
+			f.park, f.detail = true, fmt.Sprintf("the server's answer is not valid SCIM (%d attempts): %v", h.attempt, f.err)
+		}
+		if !f.park || ctx.Err() != nil {
+			return res, f
+		}
+		return r.park(res, f)
+	}
+	return r.finish(res), nil
+}
+
+// finish completes the result of a reconcile that reached its goal (or
+// waits), tells the deletion guard how it ended and logs it.
+func (r *userRun) finish(res Result) Result {
+	res.UID = r.uid
+	if !r.dry {
+		r.settleGuard(res.Outcome)
+	}
+	if res.Op == "" && res.Outcome != Unchanged && res.Outcome != Skipped {
+		res.Op = opFor(res.Outcome)
+	}
+	if res.UserName == "" {
+		res.UserName = r.rec.UserName
+	}
+	if res.SCIMID == "" {
+		res.SCIMID = r.rec.SCIMID
+	}
+	switch res.Outcome {
+	case Unchanged:
+		r.log.Debug(MsgReconcileUnchanged)
+	case Skipped:
+		r.log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+	case Waiting:
+		r.log.Info(MsgReconcileWaiting, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+	}
+	return res
+}
+
+// opFor is the operation an outcome reached comes from.
+func opFor(o Outcome) string {
+	switch o {
+	case Created, Adopted, Waiting:
+		return OpCreate
+	case Deactivated:
+		return OpDeactivate
+	case Reactivated:
+		return OpReactivate
+	case Deleted:
+		return OpDelete
+	}
+	return OpUpdate
+}
+
+// settleGuard tells the deletion guard how the reconcile ended: a
+// deprovisioning sent uses up its approval; an end without one (the user
+// was unblocked, or is already gone) drops it from the held and approved
+// sets, so neither lingers to let a later deletion bypass the guard.
+func (r *userRun) settleGuard(o Outcome) {
+	switch o {
+	case Held, Failed, Waiting:
+		// Still waiting for an approval, or parked: tried again later.
+	case Deleted, Deactivated:
+		r.guard.Sent(r.uid)
+	default:
+		r.guard.Forget(r.uid)
+	}
+}
+
+// present reconciles a uid whose users row exists.
+func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *failure) {
+	if acct.Values == nil {
+		return Result{Outcome: Skipped, Detail: "the users row has no users_field_data row yet"}, nil
+	}
+	user := r.mapper.Map(acct)
+	res := Result{UserName: user.UserName()}
+	r.uuid = acct.UUID
+	if prev := r.previousUUID(); r.known && prev != "" && prev != acct.UUID {
+		return r.replacePrevious(ctx, user, prev)
+	}
+	if user.UserName() == "" {
+		return res, refused(OpCreate, "the account has no userName (its mapped source is empty)")
+	}
+	if r.rec.Creating && r.rec.SCIMID == "" {
+		// A POST started and its outcome was never saved: look before
+		// posting again.
+		found, f := r.lookup(ctx, OpCreate, user)
+		if f != nil {
+			return res, f
+		}
+		if found != nil {
+			return r.adopt(ctx, user, found)
+		}
+	}
+	if r.rec.SCIMID == "" {
+		return r.create(ctx, user)
+	}
+	changes, gone, f := r.changes(ctx, user)
+	switch {
+	case f != nil:
+		return res, f
+	case gone:
+		return r.createAgain(ctx, OpCreate, user)
+	case changes.Empty():
+		if r.rec.Parked != nil {
+			r.rec.Parked = nil
+			if err := r.save(); err != nil {
+				return res, retry(OpUpdate, err)
+			}
+		}
+		return Result{Outcome: Unchanged, UserName: user.UserName()}, nil
+	}
+	return r.update(ctx, user, changes)
+}
+
+// changes returns what differs between user and the server's account:
+// compared with the server's own copy when verifying, else with the
+// fingerprints of what was last pushed. gone reports that the account is
+// no longer on the server.
+func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Changes, gone bool, f *failure) {
+	if r.verify {
+		current, cr, err := r.scim.client.GetUser(ctx, r.rec.SCIMID)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users/"+r.rec.SCIMID, cr, err)
+		if scimclient.IsNotFound(err) {
+			return c, true, nil
+		}
+		if err != nil {
+			return c, false, classify(OpUpdate, err)
+		}
+		c = r.mapper.Compare(user, current)
+	} else {
+		c = r.mapper.Diff(user, r.rec.Pushed)
+	}
+	if r.rec.Gone && !c.Has("active") && user.Active() {
+		// Deleted-then-deactivated copy of an account that is back.
+		c.Set = append(c.Set, "active")
+	}
+	return c, false, nil
+}
+
+// createAgain provisions an account deleted on the server behind the
+// agent's back again.
+func (r *userRun) createAgain(ctx context.Context, op string, user mapping.User) (Result, *failure) {
+	r.log.Warn(MsgSCIMRequest, zap.String("op", op), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
+		zap.String("detail", "the account is gone from the server; creating it again"))
+	r.rec.SCIMID, r.rec.Pushed = "", nil
+	return r.create(ctx, user)
+}
+
+// update sends the changes, minus those whose operation is switched off.
+func (r *userRun) update(ctx context.Context, user mapping.User, changes mapping.Changes) (Result, *failure) {
+	res := Result{UserName: user.UserName()}
+	if changes.Has("active") && !r.prov.Allows(config.OpDeactivate) {
+		changes = changes.Without("active")
+	}
+	if !r.prov.Allows(config.OpUpdate) {
+		active := changes.Has("active")
+		changes = mapping.Changes{}
+		if active {
+			changes.Set = []string{"active"}
+		}
+	}
+	if changes.Empty() {
+		res.Outcome, res.Detail = Skipped, "the operation is switched off in provisioning.operations"
+		return res, nil
+	}
+	name := op(user, changes)
+	if name == OpDeactivate && !r.allowDeprovision(name) {
+		return Result{Outcome: Held, Op: name, UserName: user.UserName()}, nil
+	}
+	if f := r.send(ctx, name, user, changes); f.notFound() {
+		// Deleted on the server behind our back: provision it again.
+		return r.createAgain(ctx, name, user)
+	} else if f != nil {
+		return res, f
+	}
+	r.recordPush(user, changes)
+	if err := r.save(); err != nil {
+		return res, retry(name, err)
+	}
+	res.Outcome = outcomeOf(name)
+	return res, nil
+}
+
+// send applies changes to the server's copy: a PATCH where the server has
+// PATCH, else a GET and a PUT of the server's copy with the changes
+// applied (so attributes the agent does not manage survive).
+func (r *userRun) send(ctx context.Context, name string, user mapping.User, changes mapping.Changes) *failure {
+	id := r.rec.SCIMID
+	path := "/Users/" + id
+	if r.scim.usePatch() {
+		var current scimclient.Resource
+		if r.mapper.MergesTyped(changes) {
+			// A PATCH replaces the whole list: read the server's values
+			// first so those of other types (a home address) survive.
+			var cr scimclient.Result
+			var err error
+			current, cr, err = r.scim.client.GetUser(ctx, id)
+			r.logCall(OpLookup, user.UserName(), http.MethodGet, path, cr, err)
+			if err != nil {
+				return classify(name, err)
+			}
+		}
+		ops := r.patchOps(user, changes, current)
+		if r.dry {
+			r.dryRun(name, http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops})
+			return nil
+		}
+		_, cr, err := r.scim.client.PatchUser(ctx, id, ops)
+		r.logCall(name, user.UserName(), http.MethodPatch, path, cr, err)
+		if !scimclient.IsStatus(err, http.StatusMethodNotAllowed) {
+			if err != nil {
+				return classify(name, err)
+			}
+			return nil
+		}
+		r.scim.noPatch()
+		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("detail", "the server has no PATCH (405): using PUT from now on"))
+	}
+	current, cr, err := r.scim.client.GetUser(ctx, id)
+	r.logCall(OpLookup, user.UserName(), http.MethodGet, path, cr, err)
+	if err != nil {
+		return classify(name, err)
+	}
+	r.mapper.Apply(current, user, changes)
+	if r.dry {
+		r.dryRun(name, http.MethodPut, path, current)
+		return nil
+	}
+	_, cr, err = r.scim.client.ReplaceUser(ctx, id, current)
+	r.logCall(name, user.UserName(), http.MethodPut, path, cr, err)
+	if err != nil {
+		return classify(name, err)
+	}
+	return nil
+}
+
+// patchOps are the operations that make the server's copy equal user on
+// the changed paths; current, when known, is the server's copy, whose
+// values of other types a typed list keeps.
+func (r *userRun) patchOps(user mapping.User, c mapping.Changes, current scimclient.Resource) []scimclient.PatchOp {
+	ops := make([]scimclient.PatchOp, 0, len(c.Set)+len(c.Remove))
+	for _, p := range c.Set {
+		ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: mapping.ValueFor(current, user, p)})
+	}
+	for _, p := range c.Remove {
+		if rest := r.mapper.Remaining(current, p); rest != nil {
+			// The agent's value goes, the others stay.
+			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: rest})
+			continue
+		}
+		ops = append(ops, scimclient.PatchOp{Op: "remove", Path: p})
+	}
+	return ops
+}
+
+// recordPush notes what the server now holds.
+func (r *userRun) recordPush(user mapping.User, c mapping.Changes) {
+	fp := user.Fingerprints()
+	if r.rec.Pushed == nil {
+		r.rec.Pushed = map[string]uint64{}
+	}
+	for _, p := range c.Set {
+		if v, ok := fp[p]; ok {
+			r.rec.Pushed[p] = v
+		} else {
+			delete(r.rec.Pushed, p)
+		}
+	}
+	for _, p := range c.Remove {
+		delete(r.rec.Pushed, p)
+	}
+	if c.Has("active") {
+		r.rec.Active = user.Active()
+		if user.Active() {
+			r.rec.Gone = false
+		}
+	}
+	r.rec.UserName, r.rec.ExternalID = user.UserName(), user.ExternalID()
+	if r.uuid != "" {
+		r.rec.UUID = r.uuid
+	}
+	r.rec.Parked = nil
+}
+
+// holdsAll records that the server holds every managed value of user,
+// and saves.
+func (r *userRun) holdsAll(user mapping.User) error {
+	r.recordPush(user, mapping.Changes{Set: r.mapper.Paths()})
+	r.rec.Active = user.Active()
+	return r.save()
+}
+
+// allowDeprovision asks the deletion guard; dry runs are never held.
+func (r *userRun) allowDeprovision(op string) bool {
+	return r.dry || r.guard.Allow(r.uid, op)
+}
+
+// park records a permanent failure: the uid stops holding the position
+// and is tried again at its next change, at restart, or by `retry`. An
+// error is returned only when the record cannot be saved (then the
+// reconcile is tried again).
+func (r *userRun) park(res Result, f *failure) (Result, error) {
+	p := &state.Parked{Op: f.op, Status: f.status, ScimType: f.scimType, Detail: f.detail, At: time.Now().UTC(), Failures: 1}
+	if r.rec.Parked != nil {
+		p.Failures = r.rec.Parked.Failures + 1
+	}
+	r.rec.Parked = p
+	// A 400 refused the POST; any other failure may have followed a POST
+	// the server applied: look before posting again.
+	r.rec.Creating = r.rec.Creating && r.rec.SCIMID == "" && f.status != http.StatusBadRequest
+	if err := r.save(); err != nil {
+		return res, err
+	}
+	logAt := r.log.Error
+	if r.dry {
+		// Nothing is parked in a dry run: no alert-worthy line.
+		logAt = r.log.Warn
+	}
+	logAt(MsgReconcileParked, zap.String("op", f.op), zap.String("userName", res.UserName),
+		zap.String("scim_id", r.rec.SCIMID), zap.Int("status", f.status), zap.String("scim_type", f.scimType),
+		zap.String("detail", f.detail), zap.Int("failures", p.Failures), zap.Bool("dry_run", r.dry))
+	res.UID, res.Op, res.Outcome, res.Detail = r.uid, f.op, Failed, f.detail
+	if res.SCIMID == "" {
+		res.SCIMID = r.rec.SCIMID
+	}
+	return res, nil
+}
+
+// save stores the record, unless this is a dry run.
+func (r *userRun) save() error {
+	if r.dry {
+		return nil
+	}
+	r.known = true
+	if err := r.store.PutAccount(r.rec); err != nil {
+		return err
+	}
+	r.parked.set(r.uid, r.rec.Parked != nil)
+	return nil
+}
+
+// forget drops the record of a deleted account.
+func (r *userRun) forget() error {
+	if r.dry {
+		return nil
+	}
+	if err := r.store.DeleteAccount(r.uid); err != nil {
+		return err
+	}
+	r.known = false
+	r.parked.set(r.uid, false)
+	return nil
+}
+
+// logCall writes the one line per SCIM call: info when it succeeded,
+// warn when the server refused it (the reconcile may still recover, e.g.
+// adopt after a 409; a parked uid gets its own error line).
+func (r *userRun) logCall(op, userName, method, path string, cr scimclient.Result, err error) {
+	fields := []zap.Field{
+		zap.String("op", op), zap.String("userName", userName), zap.String("scim_id", r.rec.SCIMID),
+		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
+		zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
+	}
+	r.noteCall(method, cr, err)
+	if err != nil {
+		r.log.Warn(MsgSCIMRequest, append(fields, zap.Error(err))...)
+		return
+	}
+	r.log.Info(MsgSCIMRequest, fields...)
+}
+
+// dryRun logs a write that --dry-run does not send.
+func (r *userRun) dryRun(op, method, path string, body any) {
+	b, _ := json.Marshal(body)
+	r.log.Info(MsgSCIMDryRun, zap.String("op", op), zap.String("method", method), zap.String("path", path),
+		zap.String("body", string(b)))
+}

@@ -1,0 +1,248 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/state"
+	"github.com/scim-agent/scim-agent/mapping"
+	"github.com/scim-agent/scim-agent/scimclient"
+)
+
+// create POSTs the user, adopting the server's account on a 409.
+func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failure) {
+	res := Result{UserName: user.UserName()}
+	if !r.prov.Allows(config.OpCreate) {
+		res.Outcome, res.Detail = Skipped, "create is switched off in provisioning.operations"
+		return res, nil
+	}
+	body := user.Resource()
+	if r.dry {
+		r.dryRun(OpCreate, http.MethodPost, "/Users", body)
+		res.Outcome = Created
+		return res, nil
+	}
+	r.rec.Creating, r.rec.UserName, r.rec.ExternalID, r.rec.UUID = true, user.UserName(), user.ExternalID(), r.uuid
+	if err := r.save(); err != nil {
+		return res, retry(OpCreate, err)
+	}
+	created, cr, err := r.scim.client.CreateUser(ctx, body)
+	if err == nil {
+		r.rec.SCIMID, _ = created["id"].(string)
+	}
+	r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", cr, err)
+	if scimclient.IsStatus(err, http.StatusConflict) {
+		found, f := r.lookup(ctx, OpCreate, user)
+		if f != nil {
+			return res, f
+		}
+		if found == nil {
+			return res, classify(OpCreate, err) // a 409 for something we cannot find: park with the server's detail
+		}
+		return r.adopt(ctx, user, found)
+	}
+	if err != nil {
+		return res, classify(OpCreate, err)
+	}
+	id := r.rec.SCIMID
+	if id == "" {
+		return res, refused(OpCreate, "the server's answer to POST /Users holds no id")
+	}
+	r.rec.Creating, r.rec.Pushed = false, nil
+	if err := r.holdsAll(user); err != nil {
+		return res, retry(OpCreate, err)
+	}
+	res.Outcome, res.SCIMID = Created, id
+	return res, nil
+}
+
+// lookup finds the server's account of user, for the operation op: by
+// userName (as Entra does), then by externalId (our uuid). It returns nil
+// when neither finds one.
+func (r *userRun) lookup(ctx context.Context, op string, user mapping.User) (scimclient.Resource, *failure) {
+	for _, by := range []struct{ attr, value string }{{"userName", user.UserName()}, {"externalId", user.ExternalID()}} {
+		if by.value == "" {
+			continue
+		}
+		filter := scimclient.FilterEq(by.attr, by.value)
+		list, cr, err := r.scim.client.ListUsers(ctx, filter, 1, 2)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users?filter="+filter, cr, err)
+		if err != nil {
+			return nil, classify(op, err)
+		}
+		for _, res := range list.Resources {
+			// A server that ignores or loosens the filter must not hand
+			// us somebody else's account.
+			if got, _ := res[by.attr].(string); matches(by.attr, got, by.value) {
+				return res, nil
+			}
+		}
+	}
+	return nil, nil
+}
+
+// matches reports whether a looked-up attribute is the value asked for:
+// userName is case-insensitive in SCIM (RFC 7643 §4.1.1), externalId is
+// not.
+func matches(attr, got, want string) bool {
+	if attr == "userName" {
+		return strings.EqualFold(got, want)
+	}
+	return got == want
+}
+
+// claim decides whether an account found on the server may become uid's.
+// owner, when not 0, is another uid whose record holds the account: the
+// caller decides. Otherwise a failure says why it may not be (it carries
+// another identity's externalId, or has no id).
+func (r *userRun) claim(userName, externalID string, found scimclient.Resource) (id string, owner uint32, f *failure) {
+	id, _ = found["id"].(string)
+	if id == "" {
+		return "", 0, refused(OpCreate, "the server's matching account has no id")
+	}
+	other, _, err := r.store.UIDBySCIMID(id)
+	if err != nil {
+		return "", 0, retry(OpCreate, err)
+	}
+	if other != 0 && other != r.uid {
+		return id, other, nil
+	}
+	if ext, _ := found["externalId"].(string); ext != "" && externalID != "" && ext != externalID {
+		return "", 0, refused(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
+			userName, id, ext))
+	}
+	return id, 0, nil
+}
+
+// waitForOwner decides what a create does whose userName another uid's
+// account holds: when that uid's deprovisioning or rename is pending (its
+// Drupal user is gone, or no longer has this name), the create waits for
+// it; when that failed, or the name is still rightly the other uid's, the
+// create is parked naming it.
+func (r *userRun) waitForOwner(ctx context.Context, user mapping.User, id string, owner uint32) (Result, *failure) {
+	res := Result{UserName: user.UserName(), Op: OpCreate}
+	taken := fmt.Sprintf("userName %q is taken on the server by account %s, which the agent provisions for uid %d", user.UserName(), id, owner)
+	acct, exists, err := r.reader.Load(ctx, owner)
+	if err != nil {
+		return res, retry(OpCreate, err)
+	}
+	if exists && acct.Values != nil && strings.EqualFold(r.mapper.Map(acct).UserName(), user.UserName()) {
+		return res, refused(OpCreate, taken)
+	}
+	rec, _, err := r.store.Account(owner)
+	if err != nil {
+		return res, retry(OpCreate, err)
+	}
+	if rec.Parked != nil {
+		return res, refused(OpCreate, fmt.Sprintf("%s, whose %s failed: %s", taken, rec.Parked.Op, rec.Parked.Detail))
+	}
+	// The owner's reconcile releases the name; make sure it runs.
+	r.requeue(owner, fmt.Sprintf("releases userName for uid %d", r.uid))
+	res.Outcome = Waiting
+	res.Detail = fmt.Sprintf("%s, whose deprovisioning or rename is pending: the create waits for it", taken)
+	return res, nil
+}
+
+// adopt takes over an account found on the server and makes it match.
+// An account that carries another identity's externalId is not ours to
+// take.
+func (r *userRun) adopt(ctx context.Context, user mapping.User, found scimclient.Resource) (Result, *failure) {
+	res := Result{UserName: user.UserName()}
+	id, owner, f := r.claim(user.UserName(), user.ExternalID(), found)
+	if f != nil {
+		return res, f
+	}
+	if owner != 0 {
+		return r.waitForOwner(ctx, user, id, owner)
+	}
+	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
+	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
+		zap.String("detail", "adopted the server's existing account"))
+	changes := r.mapper.Compare(user, found)
+	if name := op(user, changes); name == OpDeactivate && !r.allowDeprovision(name) {
+		// Deactivating the adopted account counts towards the deletion
+		// guard: send the rest, keep the account, hold the deactivation.
+		return r.adoptHeld(ctx, user, id, changes.Without("active"))
+	}
+	if !changes.Empty() {
+		if f := r.send(ctx, op(user, changes), user, changes); f != nil {
+			if err := r.save(); err != nil {
+				return res, retry(OpCreate, err)
+			}
+			f.op = OpCreate // the adoption failed: parked as a create
+			return res, f
+		}
+	}
+	if err := r.holdsAll(user); err != nil {
+		return res, retry(OpCreate, err)
+	}
+	res.Outcome, res.SCIMID = Adopted, id
+	return res, nil
+}
+
+// adoptHeld records an adopted account whose deactivation the deletion
+// guard holds: rest (the other changes) is sent, and every managed value
+// but active counts as pushed, so the deactivation is what the reconcile
+// after an approval sends.
+func (r *userRun) adoptHeld(ctx context.Context, user mapping.User, id string, rest mapping.Changes) (Result, *failure) {
+	res := Result{UserName: user.UserName(), SCIMID: id, Outcome: Held, Op: OpDeactivate}
+	if !rest.Empty() {
+		if f := r.send(ctx, OpUpdate, user, rest); f != nil {
+			if err := r.save(); err != nil {
+				return res, retry(OpCreate, err)
+			}
+			f.op = OpCreate
+			return Result{UserName: user.UserName()}, f
+		}
+	}
+	r.recordPush(user, mapping.Changes{Set: r.mapper.Paths()}.Without("active"))
+	r.rec.Active = true
+	if err := r.save(); err != nil {
+		return res, retry(OpCreate, err)
+	}
+	return res, nil
+}
+
+// previousUUID returns the uuid of the person uid's account was made for,
+// or "" when unknown. Records older than state.Account.UUID have it as
+// their externalId when the mapping takes externalId from the uuid.
+func (r *userRun) previousUUID() string {
+	if r.rec.UUID != "" {
+		return r.rec.UUID
+	}
+	if r.mapper.FromUUID("externalId") {
+		return r.rec.ExternalID
+	}
+	return ""
+}
+
+// replacePrevious handles a uid that came back as somebody else (another
+// uuid than the one its account was made for): the previous person's
+// account is deprovisioned as a deletion would be (the deletion guard
+// counts it; with on_delete: deactivate it stays, inactive, and is no
+// longer managed) and the newcomer gets an account of its own. A held
+// deprovisioning holds the creation too.
+func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev string) (Result, *failure) {
+	r.log.Info(MsgSCIMRequest, zap.String("op", OpDelete), zap.String("userName", r.rec.UserName), zap.String("scim_id", r.rec.SCIMID),
+		zap.String("detail", fmt.Sprintf("uid %d now belongs to uuid %s, not %s: the previous account is deprovisioned and a new one created", r.uid, r.uuid, prev)))
+	uuid := r.uuid
+	r.uuid = "" // gone() deprovisions the previous person
+	res, f := r.gone(ctx)
+	r.uuid = uuid
+	if f != nil || res.Outcome == Held {
+		res.UserName = user.UserName()
+		return res, f
+	}
+	if r.known {
+		if err := r.forget(); err != nil {
+			return res, retry(OpDelete, err)
+		}
+	}
+	r.rec, r.known = state.Account{UID: r.uid}, false
+	return r.create(ctx, user)
+}

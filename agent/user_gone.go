@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/mapping"
+	"github.com/scim-agent/scim-agent/scimclient"
+)
+
+// gone reconciles a uid whose users row no longer exists: DELETE, or
+// deactivate with on_delete: deactivate. Only accounts the agent
+// provisioned are touched.
+func (r *userRun) gone(ctx context.Context) (Result, *failure) {
+	res := Result{UserName: r.rec.UserName, SCIMID: r.rec.SCIMID}
+	if !r.known || (r.rec.SCIMID == "" && !r.rec.Creating) {
+		res.Outcome = Unchanged
+		return res, nil
+	}
+	if r.rec.SCIMID == "" {
+		// Deleted while its POST's outcome was unknown: find what the
+		// POST made, if anything.
+		id, detail, f := r.findLostCreate(ctx)
+		if f != nil {
+			return res, f
+		}
+		if id == "" {
+			res.Outcome, res.Detail = Unchanged, detail
+			if err := r.forget(); err != nil {
+				return res, retry(OpDelete, err)
+			}
+			return res, nil
+		}
+		r.rec.SCIMID = id
+	}
+	if r.prov.OnDelete == config.OpDeactivate {
+		return r.deactivateGone(ctx, res)
+	}
+	return r.deleteGone(ctx, res)
+}
+
+// findLostCreate looks for the account a POST whose outcome was never
+// saved may have made. It returns its id, or "" with why none is ours to
+// touch: an account found by userName without our externalId is one the
+// POST never made (somebody else's namesake), and deleting it would
+// destroy what the agent does not own.
+func (r *userRun) findLostCreate(ctx context.Context) (id, detail string, f *failure) {
+	user := mapping.User{Values: map[string]any{"userName": r.rec.UserName, "externalId": r.rec.ExternalID}}
+	found, f := r.lookup(ctx, OpDelete, user)
+	if f != nil || found == nil {
+		return "", "", f
+	}
+	if ext, _ := found["externalId"].(string); r.rec.ExternalID != "" && ext != r.rec.ExternalID {
+		other, _ := found["id"].(string)
+		r.log.Warn(MsgSCIMRequest, zap.String("op", OpDelete), zap.String("userName", r.rec.UserName), zap.String("scim_id", other),
+			zap.String("detail", "the account found by userName does not carry this user's externalId: left alone"))
+		return "", "", nil
+	}
+	id, owner, f := r.claim(r.rec.UserName, r.rec.ExternalID, found)
+	switch {
+	case f != nil && f.park:
+		// Somebody else's account: never ours to delete.
+		return "", f.detail, nil
+	case f != nil:
+		return "", "", f
+	case owner != 0:
+		return "", fmt.Sprintf("the account found is %s, which the agent provisions for uid %d", id, owner), nil
+	}
+	return id, "", nil
+}
+
+// deactivateGone deactivates the account of a deleted user
+// (on_delete: deactivate); it stays on the server, marked gone.
+func (r *userRun) deactivateGone(ctx context.Context, res Result) (Result, *failure) {
+	switch {
+	case r.rec.Gone:
+		res.Outcome = Unchanged
+		return res, nil
+	case !r.prov.Allows(config.OpDeactivate):
+		res.Outcome, res.Detail = Skipped, "deactivate is switched off in provisioning.operations"
+		return res, nil
+	case !r.allowDeprovision(OpDeactivate):
+		res.Outcome, res.Op = Held, OpDeactivate
+		return res, nil
+	}
+	user := mapping.User{UID: r.uid, Values: map[string]any{"active": false, "userName": r.rec.UserName}}
+	if f := r.send(ctx, OpDeactivate, user, mapping.Changes{Set: []string{"active"}}); f.notFound() {
+		res.Outcome = Deleted // already gone: nothing left to deactivate
+		if err := r.forget(); err != nil {
+			return res, retry(OpDeactivate, err)
+		}
+		return res, nil
+	} else if f != nil {
+		return res, f
+	}
+	r.rec.Gone, r.rec.Active, r.rec.Parked = true, false, nil
+	res.Outcome = Deactivated
+	if err := r.save(); err != nil {
+		return res, retry(OpDeactivate, err)
+	}
+	return res, nil
+}
+
+// deleteGone DELETEs the account of a deleted user; a 404 means the goal
+// is met.
+func (r *userRun) deleteGone(ctx context.Context, res Result) (Result, *failure) {
+	switch {
+	case !r.prov.Allows(config.OpDelete):
+		res.Outcome, res.Detail = Skipped, "delete is switched off in provisioning.operations"
+		return res, nil
+	case !r.allowDeprovision(OpDelete):
+		res.Outcome, res.Op = Held, OpDelete
+		return res, nil
+	}
+	path := "/Users/" + r.rec.SCIMID
+	res.Outcome = Deleted
+	if r.dry {
+		r.dryRun(OpDelete, http.MethodDelete, path, nil)
+		return res, nil
+	}
+	cr, err := r.scim.client.DeleteUser(ctx, r.rec.SCIMID)
+	if scimclient.IsNotFound(err) {
+		err = nil // already gone: the goal is met
+	}
+	r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, cr, err)
+	if err != nil {
+		return res, classify(OpDelete, err)
+	}
+	if err := r.forget(); err != nil {
+		return res, retry(OpDelete, err)
+	}
+	return res, nil
+}
