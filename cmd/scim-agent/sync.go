@@ -58,8 +58,7 @@ func syncCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store, excluded func(uint32) bool) ([]uint32, error) {
 	seen := map[uint32]bool{}
 	var out []uint32
-	for from := uint32(0); ; {
-		page, err := r.UIDs(ctx, from, 1000)
+	for page, err := range r.UIDPages(ctx, 1000) {
 		if err != nil {
 			return nil, err
 		}
@@ -69,10 +68,6 @@ func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store, e
 				out = append(out, uid)
 			}
 		}
-		if len(page) < 1000 {
-			break
-		}
-		from = page[len(page)-1] + 1
 	}
 	if s := store(); s != nil {
 		err := s.ForEachAccount(func(a state.Account) error {
