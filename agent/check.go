@@ -68,34 +68,53 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	where := fmt.Sprintf("%s@%s/%s", dsn.User, dsn.Addr, dsn.DBName)
 	if err := db.PingContext(ctx); err != nil {
-		var me *mysql.MySQLError
-		switch {
-		case errors.As(err, &me) && me.Number == 1045:
-			return []CheckResult{failed("mysql.connect", fmt.Sprintf("%s: the server refused the login: %s", where, me.Message),
-				"check the user and password in mysql.dsn (and that the account may connect from this host)")}
-		case errors.As(err, &me) && me.Number == 1049:
-			return []CheckResult{failed("mysql.connect", fmt.Sprintf("%s: %s", where, me.Message),
-				"put the Drupal database's name at the end of mysql.dsn")}
-		case errors.As(err, &me) && me.Number == 1044:
-			return []CheckResult{failed("mysql.connect", fmt.Sprintf("%s: %s", where, me.Message),
-				fmt.Sprintf("GRANT SELECT ON `%s`.* TO '%s'@'%%';", dsn.DBName, dsn.User))}
-		default:
-			return []CheckResult{failed("mysql.connect", fmt.Sprintf("cannot reach %s: %v", dsn.Addr, err),
-				"check the address in mysql.dsn and that the database server listens there and lets this host in")}
-		}
+		return []CheckResult{connectFailure(dsn, err)}
 	}
-
 	var version string
 	db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version)
 	mariadb := strings.Contains(strings.ToLower(version), "mariadb")
-	results := []CheckResult{ok("mysql.connect", fmt.Sprintf("%s (%s)", where, version))}
+	results := []CheckResult{ok("mysql.connect", fmt.Sprintf("%s@%s/%s (%s)", dsn.User, dsn.Addr, dsn.DBName, version))}
 
 	vars, err := serverVariables(ctx, db)
 	if err != nil {
 		return append(results, failed("mysql.variables", err.Error(), "let the account read server variables"))
 	}
+	results = append(results, checkBinlogSettings(vars)...)
+	results = append(results, checkNames(vars["lower_case_table_names"], dsn.DBName))
+	if id := vars["server_id"]; id == fmt.Sprint(cfg.MySQL.ServerID) {
+		results = append(results, failed("mysql.server_id", "the database server's own server_id is "+id,
+			"set mysql.server_id to a number no server or replica of this database uses"))
+	}
+	results = append(results, checkGrants(ctx, db, dsn, mariadb)...)
+	results = append(results, checkTables(ctx, db, cfg, dsn.DBName))
+	return results
+}
+
+// connectFailure explains why the database refused or could not be
+// reached, with the fix.
+func connectFailure(dsn *mysql.Config, err error) CheckResult {
+	where := fmt.Sprintf("%s@%s/%s", dsn.User, dsn.Addr, dsn.DBName)
+	var me *mysql.MySQLError
+	switch {
+	case errors.As(err, &me) && me.Number == 1045:
+		return failed("mysql.connect", fmt.Sprintf("%s: the server refused the login: %s", where, me.Message),
+			"check the user and password in mysql.dsn (and that the account may connect from this host)")
+	case errors.As(err, &me) && me.Number == 1049:
+		return failed("mysql.connect", fmt.Sprintf("%s: %s", where, me.Message),
+			"put the Drupal database's name at the end of mysql.dsn")
+	case errors.As(err, &me) && me.Number == 1044:
+		return failed("mysql.connect", fmt.Sprintf("%s: %s", where, me.Message),
+			fmt.Sprintf("GRANT SELECT ON `%s`.* TO '%s'@'%%';", dsn.DBName, dsn.User))
+	}
+	return failed("mysql.connect", fmt.Sprintf("cannot reach %s: %v", dsn.Addr, err),
+		"check the address in mysql.dsn and that the database server listens there and lets this host in")
+}
+
+// checkBinlogSettings checks that the binary log is on, row-based, with
+// whole rows and (a warning) column names.
+func checkBinlogSettings(vars map[string]string) []CheckResult {
+	var results []CheckResult
 	restart := "then restart the server"
 	if vars["log_bin"] != "ON" && vars["log_bin"] != "1" {
 		results = append(results, failed("mysql.log_bin", "the binary log is off",
@@ -118,32 +137,29 @@ func checkMySQL(ctx context.Context, cfg *config.Config) []CheckResult {
 	} else {
 		results = append(results, ok("mysql.binlog_row_image", "FULL"))
 	}
-	if meta, found := vars["binlog_row_metadata"]; meta != "FULL" {
-		// What running without names costs: an ALTER TABLE of a user table
-		// makes the events written before it undecodable for certain, and
-		// each such backlog a full sync.
-		cost := "the binlog carries no column names, so they are read from information_schema when an event is read; " +
-			"events written before an ALTER TABLE of a user table and read after it (after a restart, a reconnect or a backlog) " +
-			"cannot be mapped for certain (column count and types are compared) and cost a full sync"
-		detail := "is " + meta + " (MySQL 8's default is MINIMAL, MariaDB's NO_LOG): " + cost
-		if !found {
-			detail = "this server has no binlog_row_metadata (MySQL < 8.0.1, MariaDB < 10.5): " + cost
-		}
-		results = append(results, CheckResult{Name: "mysql.binlog_row_metadata", Warn: true, Detail: detail,
-			Fix: "SET GLOBAL binlog_row_metadata = 'FULL'; and add to my.cnf under [mysqld]: binlog_row_metadata = FULL " +
-				"(each table-map event then carries its column names: a few bytes per event, and no full sync after an ALTER TABLE)"})
-	} else {
-		results = append(results, ok("mysql.binlog_row_metadata", "FULL"))
-	}
-	results = append(results, checkNames(vars["lower_case_table_names"], dsn.DBName))
-	if id := vars["server_id"]; id == fmt.Sprint(cfg.MySQL.ServerID) {
-		results = append(results, failed("mysql.server_id", "the database server's own server_id is "+id,
-			"set mysql.server_id to a number no server or replica of this database uses"))
-	}
+	return append(results, checkRowMetadata(vars))
+}
 
-	results = append(results, checkGrants(ctx, db, dsn, mariadb)...)
-	results = append(results, checkTables(ctx, db, cfg, dsn.DBName))
-	return results
+// checkRowMetadata warns unless the binlog carries column names, saying
+// what running without them costs.
+func checkRowMetadata(vars map[string]string) CheckResult {
+	meta, found := vars["binlog_row_metadata"]
+	if meta == "FULL" {
+		return ok("mysql.binlog_row_metadata", "FULL")
+	}
+	// What running without names costs: an ALTER TABLE of a user table
+	// makes the events written before it undecodable for certain, and
+	// each such backlog a full sync.
+	cost := "the binlog carries no column names, so they are read from information_schema when an event is read; " +
+		"events written before an ALTER TABLE of a user table and read after it (after a restart, a reconnect or a backlog) " +
+		"cannot be mapped for certain (column count and types are compared) and cost a full sync"
+	detail := "is " + meta + " (MySQL 8's default is MINIMAL, MariaDB's NO_LOG): " + cost
+	if !found {
+		detail = "this server has no binlog_row_metadata (MySQL < 8.0.1, MariaDB < 10.5): " + cost
+	}
+	return CheckResult{Name: "mysql.binlog_row_metadata", Warn: true, Detail: detail,
+		Fix: "SET GLOBAL binlog_row_metadata = 'FULL'; and add to my.cnf under [mysqld]: binlog_row_metadata = FULL " +
+			"(each table-map event then carries its column names: a few bytes per event, and no full sync after an ALTER TABLE)"}
 }
 
 func serverVariables(ctx context.Context, db *sql.DB) (map[string]string, error) {

@@ -312,11 +312,38 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 
 // validate checks every value; errors name the key (and line, via at).
 func (c *Config) validate(at func(path string) string) error {
-	var errs []string
-	fail := func(path, format string, args ...any) {
-		errs = append(errs, at(path)+path+": "+fmt.Sprintf(format, args...))
+	ps := &problems{at: at}
+	c.validateMySQL(ps.fail)
+	c.validateSCIM(ps.fail)
+	c.validateProvisioning(ps.fail)
+	c.validateSocket(ps.fail)
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		ps.fail("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		ps.fail("log.format", "%q is not one of json, console", c.Log.Format)
+	}
+	c.validateMapping(ps)
+	if len(ps.errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(ps.errs, "\n"))
+	}
+	return nil
+}
 
+// problems collects what is wrong with a config, each problem naming its
+// key and, when known, its line.
+type problems struct {
+	at   func(path string) string // "file:line: " of a key path
+	errs []string
+}
+
+// fail records a problem with the value at path.
+func (ps *problems) fail(path, format string, args ...any) {
+	ps.errs = append(ps.errs, ps.at(path)+path+": "+fmt.Sprintf(format, args...))
+}
+
+// validateMySQL checks the mysql section and derives the server id.
+func (c *Config) validateMySQL(fail func(path, format string, args ...any)) {
 	if c.MySQL.DSN == "" {
 		fail("mysql.dsn", "is required (e.g. scim_agent:${MYSQL_PASSWORD}@tcp(127.0.0.1:3306)/drupal)")
 	} else if dsn, err := mysql.ParseDSN(c.MySQL.DSN); err != nil {
@@ -334,7 +361,11 @@ func (c *Config) validate(at func(path string) string) error {
 	if c.MySQL.Heartbeat < 100*time.Millisecond {
 		fail("mysql.heartbeat", "%s is too short (at least 100ms)", c.MySQL.Heartbeat)
 	}
+}
 
+// validateSCIM checks the scim section: where the server is, how the
+// agent authenticates, its TLS files, rate limit and capabilities.
+func (c *Config) validateSCIM(fail func(path, format string, args ...any)) {
 	if c.SCIM.BaseURL == "" {
 		fail("scim.base_url", "is required (e.g. https://idp.example.com/scim/v2)")
 	} else if u, err := url.Parse(c.SCIM.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -343,21 +374,7 @@ func (c *Config) validate(at func(path string) string) error {
 		c.Warnings = append(c.Warnings, "scim.base_url uses plain http: the bearer token crosses the network unencrypted")
 	}
 	c.validateSCIMAuth(fail)
-	if c.SCIM.CAFile != "" {
-		if _, err := os.Stat(c.SCIM.CAFile); err != nil {
-			fail("scim.ca_file", "%v", err)
-		}
-	}
-	switch sc := c.SCIM; {
-	case sc.CertFile == "" && sc.KeyFile != "":
-		fail("scim.cert_file", "is required with scim.key_file (the client certificate for mTLS)")
-	case sc.CertFile != "" && sc.KeyFile == "":
-		fail("scim.key_file", "is required with scim.cert_file (the client certificate's private key)")
-	case sc.CertFile != "":
-		if _, err := tls.LoadX509KeyPair(sc.CertFile, sc.KeyFile); err != nil {
-			fail("scim.cert_file", "%s with scim.key_file %s: %v", sc.CertFile, sc.KeyFile, err)
-		}
-	}
+	c.validateSCIMTLS(fail)
 	if c.SCIM.Timeout < 0 {
 		fail("scim.timeout", "must be positive")
 	}
@@ -378,7 +395,29 @@ func (c *Config) validate(at func(path string) string) error {
 			fail("scim.capabilities."+cp.key, "%q is not one of auto, true, false", string(cp.v))
 		}
 	}
+}
 
+// validateSCIMTLS checks scim.ca_file and the client certificate.
+func (c *Config) validateSCIMTLS(fail func(path, format string, args ...any)) {
+	if c.SCIM.CAFile != "" {
+		if _, err := os.Stat(c.SCIM.CAFile); err != nil {
+			fail("scim.ca_file", "%v", err)
+		}
+	}
+	switch sc := c.SCIM; {
+	case sc.CertFile == "" && sc.KeyFile != "":
+		fail("scim.cert_file", "is required with scim.key_file (the client certificate for mTLS)")
+	case sc.CertFile != "" && sc.KeyFile == "":
+		fail("scim.key_file", "is required with scim.cert_file (the client certificate's private key)")
+	case sc.CertFile != "":
+		if _, err := tls.LoadX509KeyPair(sc.CertFile, sc.KeyFile); err != nil {
+			fail("scim.cert_file", "%s with scim.key_file %s: %v", sc.CertFile, sc.KeyFile, err)
+		}
+	}
+}
+
+// validateProvisioning checks the provisioning section.
+func (c *Config) validateProvisioning(fail func(path, format string, args ...any)) {
 	p := &c.Provisioning
 	for _, op := range p.Operations {
 		if !slices.Contains([]string{OpCreate, OpUpdate, OpDeactivate, OpDelete}, op) {
@@ -405,29 +444,21 @@ func (c *Config) validate(at func(path string) string) error {
 	if p.MaxDeletesWindow < 0 {
 		fail("provisioning.max_deletes_window", "must be positive")
 	}
+}
 
-	c.validateSocket(fail)
-
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
-		fail("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
-	}
-	if c.Log.Format != "json" && c.Log.Format != "console" {
-		fail("log.format", "%q is not one of json, console", c.Log.Format)
-	}
+// validateMapping checks each mapping rule alone (naming its key), then
+// the whole mapping.
+func (c *Config) validateMapping(ps *problems) {
 	mappingOK := true
 	for _, path := range sortedKeys(c.Mapping) {
 		if _, err := mapping.New(map[string]string{path: c.Mapping[path]}); err != nil {
-			errs = append(errs, at("mapping."+path)+err.Error())
+			ps.errs = append(ps.errs, ps.at("mapping."+path)+err.Error())
 			mappingOK = false
 		}
 	}
 	if _, err := mapping.New(c.Mapping); err != nil && mappingOK {
-		errs = append(errs, at("mapping")+err.Error())
+		ps.errs = append(ps.errs, ps.at("mapping")+err.Error())
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%s", strings.Join(errs, "\n"))
-	}
-	return nil
 }
 
 // validateSocket checks that admin.socket is a path a Unix socket can
@@ -485,67 +516,81 @@ func (c *Config) validateSCIMAuth(fail func(path, format string, args ...any)) {
 	}
 	switch methods[0] {
 	case "scim.token":
-		if sc.Token != "" && sc.TokenFile != "" {
-			fail("scim.token", "set either scim.token or scim.token_file, not both")
-		} else if sc.TokenFile != "" {
-			b, err := os.ReadFile(sc.TokenFile)
-			if err != nil {
-				fail("scim.token_file", "%v", err)
-			} else if sc.Token = strings.TrimSpace(string(b)); sc.Token == "" {
-				fail("scim.token_file", "%s is empty", sc.TokenFile)
-			}
-		}
+		sc.validateToken(fail)
 	case "scim.oauth2":
-		o := &sc.OAuth2
-		if o.TokenURL == "" {
-			fail("scim.oauth2.token_url", "is required (the token endpoint, e.g. https://idp.example.com/oauth2/token)")
-		} else if u, err := url.Parse(o.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-			fail("scim.oauth2.token_url", "%q is not an absolute http(s) URL without credentials", o.TokenURL)
-		} else if u.Scheme == "http" && !loopback(u.Hostname()) {
-			c.Warnings = append(c.Warnings, "scim.oauth2.token_url uses plain http: the client secret crosses the network unencrypted")
-		}
-		if o.ClientID == "" {
-			fail("scim.oauth2.client_id", "is required")
-		}
-		o.ClientSecret = strings.TrimSpace(o.ClientSecret)
-		switch {
-		case o.ClientSecret != "" && o.ClientSecretFile != "":
-			fail("scim.oauth2.client_secret", "set either scim.oauth2.client_secret or scim.oauth2.client_secret_file, not both")
-		case o.ClientSecret == "" && o.ClientSecretFile == "":
-			fail("scim.oauth2.client_secret", "is required (or scim.oauth2.client_secret_file); keep it in ${ENV} or the file")
-		case o.ClientSecretFile != "":
-			b, err := os.ReadFile(o.ClientSecretFile)
-			if err != nil {
-				fail("scim.oauth2.client_secret_file", "%v", err)
-			} else if o.ClientSecret = strings.TrimSpace(string(b)); o.ClientSecret == "" {
-				fail("scim.oauth2.client_secret_file", "%s is empty", o.ClientSecretFile)
-			}
-		}
-		for i, scope := range o.Scopes {
-			if scope == "" || strings.ContainsFunc(scope, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' }) {
-				fail(fmt.Sprintf("scim.oauth2.scopes[%d]", i), "%q is not a scope (one word, no spaces or quotes)", scope)
-			}
-		}
+		c.validateOAuth2(fail)
 	case "scim.basic":
-		b := &sc.Basic
-		if b.Username == "" {
-			fail("scim.basic.username", "is required")
-		} else if strings.Contains(b.Username, ":") {
-			fail("scim.basic.username", "cannot hold ':' (RFC 7617)")
+		sc.Basic.validate(fail)
+	}
+}
+
+// validateToken reads scim.token_file when it is set.
+func (sc *SCIM) validateToken(fail func(path, format string, args ...any)) {
+	if sc.Token != "" && sc.TokenFile != "" {
+		fail("scim.token", "set either scim.token or scim.token_file, not both")
+	} else if sc.TokenFile != "" {
+		b, err := os.ReadFile(sc.TokenFile)
+		if err != nil {
+			fail("scim.token_file", "%v", err)
+		} else if sc.Token = strings.TrimSpace(string(b)); sc.Token == "" {
+			fail("scim.token_file", "%s is empty", sc.TokenFile)
 		}
-		b.Password = trimNewline(b.Password)
-		switch {
-		case b.Password != "" && b.PasswordFile != "":
-			fail("scim.basic.password", "set either scim.basic.password or scim.basic.password_file, not both")
-		case b.Password == "" && b.PasswordFile == "":
-			fail("scim.basic.password", "is required (or scim.basic.password_file); keep it in ${ENV} or the file")
-		case b.PasswordFile != "":
-			raw, err := os.ReadFile(b.PasswordFile)
-			if err != nil {
-				fail("scim.basic.password_file", "%v", err)
-			} else if b.Password = trimNewline(string(raw)); b.Password == "" {
-				fail("scim.basic.password_file", "%s is empty", b.PasswordFile)
-			}
+	}
+}
+
+// validateOAuth2 checks scim.oauth2 and reads its client secret.
+func (c *Config) validateOAuth2(fail func(path, format string, args ...any)) {
+	o := &c.SCIM.OAuth2
+	if o.TokenURL == "" {
+		fail("scim.oauth2.token_url", "is required (the token endpoint, e.g. https://idp.example.com/oauth2/token)")
+	} else if u, err := url.Parse(o.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		fail("scim.oauth2.token_url", "%q is not an absolute http(s) URL without credentials", o.TokenURL)
+	} else if u.Scheme == "http" && !loopback(u.Hostname()) {
+		c.Warnings = append(c.Warnings, "scim.oauth2.token_url uses plain http: the client secret crosses the network unencrypted")
+	}
+	if o.ClientID == "" {
+		fail("scim.oauth2.client_id", "is required")
+	}
+	o.ClientSecret = strings.TrimSpace(o.ClientSecret)
+	switch {
+	case o.ClientSecret != "" && o.ClientSecretFile != "":
+		fail("scim.oauth2.client_secret", "set either scim.oauth2.client_secret or scim.oauth2.client_secret_file, not both")
+	case o.ClientSecret == "" && o.ClientSecretFile == "":
+		fail("scim.oauth2.client_secret", "is required (or scim.oauth2.client_secret_file); keep it in ${ENV} or the file")
+	case o.ClientSecretFile != "":
+		b, err := os.ReadFile(o.ClientSecretFile)
+		if err != nil {
+			fail("scim.oauth2.client_secret_file", "%v", err)
+		} else if o.ClientSecret = strings.TrimSpace(string(b)); o.ClientSecret == "" {
+			fail("scim.oauth2.client_secret_file", "%s is empty", o.ClientSecretFile)
+		}
+	}
+	for i, scope := range o.Scopes {
+		if scope == "" || strings.ContainsFunc(scope, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' }) {
+			fail(fmt.Sprintf("scim.oauth2.scopes[%d]", i), "%q is not a scope (one word, no spaces or quotes)", scope)
+		}
+	}
+}
+
+// validate checks scim.basic and reads its password.
+func (b *Basic) validate(fail func(path, format string, args ...any)) {
+	if b.Username == "" {
+		fail("scim.basic.username", "is required")
+	} else if strings.Contains(b.Username, ":") {
+		fail("scim.basic.username", "cannot hold ':' (RFC 7617)")
+	}
+	b.Password = trimNewline(b.Password)
+	switch {
+	case b.Password != "" && b.PasswordFile != "":
+		fail("scim.basic.password", "set either scim.basic.password or scim.basic.password_file, not both")
+	case b.Password == "" && b.PasswordFile == "":
+		fail("scim.basic.password", "is required (or scim.basic.password_file); keep it in ${ENV} or the file")
+	case b.PasswordFile != "":
+		raw, err := os.ReadFile(b.PasswordFile)
+		if err != nil {
+			fail("scim.basic.password_file", "%v", err)
+		} else if b.Password = trimNewline(string(raw)); b.Password == "" {
+			fail("scim.basic.password_file", "%s is empty", b.PasswordFile)
 		}
 	}
 }

@@ -194,35 +194,7 @@ func walk(node *yaml.Node, t reflect.Type, path string, idx *index, lookupEnv fu
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		known := map[string]reflect.StructField{}
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if tag != "" && tag != "-" {
-				known[tag] = f
-			}
-		}
-		for i := 0; i+1 < len(node.Content); i += 2 {
-			k, v := node.Content[i], node.Content[i+1]
-			f, ok := known[k.Value]
-			if !ok {
-				names := make([]string, 0, len(known))
-				for n := range known {
-					names = append(names, n)
-				}
-				sort.Strings(names)
-				where := "at the top level"
-				if path != "" {
-					where = "in " + path
-				}
-				return &keyError{k.Line, fmt.Sprintf("unknown key %q %s (known keys: %s)", k.Value, where, strings.Join(names, ", "))}
-			}
-			sub := join(path, k.Value)
-			idx.keys[sub] = k.Line
-			if err := walk(v, f.Type, sub, idx, lookupEnv); err != nil {
-				return err
-			}
-		}
+		return walkStruct(node, t, path, idx, lookupEnv)
 	case reflect.Map:
 		for i := 0; i+1 < len(node.Content); i += 2 {
 			k, v := node.Content[i], node.Content[i+1]
@@ -237,6 +209,41 @@ func walk(node *yaml.Node, t reflect.Type, path string, idx *index, lookupEnv fu
 		}
 	default:
 		return &keyError{node.Line, fmt.Sprintf("%s: must be a single value, not a mapping", path)}
+	}
+	return nil
+}
+
+// walkStruct checks the keys of a mapping node against the yaml tags of
+// the struct type t: an unknown key is an error naming the known ones.
+func walkStruct(node *yaml.Node, t reflect.Type, path string, idx *index, lookupEnv func(string) (string, bool)) error {
+	known := map[string]reflect.StructField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag != "" && tag != "-" {
+			known[tag] = f
+		}
+	}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k, v := node.Content[i], node.Content[i+1]
+		f, ok := known[k.Value]
+		if !ok {
+			names := make([]string, 0, len(known))
+			for n := range known {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			where := "at the top level"
+			if path != "" {
+				where = "in " + path
+			}
+			return &keyError{k.Line, fmt.Sprintf("unknown key %q %s (known keys: %s)", k.Value, where, strings.Join(names, ", "))}
+		}
+		sub := join(path, k.Value)
+		idx.keys[sub] = k.Line
+		if err := walk(v, f.Type, sub, idx, lookupEnv); err != nil {
+			return err
+		}
 	}
 	return nil
 }
