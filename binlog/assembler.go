@@ -83,6 +83,7 @@ type txn struct {
 	balance  map[uint32]map[string]int
 	buffered int
 	overflow bool
+	roles    roleChanges
 }
 
 func newAssembler(schema string, tables []Table, names nameRule, columns columnSource, onRows func(string), log *zap.Logger) *assembler {
@@ -338,9 +339,10 @@ func (a *assembler) commit(ev *replication.BinlogEvent) (*Notice, error) {
 		}
 	}
 	n := &Notice{
-		UIDs: a.tx.uids(),
-		Pos:  Position{File: a.file, Offset: ev.Header.LogPos},
-		Time: time.Unix(int64(ev.Header.Timestamp), 0),
+		UIDs:  a.tx.uids(),
+		Roles: a.tx.roles.list(),
+		Pos:   Position{File: a.file, Offset: ev.Header.LogPos},
+		Time:  time.Unix(int64(ev.Header.Timestamp), 0),
 	}
 	if a.gset != nil {
 		n.Pos.GTID = a.gset.String()
@@ -415,9 +417,16 @@ func (p *plan) uid(row []any) (uid uint32, ok bool, err error) {
 }
 
 func (a *assembler) insert(p *plan, row []any) error {
+	if p.table.RoleConfig {
+		a.configRow(p, nil, row)
+		return nil
+	}
 	uid, ok, err := p.uid(row)
 	if err != nil || !ok {
 		return err
+	}
+	if role, ok := p.memberRole(row); ok {
+		a.tx.roles.member(role, uid, 1)
 	}
 	if p.cols == nil {
 		a.tx.touch(uid)
@@ -428,9 +437,16 @@ func (a *assembler) insert(p *plan, row []any) error {
 }
 
 func (a *assembler) delete(p *plan, row []any) error {
+	if p.table.RoleConfig {
+		a.configRow(p, row, nil)
+		return nil
+	}
 	uid, ok, err := p.uid(row)
 	if err != nil || !ok {
 		return err
+	}
+	if role, ok := p.memberRole(row); ok {
+		a.tx.roles.member(role, uid, -1)
 	}
 	if p.cols == nil {
 		a.tx.touch(uid)
@@ -441,6 +457,10 @@ func (a *assembler) delete(p *plan, row []any) error {
 }
 
 func (a *assembler) update(p *plan, before, after []any) error {
+	if p.table.RoleConfig {
+		a.configRow(p, before, after)
+		return nil
+	}
 	ub, okb, err := p.uid(before)
 	if err != nil {
 		return err
@@ -448,6 +468,12 @@ func (a *assembler) update(p *plan, before, after []any) error {
 	ua, oka, err := p.uid(after)
 	if err != nil {
 		return err
+	}
+	if rb, ok := p.memberRole(before); ok && okb {
+		a.tx.roles.member(rb, ub, -1)
+	}
+	if ra, ok := p.memberRole(after); ok && oka {
+		a.tx.roles.member(ra, ua, 1)
 	}
 	if okb != oka || ub != ua {
 		if okb {
@@ -549,6 +575,7 @@ func (tx *txn) reset() {
 	tx.balance = nil
 	tx.buffered = 0
 	tx.overflow = false
+	tx.roles.reset()
 	tx.open = false
 	tx.standalone = false
 	tx.endPos = 0

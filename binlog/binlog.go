@@ -88,6 +88,16 @@ type Table struct {
 	// columns its mapping reads plus uid, langcode, default_langcode.)
 	// Empty means every column counts: every row event touches its uid.
 	Columns []string
+	// RoleColumn, when set, names a column holding a role's machine name
+	// (user__roles.roles_target_id): a membership row inserted or deleted
+	// touches that role too, unless the same transaction deletes and
+	// inserts it again for the same uid (Drupal's rewrite of a user's
+	// roles).
+	RoleColumn string
+	// RoleConfig marks Drupal's config table (KeyColumn unused): a row in
+	// collection "" named RoleConfigPrefix+<id> touches role <id>; every
+	// other configuration object is skipped unread.
+	RoleConfig bool
 }
 
 // Config configures a Streamer.
@@ -124,6 +134,9 @@ type Notice struct {
 	// empty: every transaction is delivered so that its position can be
 	// saved.
 	UIDs []uint32
+	// Roles are the machine names of the roles whose config row or
+	// membership rows changed, sorted and unique.
+	Roles []string
 	// Pos is the position right after this transaction's commit (XID, COMMIT
 	// or DDL query event): where to resume once the notice is handled.
 	Pos Position

@@ -127,6 +127,10 @@ type plan struct {
 	keyType byte
 	// cols are the indexes of Table.Columns; nil when every column counts.
 	cols []int
+	// role is the index of Table.RoleColumn, or -1.
+	role int
+	// collection and name are the indexes of a RoleConfig table's columns.
+	collection, name int
 }
 
 // isIntegerType reports whether a binlog column type can hold a uid.
@@ -174,8 +178,22 @@ func newPlan(ctx context.Context, tm *replication.TableMapEvent, t *Table, src c
 		}
 		return -1, fmt.Errorf("%w: table %s has no column %q (columns: %s)", ErrUnknownColumns, t.Name, col, strings.Join(names, ", "))
 	}
-	p := &plan{tm: tm, table: t}
+	p := &plan{tm: tm, table: t, role: -1}
 	var err error
+	if t.RoleConfig {
+		if p.collection, err = index("collection"); err != nil {
+			return nil, err
+		}
+		if p.name, err = index("name"); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	if t.RoleColumn != "" {
+		if p.role, err = index(t.RoleColumn); err != nil {
+			return nil, err
+		}
+	}
 	if p.key, err = index(t.KeyColumn); err != nil {
 		return nil, err
 	}

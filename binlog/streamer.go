@@ -81,7 +81,7 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 		switch {
 		case t.Name == "":
 			return nil, errors.New("binlog: a watched table has no name")
-		case t.KeyColumn == "":
+		case t.KeyColumn == "" && !t.RoleConfig:
 			return nil, fmt.Errorf("binlog: table %s: no key column", t.Name)
 		case seen[t.Name]:
 			return nil, fmt.Errorf("binlog: table %s listed twice", t.Name)

@@ -398,13 +398,6 @@ func (s *Site) Recreate(ctx context.Context, u User) error {
 	return tx.Commit()
 }
 
-// DeleteRole removes a role from every user at once, as deleting a role
-// entity does, with no user save.
-func (s *Site) DeleteRole(ctx context.Context, role string) error {
-	_, err := s.DB.ExecContext(ctx, "DELETE FROM "+s.t("user__roles")+" WHERE roles_target_id = ?", role)
-	return err
-}
-
 // CreateAnonymous inserts the anonymous user, uid 0, as Drupal's installer
 // does (with NO_AUTO_VALUE_ON_ZERO, so 0 is stored and not replaced).
 func (s *Site) CreateAnonymous(ctx context.Context) error {
