@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ type Config struct {
 	State        State             `yaml:"state"`
 	Log          Log               `yaml:"log"`
 	Admin        Admin             `yaml:"admin"`
+	Groups       Groups            `yaml:"groups"`
 	Mapping      map[string]string `yaml:"mapping"`
 
 	// Warnings are problems that do not stop the agent (e.g. a plain-http
@@ -227,6 +229,37 @@ type Log struct {
 // Admin configures the agent's two admin endpoints: the HTTP listener
 // for probes, scrapes and the status, and the control socket through
 // which the scim-agent commands drive a running agent.
+// Groups says which Drupal roles the agent provisions as SCIM Groups.
+type Groups struct {
+	// Enabled switches groups on.
+	Enabled bool `yaml:"enabled"`
+	// Roles are the machine names of the roles provisioned; empty means
+	// every role but anonymous and authenticated.
+	Roles []string `yaml:"roles"`
+	// ExcludeRoles are never provisioned.
+	ExcludeRoles []string `yaml:"exclude_roles"`
+	// OnRoleDelete is what a role deleted in Drupal becomes: "delete"
+	// (DELETE /Groups/{id}) or "keep" (the group stays, with no members).
+	OnRoleDelete string `yaml:"on_role_delete"`
+	// MaxMembersPerRequest bounds the members added or removed by one
+	// request (AWS IAM Identity Center allows 100).
+	MaxMembersPerRequest int `yaml:"max_members_per_request"`
+}
+
+// What groups.on_role_delete may say.
+const (
+	RoleDeleteGroup = "delete"
+	RoleKeepGroup   = "keep"
+)
+
+// Selects reports whether role is provisioned as a group.
+func (g Groups) Selects(role string) bool {
+	if !g.Enabled || role == "anonymous" || role == "authenticated" || slices.Contains(g.ExcludeRoles, role) {
+		return false
+	}
+	return len(g.Roles) == 0 || slices.Contains(g.Roles, role)
+}
+
 type Admin struct {
 	// Listen is host:port of the HTTP listener (health, readiness,
 	// metrics, status); "" switches it off.
@@ -249,18 +282,25 @@ const SocketSuffix = ".sock"
 
 // Defaults of the optional keys.
 const (
-	DefaultHeartbeat        = 5 * time.Second
-	DefaultTimeout          = 30 * time.Second
-	DefaultWorkers          = 4
-	DefaultMaxDeletes       = 100
-	DefaultMaxDeletesWindow = 10 * time.Minute
-	DefaultStatePath        = "scim-agent.db"
-	DefaultAdminListen      = "127.0.0.1:9464"
+	DefaultHeartbeat         = 5 * time.Second
+	DefaultTimeout           = 30 * time.Second
+	DefaultWorkers           = 4
+	DefaultMaxDeletes        = 100
+	DefaultMaxDeletesWindow  = 10 * time.Minute
+	DefaultStatePath         = "scim-agent.db"
+	DefaultAdminListen       = "127.0.0.1:9464"
+	DefaultMembersPerRequest = 100
 )
 
 // applyDefaults fills the keys the file left out. present reports
 // whether a key path appeared in the file (so an explicit "" or 0 stays).
 func (c *Config) applyDefaults(present func(path string) bool) {
+	if c.Groups.OnRoleDelete == "" {
+		c.Groups.OnRoleDelete = RoleDeleteGroup
+	}
+	if !present("groups.max_members_per_request") {
+		c.Groups.MaxMembersPerRequest = DefaultMembersPerRequest
+	}
 	if c.MySQL.Heartbeat == 0 {
 		c.MySQL.Heartbeat = DefaultHeartbeat
 	}
@@ -323,6 +363,7 @@ func (c *Config) validate(at func(path string) string) error {
 	if c.Log.Format != "json" && c.Log.Format != "console" {
 		ps.fail("log.format", "%q is not one of json, console", c.Log.Format)
 	}
+	c.validateGroups(ps.fail)
 	c.validateMapping(ps)
 	if len(ps.errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(ps.errs, "\n"))
@@ -445,6 +486,37 @@ func (c *Config) validateProvisioning(fail func(path, format string, args ...any
 		fail("provisioning.max_deletes_window", "must be positive")
 	}
 }
+
+// validateGroups checks the groups section.
+func (c *Config) validateGroups(fail func(path, format string, args ...any)) {
+	g := &c.Groups
+	for _, list := range []struct {
+		key   string
+		roles []string
+	}{{"groups.roles", g.Roles}, {"groups.exclude_roles", g.ExcludeRoles}} {
+		for i, role := range list.roles {
+			key := fmt.Sprintf("%s[%d]", list.key, i)
+			switch {
+			case !machineName.MatchString(role):
+				fail(key, "%q is not a role's machine name (lower-case letters, digits and _)", role)
+			case role == "anonymous" || role == "authenticated":
+				fail(key, "%q is never stored as a role of a user (Drupal gives it to everybody, or to nobody logged in): it cannot be a group", role)
+			}
+		}
+	}
+	if g.OnRoleDelete != RoleDeleteGroup && g.OnRoleDelete != RoleKeepGroup {
+		fail("groups.on_role_delete", "%q is not one of delete, keep", g.OnRoleDelete)
+	}
+	if g.MaxMembersPerRequest < 1 || g.MaxMembersPerRequest > 10000 {
+		fail("groups.max_members_per_request", "%d is not between 1 and 10000", g.MaxMembersPerRequest)
+	}
+	if g.Enabled && len(g.Roles) > 0 && !slices.ContainsFunc(g.Roles, g.Selects) {
+		c.Warnings = append(c.Warnings, "groups.exclude_roles excludes every role groups.roles names: no group is provisioned")
+	}
+}
+
+// machineName is what a Drupal machine name may hold.
+var machineName = regexp.MustCompile(`^[a-z0-9_]+$`)
 
 // validateMapping checks each mapping rule alone (naming its key), then
 // the whole mapping.
