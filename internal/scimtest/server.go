@@ -105,6 +105,17 @@ type Options struct {
 	// ServiceProviderConfig says etag.supported=true. (meta.version and
 	// the ETag header of a GET are sent either way.)
 	ETags bool
+	// GroupsWithoutMembers makes GET /Groups answer groups without their
+	// members, as AWS IAM Identity Center does: a client must remember
+	// what it pushed.
+	GroupsWithoutMembers bool
+	// MaxMembersPerRequest refuses (400) a request that adds or removes
+	// more members of a group than this (AWS allows 100); 0 = no limit.
+	MaxMembersPerRequest int
+	// KeepMembersOfDeletedUsers leaves a deleted user's id in the groups
+	// it was a member of (most servers drop it, as this one does by
+	// default).
+	KeepMembersOfDeletedUsers bool
 	// LenientCreate makes a POST whose userName is taken answer 200 with
 	// the existing account, unchanged, instead of 409: what a lenient
 	// server does.
@@ -152,10 +163,13 @@ type Server struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
+	groupPatcher *patcher
+
 	mu      sync.Mutex // guards the store
 	users   map[string]*user
-	seq     uint64 // insertion order, for stable listing
-	version uint64 // source of meta.version
+	groups  map[string]*user // the groups, kept like users
+	seq     uint64           // insertion order, for stable listing
+	version uint64           // source of meta.version
 
 	fmu           sync.Mutex // guards faults, reject, before, down, token, the token endpoint's state and limited
 	faults        []*faultState
@@ -198,14 +212,16 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("scimtest: listen on %s: %w", opts.Addr, err)
 	}
 	s := &Server{
-		Token:   opts.Token,
-		token:   opts.Token,
-		opts:    opts,
-		closed:  make(chan struct{}),
-		users:   map[string]*user{},
-		patcher: newPatcher(),
-		issued:  map[string]time.Time{},
-		limiter: newRateLimiter(opts),
+		Token:        opts.Token,
+		token:        opts.Token,
+		opts:         opts,
+		closed:       make(chan struct{}),
+		users:        map[string]*user{},
+		groups:       map[string]*user{},
+		patcher:      newPatcher(),
+		groupPatcher: newGroupPatcher(),
+		issued:       map[string]time.Time{},
+		limiter:      newRateLimiter(opts),
 	}
 	scheme := "http"
 	if opts.TLS {
@@ -310,7 +326,7 @@ func (s *Server) newSCIMHandler() (http.Handler, error) {
 	}
 	srv, err := scim.NewServer(&scim.ServerArgs{
 		ServiceProviderConfig: config,
-		ResourceTypes:         []scim.ResourceType{users},
+		ResourceTypes:         []scim.ResourceType{users, s.groupResourceType()},
 	}, scim.WithBaseURL(s.URL))
 	if err != nil {
 		return nil, fmt.Errorf("scimtest: build the SCIM server: %w", err)

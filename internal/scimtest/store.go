@@ -185,6 +185,7 @@ func (s *Server) Remove(id string) bool {
 	defer s.mu.Unlock()
 	_, ok := s.users[id]
 	delete(s.users, id)
+	s.dropMemberLocked(id)
 	return ok
 }
 
@@ -205,9 +206,13 @@ func (s *Server) touchLocked(u *user) {
 	u.modified = time.Now().UTC()
 }
 
-func (s *Server) sortedLocked() []*user {
-	list := make([]*user, 0, len(s.users))
-	for _, u := range s.users {
+func (s *Server) sortedLocked() []*user { return sortedRecords(s.users) }
+
+// sortedRecords returns the resources of m (users or groups) in the
+// order they were created.
+func sortedRecords(m map[string]*user) []*user {
+	list := make([]*user, 0, len(m))
+	for _, u := range m {
 		list = append(list, u)
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
@@ -461,6 +466,7 @@ func (h userHandler) Delete(r *http.Request, id string) error {
 		return err
 	}
 	delete(s.users, id)
+	s.dropMemberLocked(id)
 	return nil
 }
 

@@ -1,0 +1,90 @@
+package scimtest
+
+import (
+	"net/url"
+	"slices"
+	"testing"
+)
+
+const groupSchema = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+func TestGroups(t *testing.T) {
+	srv := New(t, Options{})
+	alice := do(t, srv, "POST", "/Users", map[string]any{"schemas": []string{userSchema}, "userName": "alice"}).str("id")
+	bob := do(t, srv, "POST", "/Users", map[string]any{"schemas": []string{userSchema}, "userName": "bob"}).str("id")
+
+	created := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "Editors",
+		"externalId": "editor", "members": []any{map[string]any{"value": alice}}})
+	if created.status != 201 {
+		t.Fatalf("POST /Groups = %d %s", created.status, created.raw)
+	}
+	id := created.str("id")
+	if r := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "editors"}); r.status != 409 {
+		t.Fatalf("a second group named editors: %d, want 409", r.status)
+	}
+	if r := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "Ghosts",
+		"members": []any{map[string]any{"value": "no-such-user"}}}); r.status != 400 {
+		t.Fatalf("a member that is no user: %d, want 400", r.status)
+	}
+	patch := func(ops ...map[string]any) reply {
+		return do(t, srv, "PATCH", "/Groups/"+id, map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"}, "Operations": ops})
+	}
+	if r := patch(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": bob}}},
+		map[string]any{"op": "replace", "path": "displayName", "value": "Rédaction"}); r.status != 200 {
+		t.Fatalf("PATCH add = %d %s", r.status, r.raw)
+	}
+	g, _ := srv.GroupByID(id)
+	if !slices.Equal(g.Members(), []string{alice, bob}) || g.DisplayName() != "Rédaction" {
+		t.Fatalf("after add: %+v", g.Attributes)
+	}
+	if r := patch(map[string]any{"op": "remove", "path": `members[value eq "` + alice + `"]`}); r.status != 200 {
+		t.Fatalf("PATCH remove = %d %s", r.status, r.raw)
+	}
+	if g, _ := srv.GroupByID(id); !slices.Equal(g.Members(), []string{bob}) {
+		t.Fatalf("after remove: %v", g.Members())
+	}
+	// A deleted user leaves every group.
+	if r := do(t, srv, "DELETE", "/Users/"+bob, nil); r.status != 204 {
+		t.Fatal(r.status)
+	}
+	if g, _ := srv.GroupByID(id); len(g.Members()) != 0 {
+		t.Fatalf("members after the user's deletion: %v", g.Members())
+	}
+	if r := do(t, srv, "GET", "/Groups?filter="+urlQuery(`externalId eq "editor"`), nil); r.status != 200 || r.body["totalResults"] != float64(1) {
+		t.Fatalf("filter by externalId: %d %s", r.status, r.raw)
+	}
+	if r := do(t, srv, "DELETE", "/Groups/"+id, nil); r.status != 204 {
+		t.Fatal(r.status)
+	}
+	if r := do(t, srv, "GET", "/Groups/"+id, nil); r.status != 404 {
+		t.Fatalf("GET a deleted group: %d", r.status)
+	}
+}
+
+func TestGroupModes(t *testing.T) {
+	srv := New(t, Options{GroupsWithoutMembers: true, MaxMembersPerRequest: 2})
+	var users []any
+	for _, name := range []string{"a", "b", "c"} {
+		users = append(users, map[string]any{"value": do(t, srv, "POST", "/Users", map[string]any{"schemas": []string{userSchema}, "userName": name}).str("id")})
+	}
+	if r := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "Big", "members": users}); r.status != 400 {
+		t.Fatalf("3 members with a limit of 2: %d, want 400", r.status)
+	}
+	r := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "Big", "members": users[:2]})
+	if r.status != 201 {
+		t.Fatalf("2 members: %d %s", r.status, r.raw)
+	}
+	if _, has := r.body["members"]; has {
+		t.Fatalf("members answered by a server that keeps them to itself: %s", r.raw)
+	}
+	if g, _ := srv.GroupByID(r.str("id")); len(g.Members()) != 2 {
+		t.Fatalf("stored members: %v", g.Members())
+	}
+	if got := do(t, srv, "GET", "/Groups/"+r.str("id"), nil); got.body["members"] != nil {
+		t.Fatalf("GET answered members: %s", got.raw)
+	}
+}
+
+const userSchema = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+func urlQuery(s string) string { return url.QueryEscape(s) }
