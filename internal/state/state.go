@@ -81,6 +81,9 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 				return err
 			}
 		}
+		if err := ensureGroupBuckets(tx); err != nil {
+			return err
+		}
 		if tx.Bucket(bucketSCIMIDs) != nil {
 			return nil
 		}
