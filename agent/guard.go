@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -32,9 +31,9 @@ const (
 // guard is the deletion guard: a bad migration or a bulk cancel can
 // delete thousands of rows in seconds, and the binlog would faithfully
 // turn each into a SCIM DELETE. More than max deletions or deactivations
-// inside window pause all deprovisioning until an operator approves;
-// creates and updates keep flowing, and the held uids keep the binlog
-// position (nothing is lost).
+// (of users, or deletions of groups) inside window pause all
+// deprovisioning until an operator approves; creates and updates keep
+// flowing, and the held keys keep the binlog position (nothing is lost).
 type guard struct {
 	max    int
 	window time.Duration
@@ -45,39 +44,90 @@ type guard struct {
 	sent     []sentAt // deprovisioning allowed inside the window, oldest first
 	tripped  bool
 	since    time.Time
-	held     map[uint32]string // uid → op held
-	approved map[uint32]bool   // held uids released by an approval, not yet sent
-	dirty    bool              // held or approved changed since the last save
+	held     map[key]string // key → op held
+	approved map[key]bool   // held keys released by an approval, not yet sent
+	dirty    bool           // held or approved changed since the last save
 }
 
 // sentAt is one deprovisioning allowed inside the window.
 type sentAt struct {
-	uid uint32
-	at  time.Time
+	k  key
+	at time.Time
 }
 
 // guardState is what survives a restart: a tripped guard stays tripped
-// until approved, the uids it held stay held, and approved uids not yet
-// sent stay approved (a sync or drift repair held some of them, and the
-// binlog will not name those again).
+// until approved, the uids and roles it held stay held, and approved ones
+// not yet sent stay approved (a sync or drift repair held some of them,
+// and the binlog will not name those again).
 type guardState struct {
-	Tripped  bool              `json:"tripped"`
-	Since    time.Time         `json:"since"`
-	Held     map[uint32]string `json:"held,omitempty"`     // uid → op held
-	Approved []uint32          `json:"approved,omitempty"` // released, not yet sent
+	Tripped       bool              `json:"tripped"`
+	Since         time.Time         `json:"since"`
+	Held          map[uint32]string `json:"held,omitempty"`           // uid → op held
+	Approved      []uint32          `json:"approved,omitempty"`       // released, not yet sent
+	HeldRoles     map[string]string `json:"held_roles,omitempty"`     // role → op held (group deletions)
+	ApprovedRoles []string          `json:"approved_roles,omitempty"` // released, not yet sent
+}
+
+// keys returns the held and approved keys of a saved state.
+func (s guardState) keys() (held map[key]string, approved []key) {
+	held = map[key]string{}
+	for uid, op := range s.Held {
+		held[userKey(uid)] = op
+	}
+	for role, op := range s.HeldRoles {
+		held[roleKey(role)] = op
+	}
+	for _, uid := range s.Approved {
+		approved = append(approved, userKey(uid))
+	}
+	for _, role := range s.ApprovedRoles {
+		approved = append(approved, roleKey(role))
+	}
+	return held, approved
+}
+
+// guardStateOf is the saved form of held and approved keys.
+func guardStateOf(tripped bool, since time.Time, held map[key]string, approved []key) guardState {
+	st := guardState{Tripped: tripped, Since: since}
+	for k, op := range held {
+		if k.kind == kindRole {
+			if st.HeldRoles == nil {
+				st.HeldRoles = map[string]string{}
+			}
+			st.HeldRoles[k.role] = op
+			continue
+		}
+		if st.Held == nil {
+			st.Held = map[uint32]string{}
+		}
+		st.Held[k.uid] = op
+	}
+	for _, k := range approved {
+		if k.kind == kindRole {
+			st.ApprovedRoles = append(st.ApprovedRoles, k.role)
+		} else {
+			st.Approved = append(st.Approved, k.uid)
+		}
+	}
+	slices.Sort(st.Approved)
+	st.Approved = slices.Compact(st.Approved)
+	slices.Sort(st.ApprovedRoles)
+	st.ApprovedRoles = slices.Compact(st.ApprovedRoles)
+	return st
 }
 
 func newGuard(max int, window time.Duration, store *state.Store, log *zap.Logger) *guard {
-	g := &guard{max: max, window: window, store: store, log: log, held: map[uint32]string{}, approved: map[uint32]bool{}}
+	g := &guard{max: max, window: window, store: store, log: log, held: map[key]string{}, approved: map[key]bool{}}
 	if store != nil {
 		var s guardState
 		if ok, err := store.Meta(guardKey, &s); err == nil && ok {
+			held, approved := s.keys()
 			if s.Tripped {
 				g.tripped, g.since = true, s.Since
-				maps.Copy(g.held, s.Held)
+				maps.Copy(g.held, held)
 			}
-			for _, uid := range s.Approved {
-				g.approved[uid] = true
+			for _, k := range approved {
+				g.approved[k] = true
 			}
 		}
 	}
@@ -91,14 +141,11 @@ func ApproveStored(store *state.Store) error {
 	if _, err := store.Meta(guardKey, &s); err != nil {
 		return err
 	}
-	s.Tripped = false
-	for uid := range s.Held {
-		s.Approved = append(s.Approved, uid)
+	held, approved := s.keys()
+	for k := range held {
+		approved = append(approved, k)
 	}
-	slices.Sort(s.Approved)
-	s.Approved = slices.Compact(s.Approved)
-	s.Held = nil
-	return store.PutMeta(guardKey, s)
+	return store.PutMeta(guardKey, guardStateOf(false, time.Time{}, nil, approved))
 }
 
 // StoredGuard reads the deletion guard's state from a state store, for
@@ -113,34 +160,35 @@ func StoredGuard(store *state.Store) (GuardStatus, error) {
 		gs.Since = s.Since
 	}
 	gs.Held = slices.Sorted(maps.Keys(s.Held))
+	gs.HeldRoles = slices.Sorted(maps.Keys(s.HeldRoles))
 	return gs, nil
 }
 
-// Released returns the uids approved but not yet sent, which the agent
+// Released returns the keys approved but not yet sent, which the agent
 // queues at start: some were held by a sync or drift repair, and the
 // binlog will not name them again.
-func (g *guard) Released() []uint32 {
+func (g *guard) Released() []key {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return slices.Sorted(maps.Keys(g.approved))
+	return sortedKeys(maps.Keys(g.approved))
 }
 
-// Allow asks to deprovision uid now (op is delete or deactivate). It
-// returns false when the guard holds it back. An approved uid stays
+// Allow asks to deprovision k now (op is delete or deactivate). It
+// returns false when the guard holds it back. An approved key stays
 // approved until Sent: a DELETE cut short by an outage or a shutdown is
-// tried again, approved, at its next attempt. A uid allowed again inside
+// tried again, approved, at its next attempt. A key allowed again inside
 // the window (a retry after an outage) counts once.
-func (g *guard) Allow(uid uint32, op string) bool {
+func (g *guard) Allow(k key, op string) bool {
 	if g == nil {
 		return true
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.approved[uid] {
+	if g.approved[k] {
 		return true
 	}
 	if g.tripped {
-		g.hold(uid, op)
+		g.hold(k, op)
 		return false
 	}
 	if g.max <= 0 {
@@ -153,52 +201,52 @@ func (g *guard) Allow(uid uint32, op string) bool {
 	}
 	g.sent = g.sent[cut:]
 	for _, s := range g.sent {
-		if s.uid == uid {
+		if s.k == k {
 			return true
 		}
 	}
 	if len(g.sent)+1 > g.max {
 		g.tripped, g.since = true, now
-		g.hold(uid, op)
+		g.hold(k, op)
 		g.save() // at once: a tripped guard must survive any crash
 		g.log.Error(MsgGuardTripped, zap.Int("count", len(g.sent)+1), zap.Int("max", g.max),
 			zap.String("window", g.window.String()),
 			zap.String("detail", "deprovisioning paused: run `scim-agent approve-deletes` once you have checked these deletions are intended"))
 		return false
 	}
-	g.sent = append(g.sent, sentAt{uid: uid, at: now})
+	g.sent = append(g.sent, sentAt{k: k, at: now})
 	return true
 }
 
-// Sent records that uid's deprovisioning reached the server (or was found
+// Sent records that k's deprovisioning reached the server (or was found
 // done): its approval, if any, is used up.
-func (g *guard) Sent(uid uint32) {
+func (g *guard) Sent(k key) {
 	if g == nil {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.approved[uid] {
-		delete(g.approved, uid)
+	if g.approved[k] {
+		delete(g.approved, k)
 		g.dirty = true
 	}
 }
 
-// Forget drops uid from the held and approved sets: its reconcile ended
+// Forget drops k from the held and approved sets: its reconcile ended
 // without deprovisioning (a blocked user unblocked before the approval),
 // so a later deletion must ask the guard afresh.
-func (g *guard) Forget(uid uint32) {
+func (g *guard) Forget(k key) {
 	if g == nil {
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, ok := g.held[uid]; ok {
-		delete(g.held, uid)
+	if _, ok := g.held[k]; ok {
+		delete(g.held, k)
 		g.dirty = true
 	}
-	if g.approved[uid] {
-		delete(g.approved, uid)
+	if g.approved[k] {
+		delete(g.approved, k)
 		g.dirty = true
 	}
 }
@@ -208,12 +256,16 @@ func (g *guard) Forget(uid uint32) {
 // whole set would take minutes. Until then nothing is lost: a uid held
 // from the binlog keeps the position, and Flush runs before every
 // position save.
-func (g *guard) hold(uid uint32, op string) {
-	if _, dup := g.held[uid]; dup {
+func (g *guard) hold(k key, op string) {
+	if _, dup := g.held[k]; dup {
 		return
 	}
-	g.log.Warn(MsgGuardHeld, zap.Uint32("uid", uid), zap.String("op", op))
-	g.held[uid] = op
+	fields := []zap.Field{zap.Uint32("uid", k.uid), zap.String("op", op)}
+	if k.kind == kindRole {
+		fields = append(fields, zap.String("role", k.role))
+	}
+	g.log.Warn(MsgGuardHeld, fields...)
+	g.held[k] = op
 	g.dirty = true
 }
 
@@ -238,7 +290,7 @@ func (g *guard) save() error {
 		g.dirty = false
 		return nil
 	}
-	st := guardState{Tripped: g.tripped, Since: g.since, Held: g.held, Approved: slices.Sorted(maps.Keys(g.approved))}
+	st := guardStateOf(g.tripped, g.since, g.held, slices.Collect(maps.Keys(g.approved)))
 	if err := g.store.PutMeta(guardKey, st); err != nil {
 		g.dirty = true
 		g.log.Error(MsgGuardTripped, zap.String("detail", "could not save the deletion guard"), zap.Error(err))
@@ -248,23 +300,21 @@ func (g *guard) save() error {
 	return nil
 }
 
-// Approve releases the guard: every held uid may now go ahead (the caller
-// queues them again) and the window starts afresh.
-func (g *guard) Approve() []uint32 {
+// Approve releases the guard: every held key may now go ahead (the
+// caller queues them again) and the window starts afresh.
+func (g *guard) Approve() []key {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	uids := make([]uint32, 0, len(g.held))
-	for uid := range g.held {
-		uids = append(uids, uid)
-		g.approved[uid] = true
+	keys := sortedKeys(maps.Keys(g.held))
+	for _, k := range keys {
+		g.approved[k] = true
 	}
-	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
-	g.held = map[uint32]string{}
+	g.held = map[key]string{}
 	g.sent = nil
 	g.tripped = false
 	g.save() // logged on failure; the approval holds in memory and the next Flush writes it
-	g.log.Info(MsgGuardApproved, zap.Int("held", len(uids)))
-	return uids
+	g.log.Info(MsgGuardApproved, zap.Int("held", len(keys)))
+	return keys
 }
 
 // Tripped reports whether deprovisioning is paused.
@@ -286,9 +336,11 @@ type GuardStatus struct {
 	Tripped bool      `json:"tripped"`
 	Since   time.Time `json:"since,omitempty"`
 	Held    []uint32  `json:"held,omitempty"`
-	Max     int       `json:"max"`
-	Window  string    `json:"window"`
-	Recent  int       `json:"recent"` // deprovisioning sent inside the window
+	// HeldRoles are the roles whose group deletion is held.
+	HeldRoles []string `json:"held_roles,omitempty"`
+	Max       int      `json:"max"`
+	Window    string   `json:"window"`
+	Recent    int      `json:"recent"` // deprovisioning sent inside the window
 }
 
 func (g *guard) status() GuardStatus {
@@ -298,9 +350,12 @@ func (g *guard) status() GuardStatus {
 	if g.tripped {
 		s.Since = g.since
 	}
-	for uid := range g.held {
-		s.Held = append(s.Held, uid)
+	for _, k := range sortedKeys(maps.Keys(g.held)) {
+		if k.kind == kindRole {
+			s.HeldRoles = append(s.HeldRoles, k.role)
+		} else {
+			s.Held = append(s.Held, k.uid)
+		}
 	}
-	sort.Slice(s.Held, func(i, j int) bool { return s.Held[i] < s.Held[j] })
 	return s
 }

@@ -105,13 +105,13 @@ func TestGuard(t *testing.T) {
 			for i, s := range tt.steps {
 				switch s.do {
 				case "allow":
-					if got := g.Allow(s.uid, OpDelete); got != s.want {
+					if got := g.Allow(userKey(s.uid), OpDelete); got != s.want {
 						t.Fatalf("step %d: Allow(%d) = %v, want %v", i, s.uid, got, s.want)
 					}
 				case "sent":
-					g.Sent(s.uid)
+					g.Sent(userKey(s.uid))
 				case "forget":
-					g.Forget(s.uid)
+					g.Forget(userKey(s.uid))
 				case "approve":
 					g.Approve()
 				case "flush":
@@ -119,7 +119,7 @@ func TestGuard(t *testing.T) {
 						t.Fatal(err)
 					}
 				case "released":
-					if got := g.Released(); !slices.Equal(got, s.uids) {
+					if got := uidsOf(g.Released()); !slices.Equal(got, s.uids) {
 						t.Fatalf("step %d: Released() = %v, want %v", i, got, s.uids)
 					}
 				case "restart":
@@ -132,7 +132,7 @@ func TestGuard(t *testing.T) {
 			if st.Tripped != tt.wantTripped || !slices.Equal(st.Held, tt.wantHeld) {
 				t.Errorf("tripped %v, held %v; want %v, %v", st.Tripped, st.Held, tt.wantTripped, tt.wantHeld)
 			}
-			if got := g.Released(); !slices.Equal(got, tt.wantApproved) {
+			if got := uidsOf(g.Released()); !slices.Equal(got, tt.wantApproved) {
 				t.Errorf("approved, not sent = %v, want %v", got, tt.wantApproved)
 			}
 		})
@@ -142,8 +142,8 @@ func TestGuard(t *testing.T) {
 func TestGuardTripIsSavedAtOnce(t *testing.T) {
 	store := openGuardStore(t)
 	g := newGuard(1, time.Hour, store, zap.NewNop())
-	g.Allow(1, OpDelete)
-	g.Allow(2, OpDelete)
+	g.Allow(userKey(1), OpDelete)
+	g.Allow(userKey(2), OpDelete)
 	// No Flush: a crash right after tripping must not reopen the gate.
 	if again := newGuard(1, time.Hour, store, zap.NewNop()); !again.Tripped() || again.HeldCount() != 1 {
 		t.Fatalf("after a crash: tripped %v, held %d; want true, 1", again.Tripped(), again.HeldCount())
@@ -161,10 +161,10 @@ func BenchmarkGuardBulkHold(b *testing.B) {
 				b.StopTimer()
 				store := openGuardStore(b)
 				g := newGuard(1, time.Hour, store, zap.NewNop())
-				g.Allow(0, OpDelete)
+				g.Allow(userKey(0), OpDelete)
 				b.StartTimer()
 				for uid := uint32(1); uid <= uint32(n); uid++ {
-					g.Allow(uid, OpDelete)
+					g.Allow(userKey(uid), OpDelete)
 					if uid%1000 == 0 {
 						if err := g.Flush(); err != nil {
 							b.Fatal(err)
@@ -182,11 +182,43 @@ func BenchmarkGuardBulkHold(b *testing.B) {
 func TestGuardWriteFailureIsTriedAgain(t *testing.T) {
 	store := openGuardStore(t)
 	g := newGuard(1, time.Hour, store, zap.NewNop())
-	g.Allow(1, OpDelete)
-	g.Allow(2, OpDelete) // trips and holds
-	store.Close()        // every write fails from here
-	g.Approve()          // its save fails: logged, kept in memory
+	g.Allow(userKey(1), OpDelete)
+	g.Allow(userKey(2), OpDelete) // trips and holds
+	store.Close()                 // every write fails from here
+	g.Approve()                   // its save fails: logged, kept in memory
 	if err := g.Flush(); err == nil {
 		t.Fatal("Flush after a failed save wrote nothing and reported no error: the approval would never reach the state file")
+	}
+}
+
+// uidsOf returns the uids of user keys, in order.
+func uidsOf(keys []key) []uint32 {
+	var out []uint32
+	for _, k := range keys {
+		out = append(out, k.uid)
+	}
+	return out
+}
+
+// Group deletions count towards the same limit as user deletions, and a
+// held one survives a restart.
+func TestGuardCountsGroupDeletions(t *testing.T) {
+	store := openGuardStore(t)
+	g := newGuard(1, time.Hour, store, zap.NewNop())
+	if !g.Allow(userKey(1), OpDelete) || g.Allow(roleKey("editor"), OpDelete) {
+		t.Fatal("the second deprovisioning (a group's) was not held")
+	}
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	g = newGuard(1, time.Hour, store, zap.NewNop())
+	if st := g.status(); !st.Tripped || !slices.Equal(st.HeldRoles, []string{"editor"}) || len(st.Held) != 0 {
+		t.Fatalf("after a restart: %+v", st)
+	}
+	if got := g.Approve(); len(got) != 1 || got[0] != roleKey("editor") {
+		t.Fatalf("Approve() = %v", got)
+	}
+	if !g.Allow(roleKey("editor"), OpDelete) {
+		t.Fatal("the approved group deletion is still held")
 	}
 }

@@ -114,9 +114,9 @@ func (a *Agent) ReconcileAll(ctx context.Context, uids []uint32, dryRun bool) ([
 // ApproveDeletes releases the deletion guard and queues every held uid
 // again; it returns how many were held.
 func (a *Agent) ApproveDeletes() int {
-	uids := a.guard.Approve()
-	for _, uid := range uids {
-		a.work.requeue(userKey(uid), "approve-deletes")
+	keys := a.guard.Approve()
+	for _, k := range keys {
+		a.work.requeue(k, "approve-deletes")
 	}
-	return len(uids)
+	return len(keys)
 }

@@ -80,10 +80,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	workersDone := a.startWorkers(workCtx)
-	for _, uid := range a.guard.Released() {
+	for _, k := range a.guard.Released() {
 		// Approved but not yet sent: a sync or drift repair held some of
 		// them, and the binlog will not name those again.
-		a.work.requeue(userKey(uid), "approve-deletes")
+		a.work.requeue(k, "approve-deletes")
 	}
 	a.log.Info(MsgAgentStart, zap.String("version", buildinfo.Read().Short()), zap.Int("workers", a.cfg.Provisioning.Workers),
 		zap.Bool("patch", a.scim.caps.Patch), zap.Bool("dry_run", a.opts.DryRun))

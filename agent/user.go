@@ -149,9 +149,9 @@ func (r *userRun) settleGuard(o Outcome) {
 	case Held, Failed, Waiting:
 		// Still waiting for an approval, or parked: tried again later.
 	case Deleted, Deactivated:
-		r.guard.Sent(r.uid)
+		r.guard.Sent(userKey(r.uid))
 	default:
-		r.guard.Forget(r.uid)
+		r.guard.Forget(userKey(r.uid))
 	}
 }
 
@@ -381,7 +381,7 @@ func (r *userRun) holdsAll(user mapping.User) error {
 
 // allowDeprovision asks the deletion guard; dry runs are never held.
 func (r *userRun) allowDeprovision(op string) bool {
-	return r.dry || r.guard.Allow(r.uid, op)
+	return r.dry || r.guard.Allow(userKey(r.uid), op)
 }
 
 // park records a permanent failure: the uid stops holding the position

@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"iter"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,18 +22,39 @@ type kind uint8
 // Kinds of keys.
 const (
 	kindUser kind = iota // a Drupal user, by uid
+	kindRole             // a Drupal role (its SCIM Group), by machine name
 )
 
-// key names one thing the agent reconciles. dry marks a one-off dry run
-// (sync --dry-run on a live agent): it sends and saves nothing, beside
-// the real reconciles of the same user.
+// key names one thing the agent reconciles: a user (uid) or a role
+// (role). dry marks a one-off dry run (sync --dry-run on a live agent):
+// it sends and saves nothing, beside the real reconciles of the same key.
 type key struct {
 	kind kind
 	uid  uint32
+	role string
 	dry  bool
 }
 
-func userKey(uid uint32) key { return key{kind: kindUser, uid: uid} }
+func userKey(uid uint32) key  { return key{kind: kindUser, uid: uid} }
+func roleKey(role string) key { return key{kind: kindRole, role: role} }
+
+// String names the key in logs and errors: "uid 12", "role editor".
+func (k key) String() string {
+	if k.kind == kindRole {
+		return "role " + k.role
+	}
+	return "uid " + strconv.FormatUint(uint64(k.uid), 10)
+}
+
+// sortedKeys returns keys sorted: users by uid, then roles by name.
+func sortedKeys(keys iter.Seq[key]) []key {
+	return slices.SortedFunc(keys, func(a, b key) int {
+		if a.kind != b.kind {
+			return cmp.Compare(a.kind, b.kind)
+		}
+		return cmp.Or(cmp.Compare(a.uid, b.uid), cmp.Compare(a.role, b.role))
+	})
+}
 
 // item is what a queued key's reconcile needs, merged per key.
 type item struct {
