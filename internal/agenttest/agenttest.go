@@ -273,16 +273,37 @@ func FreeLoopbackAddr() (string, error) {
 // Timeout bounds Eventually.
 const Timeout = 30 * time.Second
 
+// pollInterval is how long Poll waits between two looks at a condition.
+const pollInterval = 10 * time.Millisecond
+
 // Eventually waits up to Timeout for cond, polling it, and fails the test
 // naming what it waited for. Use it for a state the test cannot be told
 // about (a server's contents, a log line, a process's readiness).
+//
+// cond runs on the caller's goroutine, so it may end the test itself
+// (t.Fatal) to stop waiting early, as when the process or goroutine the
+// test waits on has exited.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
+	if !Poll(Timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", Timeout, what)
+	}
+}
+
+// Poll looks at cond until it holds, every few milliseconds for up to d,
+// and reports whether it held.
+// It is Eventually for a wait whose failure must say more than what was
+// awaited (the state reached at the deadline, a process's output), that
+// may take longer than Timeout (a start-up, a whole backlog), or after
+// which the test goes on either way. Like Eventually's, cond runs on the
+// caller's goroutine and may fail the test itself.
+func Poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", Timeout, what)
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(pollInterval)
 	}
+	return true
 }
