@@ -259,22 +259,20 @@ func gtidSeqs(set string) map[string]uint64 {
 func (h *harness) settle() {
 	h.t.Helper()
 	target := h.headPosition()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	if !agenttest.Poll(60*time.Second, func() bool {
 		if pos, idle := h.agent.caughtUp(); idle && (atLeast(pos, target) || atLeast(h.agent.SavedPosition(), target)) {
-			return
+			return true
 		}
 		select {
 		case err := <-h.done:
 			h.t.Fatalf("agent stopped while settling: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			pos, _, _ := h.agent.work.marks.Safe()
-			h.t.Fatalf("agent did not reach %v within 60s (safe %v, saved %v, depth %d)", target, pos,
-				h.agent.SavedPosition(), h.agent.work.depth())
-		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	}) {
+		pos, _, _ := h.agent.work.marks.Safe()
+		h.t.Fatalf("agent did not reach %v within 60s (safe %v, saved %v, depth %d)", target, pos,
+			h.agent.SavedPosition(), h.agent.work.depth())
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/state"
 )
 
@@ -57,14 +58,10 @@ func TestCommandsWhateverAdminListenSays(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for {
+			agenttest.Poll(20*time.Second, func() bool {
 				out, errOut, code = e.run("status", "--config", e.config)
-				if strings.Contains(out, "TRIPPED") || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return strings.Contains(out, "TRIPPED")
+			})
 			if code != 0 || !strings.Contains(out, "agent                running since") || !strings.Contains(out, "deletion guard       TRIPPED") {
 				t.Fatalf("status beside an agent with admin.listen %q: exit %d\n%s%s", e.admin, code, out, errOut)
 			}

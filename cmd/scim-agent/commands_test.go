@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 )
@@ -118,14 +119,10 @@ func TestCommandsBesideARunningAgent(t *testing.T) {
 	}
 	e.scim.Reject(reject)
 	e.create("refused", "")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	agenttest.Poll(20*time.Second, func() bool {
 		out, _, _ = e.run("status", "--config", e.config)
-		if strings.Contains(out, "userName refused by policy") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(out, "userName refused by policy")
+	})
 	if !strings.Contains(out, "parked               1") || !strings.Contains(out, `uid=5 userName="refused" op=create status=400`) ||
 		!strings.Contains(out, "ready                yes") {
 		t.Fatalf("status:\n%s", out)
@@ -153,14 +150,10 @@ func TestCommandsBesideARunningAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	agenttest.Poll(20*time.Second, func() bool {
 		out, _, _ = e.run("status", "--config", e.config)
-		if strings.Contains(out, "TRIPPED") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(out, "TRIPPED")
+	})
 	if !strings.Contains(out, "deletion guard       TRIPPED") {
 		t.Fatalf("guard not tripped:\n%s\n%s", out, p.output())
 	}
@@ -184,10 +177,7 @@ func TestApproveDeletesWithoutARunningAgentClearsTheGuard(t *testing.T) {
 	ctx := context.Background()
 	e.site.Delete(ctx, 1)
 	e.site.Delete(ctx, 2)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.output(), `"msg":"guard.tripped"`) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	agenttest.Poll(20*time.Second, func() bool { return strings.Contains(p.output(), `"msg":"guard.tripped"`) })
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.exited
 	// Still tripped after a restart...
