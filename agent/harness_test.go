@@ -87,7 +87,6 @@ type harness struct {
 	scim *scimtest.Server
 	cfg  *config.Config
 	dir  string
-	dsn  string // the agent account's DSN
 
 	agent  *Agent
 	cancel context.CancelFunc
@@ -134,7 +133,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		o(&hc)
 	}
 	env := agenttest.New(t, hc.env)
-	h := &harness{t: t, env: env, srv: hc.env.Server, db: env.DB, site: env.Site, scim: env.SCIM, dir: env.Dir, dsn: env.DSN}
+	h := &harness{t: t, env: env, srv: hc.env.Server, db: env.DB, site: env.Site, scim: env.SCIM, dir: env.Dir}
 	if h.srv == nil {
 		h.srv = testdb.Shared(t)
 	}
@@ -279,11 +278,7 @@ func (h *harness) settle() {
 // create makes a Drupal user and returns its uid.
 func (h *harness) create(u drupaltest.User) uint32 {
 	h.t.Helper()
-	uid, err := h.site.Create(context.Background(), u)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return uid
+	return h.env.Create(u)
 }
 
 func (h *harness) update(uid uint32, change func(*drupaltest.User)) {

@@ -8,9 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/state"
 )
 
@@ -58,10 +56,7 @@ func TestCommandsWhateverAdminListenSays(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			agenttest.Poll(20*time.Second, func() bool {
-				out, errOut, code = e.run("status", "--config", e.config)
-				return strings.Contains(out, "TRIPPED")
-			})
+			out, errOut, code = e.waitStatus("TRIPPED")
 			if code != 0 || !strings.Contains(out, "agent                running since") || !strings.Contains(out, "deletion guard       TRIPPED") {
 				t.Fatalf("status beside an agent with admin.listen %q: exit %d\n%s%s", e.admin, code, out, errOut)
 			}

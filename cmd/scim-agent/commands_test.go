@@ -19,11 +19,19 @@ func (e *env) create(name, mail string) uint32 {
 	if mail != "" {
 		u.Mail = drupaltest.Str(mail)
 	}
-	uid, err := e.site.Create(context.Background(), u)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return uid
+	return e.Env.Create(u)
+}
+
+// waitStatus runs `scim-agent status` until its output holds want, for
+// up to 20s, and returns the last run's output and exit code for the
+// test to judge.
+func (e *env) waitStatus(want string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	agenttest.Poll(20*time.Second, func() bool {
+		stdout, stderr, code = e.run("status", "--config", e.config)
+		return strings.Contains(stdout, want)
+	})
+	return stdout, stderr, code
 }
 
 func TestSyncCommandWithoutARunningAgent(t *testing.T) {
@@ -119,10 +127,7 @@ func TestCommandsBesideARunningAgent(t *testing.T) {
 	}
 	e.scim.Reject(reject)
 	e.create("refused", "")
-	agenttest.Poll(20*time.Second, func() bool {
-		out, _, _ = e.run("status", "--config", e.config)
-		return strings.Contains(out, "userName refused by policy")
-	})
+	out, _, _ = e.waitStatus("userName refused by policy")
 	if !strings.Contains(out, "parked               1") || !strings.Contains(out, `uid=5 userName="refused" op=create status=400`) ||
 		!strings.Contains(out, "ready                yes") {
 		t.Fatalf("status:\n%s", out)
@@ -150,10 +155,7 @@ func TestCommandsBesideARunningAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	agenttest.Poll(20*time.Second, func() bool {
-		out, _, _ = e.run("status", "--config", e.config)
-		return strings.Contains(out, "TRIPPED")
-	})
+	out, _, _ = e.waitStatus("TRIPPED")
 	if !strings.Contains(out, "deletion guard       TRIPPED") {
 		t.Fatalf("guard not tripped:\n%s\n%s", out, p.output())
 	}

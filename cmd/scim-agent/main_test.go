@@ -60,7 +60,6 @@ type env struct {
 	admin  string
 	// statePath is state.path; the control socket is statePath + ".sock".
 	statePath string
-	dsn       string
 }
 
 // newEnv builds an env whose config's provisioning section gets the lines
@@ -68,7 +67,7 @@ type env struct {
 func newEnv(t *testing.T, extra string) *env {
 	t.Helper()
 	ae := agenttest.New(t, agenttest.Options{SCIM: scimtest.Options{Token: token}})
-	e := &env{Env: ae, t: t, db: ae.DB, site: ae.Site, scim: ae.SCIM, dir: ae.Dir, dsn: ae.DSN,
+	e := &env{Env: ae, t: t, db: ae.DB, site: ae.Site, scim: ae.SCIM, dir: ae.Dir,
 		statePath: filepath.Join(ae.Dir, "state.db"), admin: agenttest.FreeAddr(t)}
 	e.writeConfig(e.scim.URL, extra)
 	return e
@@ -126,7 +125,7 @@ func (e *env) start(args ...string) *agentProcess {
 		cmd.Process.Kill()
 		<-p.exited
 		out := p.output()
-		for _, secret := range append([]string{token, e.dsnPassword()}, drupaltest.HashPrefixes...) {
+		for _, secret := range append(e.Secrets(), drupaltest.HashPrefixes...) {
 			if strings.Contains(out, secret) {
 				e.t.Errorf("the agent's output holds a secret (%.6s...)", secret)
 			}
@@ -137,9 +136,6 @@ func (e *env) start(args ...string) *agentProcess {
 	})
 	return p
 }
-
-// dsnPassword is the agent account's password, which must never be logged.
-func (e *env) dsnPassword() string { return agenttest.Password(e.t, e.dsn) }
 
 type lockedWriter struct {
 	mu sync.Mutex

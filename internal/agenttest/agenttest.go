@@ -2,8 +2,9 @@
 // agent package, the commands, the memory measurement) and of the demo: a
 // fresh Drupal database on a private MariaDB with the binlog on, a writer
 // that changes it the way Drupal does, the agent's database account, an
-// in-process SCIM server, a builder for the agent's config.yaml and
-// Eventually for waiting on a condition.
+// in-process SCIM server, a builder for the agent's config.yaml,
+// Eventually and Poll for waiting on a condition, and small helpers for
+// DSNs, ports and binary logs.
 //
 //	env := agenttest.New(t, agenttest.Options{})
 //	uid := env.Create(drupaltest.User{Name: "alice", Status: 1})
@@ -245,6 +246,20 @@ func Password(t testing.TB, dsn string) string {
 		t.Fatalf("test DSN has no password: %v", err)
 	}
 	return cfg.Passwd
+}
+
+// MixedCaseDSN returns dsn with its database name's first letter
+// upper-cased ("drupal3" → "Drupal3"), as an operator may well write it:
+// for the tests of a server with lower_case_table_names=1, which logs
+// the name in lower case.
+func MixedCaseDSN(t testing.TB, dsn string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = strings.ToUpper(cfg.DBName[:1]) + cfg.DBName[1:]
+	return cfg.FormatDSN()
 }
 
 // FreeAddr returns a loopback address with a port free right now, for a
