@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 )
 
@@ -55,17 +56,16 @@ func call(t *testing.T, client *http.Client, method, url, body string) (int, map
 // waitSocket waits until the agent answers on its control socket.
 func (h *harness) waitSocket() {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		conn, err := net.Dial("unix", h.socketPath())
-		if err == nil {
-			conn.Close()
-			return
+	var err error
+	if !agenttest.Poll(agenttest.Timeout, func() bool {
+		var conn net.Conn
+		if conn, err = net.Dial("unix", h.socketPath()); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("no agent answers on %s: %v", h.socketPath(), err)
-		}
-		time.Sleep(10 * time.Millisecond)
+		conn.Close()
+		return true
+	}) {
+		h.t.Fatalf("no agent answers on %s: %v", h.socketPath(), err)
 	}
 }
 
@@ -87,12 +87,10 @@ func TestControlEndpointsAreNotOnTCP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for h.agent.guard.HeldCount() < 1 || h.count("DELETE") < 1 || h.agent.work.depth() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the guard holds %d, want 1; %d DELETEs, want 1", h.agent.guard.HeldCount(), h.count("DELETE"))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Poll(agenttest.Timeout, func() bool {
+		return h.agent.guard.HeldCount() >= 1 && h.count("DELETE") >= 1 && h.agent.work.depth() == 0
+	}) {
+		t.Fatalf("the guard holds %d, want 1; %d DELETEs, want 1", h.agent.guard.HeldCount(), h.count("DELETE"))
 	}
 	gets := h.count("GET")
 
@@ -248,17 +246,24 @@ func (h *harness) runOnce() error {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !a.saved.synced.Load() {
+	var ended bool
+	var runErr error
+	if !agenttest.Poll(20*time.Second, func() bool {
+		if a.saved.synced.Load() {
+			return true
+		}
 		select {
-		case err := <-done:
-			return err
+		case runErr = <-done:
+			ended = true
+			return true
 		default:
+			return false
 		}
-		if time.Now().After(deadline) {
-			h.t.Fatal("the agent neither failed nor finished starting within 20s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	}) {
+		h.t.Fatal("the agent neither failed nor finished starting within 20s")
+	}
+	if ended {
+		return runErr
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
@@ -15,18 +15,6 @@ import (
 // each runs the agent against a MariaDB configured the way a real site
 // may be.
 
-// mixedCaseDSN returns dsn with its database name as an operator may
-// write it: "drupal3" becomes "Drupal3".
-func mixedCaseDSN(t testing.TB, dsn string) string {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DBName = strings.ToUpper(cfg.DBName[:1]) + cfg.DBName[1:]
-	return cfg.FormatDSN()
-}
-
 // TestLowerCaseTableNamesReachTheServer: with lower_case_table_names=1
 // the server logs the database as drupal3 when the DSN says Drupal3. The
 // initial sync reads through the DSN and works; the changes after it
@@ -34,7 +22,7 @@ func mixedCaseDSN(t testing.TB, dsn string) string {
 func TestLowerCaseTableNamesReachTheServer(t *testing.T) {
 	srv := testdb.StartPrivate(t, testdb.Options{ExtraArgs: []string{"--lower-case-table-names=1"}})
 	h := newHarness(t, withServer(srv))
-	h.cfg.MySQL.DSN = mixedCaseDSN(t, h.cfg.MySQL.DSN)
+	h.cfg.MySQL.DSN = agenttest.MixedCaseDSN(t, h.cfg.MySQL.DSN)
 	results := Check(context.Background(), h.cfg)
 	if AnyFailed(results) {
 		t.Fatalf("check: %+v", results)
@@ -72,7 +60,7 @@ func TestCheckSaysHowNamesCompare(t *testing.T) {
 			t.Fatal(err)
 		}
 		if tt.mixed {
-			dsn = mixedCaseDSN(t, dsn)
+			dsn = agenttest.MixedCaseDSN(t, dsn)
 		}
 		srv := scimtest.New(t, scimtest.Options{Token: testToken})
 		results := Check(ctx, checkConfig(t, dsn, srv.URL, testToken, ""))

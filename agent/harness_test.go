@@ -87,7 +87,6 @@ type harness struct {
 	scim *scimtest.Server
 	cfg  *config.Config
 	dir  string
-	dsn  string // the agent account's DSN
 
 	agent  *Agent
 	cancel context.CancelFunc
@@ -134,7 +133,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		o(&hc)
 	}
 	env := agenttest.New(t, hc.env)
-	h := &harness{t: t, env: env, srv: hc.env.Server, db: env.DB, site: env.Site, scim: env.SCIM, dir: env.Dir, dsn: env.DSN}
+	h := &harness{t: t, env: env, srv: hc.env.Server, db: env.DB, site: env.Site, scim: env.SCIM, dir: env.Dir}
 	if h.srv == nil {
 		h.srv = testdb.Shared(t)
 	}
@@ -259,33 +258,27 @@ func gtidSeqs(set string) map[string]uint64 {
 func (h *harness) settle() {
 	h.t.Helper()
 	target := h.headPosition()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	if !agenttest.Poll(60*time.Second, func() bool {
 		if pos, idle := h.agent.caughtUp(); idle && (atLeast(pos, target) || atLeast(h.agent.SavedPosition(), target)) {
-			return
+			return true
 		}
 		select {
 		case err := <-h.done:
 			h.t.Fatalf("agent stopped while settling: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			pos, _, _ := h.agent.work.marks.Safe()
-			h.t.Fatalf("agent did not reach %v within 60s (safe %v, saved %v, depth %d)", target, pos,
-				h.agent.SavedPosition(), h.agent.work.depth())
-		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	}) {
+		pos, _, _ := h.agent.work.marks.Safe()
+		h.t.Fatalf("agent did not reach %v within 60s (safe %v, saved %v, depth %d)", target, pos,
+			h.agent.SavedPosition(), h.agent.work.depth())
 	}
 }
 
 // create makes a Drupal user and returns its uid.
 func (h *harness) create(u drupaltest.User) uint32 {
 	h.t.Helper()
-	uid, err := h.site.Create(context.Background(), u)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return uid
+	return h.env.Create(u)
 }
 
 func (h *harness) update(uid uint32, change func(*drupaltest.User)) {

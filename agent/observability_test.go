@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 )
@@ -118,16 +119,13 @@ func TestMetricsMoveWithChanges(t *testing.T) {
 	// While the server refuses, work waits: lag and retries rise.
 	h.scim.SetDown(true)
 	h.create(drupaltest.User{Name: "waiting", Status: 1})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m := h.scrape()
-		if m["scim_agent_lag_seconds"] > 0 && sumPrefix(m, "scim_agent_scim_retries_total") > 0 || time.Now().After(deadline) {
-			if m["scim_agent_lag_seconds"] <= 0 {
-				t.Errorf("lag stayed %v while the server was down", m["scim_agent_lag_seconds"])
-			}
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	var m map[string]float64
+	agenttest.Poll(20*time.Second, func() bool {
+		m = h.scrape()
+		return m["scim_agent_lag_seconds"] > 0 && sumPrefix(m, "scim_agent_scim_retries_total") > 0
+	})
+	if m["scim_agent_lag_seconds"] <= 0 {
+		t.Errorf("lag stayed %v while the server was down", m["scim_agent_lag_seconds"])
 	}
 	h.scim.SetDown(false)
 	h.settle()
@@ -153,17 +151,12 @@ func TestReadinessFollowsTheSCIMServer(t *testing.T) {
 	}
 	waitFor := func(path string, want int) map[string]any {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			code, body := get(path)
-			if code == want {
-				return body
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s stayed %d (%v), want %d", path, code, body, want)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var code int
+		var body map[string]any
+		if !agenttest.Poll(agenttest.Timeout, func() bool { code, body = get(path); return code == want }) {
+			t.Fatalf("%s stayed %d (%v), want %d", path, code, body, want)
 		}
+		return body
 	}
 	waitFor("/readyz", 200)
 	if code, _ := get("/healthz"); code != 200 {

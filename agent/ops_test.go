@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scim-agent/scim-agent/binlog"
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/state"
@@ -121,16 +122,10 @@ func TestScheduledReconcileRunsBesideStreaming(t *testing.T) {
 	h.scim.Edit(su.ID, func(m map[string]any) { m["userName"] = "renamed-by-hand" })
 	// Streaming goes on meanwhile.
 	other := h.create(drupaltest.User{Name: "streamed", Status: 1})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if su, _ := h.scim.UserByID(su.ID); su.UserName() == "sched" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the scheduled reconcile did not repair the hand edit")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, "the scheduled reconcile to repair the hand edit", func() bool {
+		su, _ := h.scim.UserByID(su.ID)
+		return su.UserName() == "sched"
+	})
 	h.settle()
 	h.mustServerUser(other)
 }
@@ -256,27 +251,16 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for h.agent.guard.HeldCount() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("guard holds %d, want 3", h.agent.guard.HeldCount())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Poll(agenttest.Timeout, func() bool { return h.agent.guard.HeldCount() >= 3 }) {
+		t.Fatalf("guard holds %d, want 3", h.agent.guard.HeldCount())
 	}
 	// Creates and updates keep flowing while deletions are held.
 	created := h.create(drupaltest.User{Name: "flowing", Status: 1})
 	h.update(uids[7], func(u *drupaltest.User) { u.Mail = str("g7@example.org") })
-	deadline = time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, "creates to flow while the guard holds deletions", func() bool {
 		_, ok := h.serverUser(h.load(created).UUID)
-		if ok && h.agent.work.depth() == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("creates stopped flowing while the guard held deletions")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ok && h.agent.work.depth() == 0
+	})
 	if n := h.count("DELETE"); n != 3 {
 		t.Fatalf("%d DELETEs sent, want exactly the 3 allowed", n)
 	}
@@ -289,12 +273,8 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	// A restart keeps holding (the tripped state is saved).
 	h.stop()
 	h.start()
-	deadline = time.Now().Add(20 * time.Second)
-	for h.agent.guard.HeldCount() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("after restart the guard holds %d, want 3", h.agent.guard.HeldCount())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Poll(agenttest.Timeout, func() bool { return h.agent.guard.HeldCount() >= 3 }) {
+		t.Fatalf("after restart the guard holds %d, want 3", h.agent.guard.HeldCount())
 	}
 	if n := h.count("DELETE"); n != 3 {
 		t.Fatalf("%d DELETEs after the restart, want still 3", n)
@@ -361,13 +341,9 @@ func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
 	// it is back: the approval must outlive the DELETEs cut short.
 	h.scim.Inject(scimtest.Fault{Method: "DELETE", Status: http.StatusServiceUnavailable})
 	h.start(func(o *Options) { o.ShutdownTimeout = 200 * time.Millisecond })
-	deadline := time.Now().Add(20 * time.Second)
-	for len(deleted(h, http.StatusServiceUnavailable)) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the approved deletions were not tried")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "the approved deletions to be tried", func() bool {
+		return len(deleted(h, http.StatusServiceUnavailable)) >= 2
+	})
 	h.stop()
 	h.scim.ClearFaults()
 	h.start()
@@ -404,12 +380,8 @@ func TestDeletionGuardDropsAHoldNoLongerNeeded(t *testing.T) {
 	}
 	waitHeld := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for h.agent.guard.HeldCount() != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("guard holds %d, want %d", h.agent.guard.HeldCount(), n)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !agenttest.Poll(agenttest.Timeout, func() bool { return h.agent.guard.HeldCount() == n }) {
+			t.Fatalf("guard holds %d, want %d", h.agent.guard.HeldCount(), n)
 		}
 	}
 	block(first, 0)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/state"
@@ -345,10 +346,7 @@ func TestOutageAnd429LoseNothing(t *testing.T) {
 	}
 	h.update(a, func(u *drupaltest.User) { u.Mail = str("jack@new.example.org") })
 	// Wait until the agent has tried (and been refused) at least once.
-	deadline := time.Now().Add(20 * time.Second)
-	for h.scim.CountRequests("POST", "/Users") < 5 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	agenttest.Poll(20*time.Second, func() bool { return h.scim.CountRequests("POST", "/Users") >= 5 })
 	if pos, _, _ := h.agent.work.marks.Safe(); atLeast(pos, h.headPosition()) {
 		t.Fatal("the position moved past changes the server has not taken")
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
@@ -74,13 +75,9 @@ func TestDatabaseErrorHoldsPositionAndRetries(t *testing.T) {
 	}
 	rename("users_field_data", "users_field_data_away")
 	h.start()
-	deadline := time.Now().Add(20 * time.Second)
-	for !logged(`"msg":"reconcile.error"`, fmt.Sprintf(`"uid":%d`, uid)) {
-		if time.Now().After(deadline) {
-			t.Fatal("no reconcile.error logged while reads fail")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, "a reconcile.error logged while reads fail", func() bool {
+		return logged(`"msg":"reconcile.error"`, fmt.Sprintf(`"uid":%d`, uid))
+	})
 	if pos, _, _ := h.agent.work.marks.Safe(); atLeast(pos, h.headPosition()) {
 		t.Fatal("the position moved past a change that could not be read")
 	}
@@ -139,40 +136,16 @@ func TestPurgedPositionFallsBackToAFullSync(t *testing.T) {
 	root := srv.Root()
 	// The server keeps a file a dump thread still reads: wait until the
 	// stopped agent's connection is gone.
-	for deadline := time.Now().Add(20 * time.Second); ; {
+	eventually(t, "the stopped agent's binlog dump connection to close", func() bool {
 		var n int
 		root.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'").Scan(&n)
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the stopped agent's binlog dump connection is still open")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return n == 0
+	})
 	if _, err := root.Exec("FLUSH BINARY LOGS"); err != nil {
 		t.Fatal(err)
 	}
 	head := h.headPosition()
-	// MariaDB keeps a file until InnoDB's binlog checkpoint passes it
-	// (written in the background): purge until the old file is gone.
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if _, err := root.Exec("PURGE BINARY LOGS TO '" + head.File + "'"); err != nil {
-			t.Fatal(err)
-		}
-		var first string
-		var size int64
-		if err := root.QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
-			t.Fatal(err)
-		}
-		if first == head.File {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still there after PURGE BINARY LOGS TO %s", first, head.File)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	agenttest.PurgeBinaryLogs(t, root, head.File)
 	h.start()
 	h.settle()
 	if !logged(`"msg":"binlog.position_purged"`) {
@@ -256,8 +229,7 @@ func (h *harness) killDumpConnections() {
 	// settle can return before the stream has connected after the
 	// initial sync: wait for the dump connection to show.
 	var ids []int64
-	deadline := time.Now().Add(20 * time.Second)
-	for len(ids) == 0 && time.Now().Before(deadline) {
+	agenttest.Poll(20*time.Second, func() bool {
 		rows, err := h.srv.Root().Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%' AND USER = ?", "agent_"+h.db.Name)
 		if err != nil {
 			h.t.Fatal(err)
@@ -268,10 +240,8 @@ func (h *harness) killDumpConnections() {
 			ids = append(ids, id)
 		}
 		rows.Close()
-		if len(ids) == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+		return len(ids) > 0
+	})
 	killed := 0
 	for _, id := range ids {
 		if _, err := h.srv.Root().Exec(fmt.Sprintf("KILL %d", id)); err == nil {
@@ -330,13 +300,9 @@ func TestStopWhileWaitingForTheSCIMServerAtStartIsClean(t *testing.T) {
 	h := newHarness(t)
 	h.scim.SetDown(true)
 	h.start()
-	deadline := time.Now().Add(20 * time.Second)
-	for h.scim.CountRequests("GET", "/ServiceProviderConfig") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent never asked for the ServiceProviderConfig")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "the agent to ask for the ServiceProviderConfig", func() bool {
+		return h.scim.CountRequests("GET", "/ServiceProviderConfig") > 0
+	})
 	h.stop() // a stop asked for is not a failure: Run returns nil
 }
 
@@ -345,12 +311,8 @@ func TestRefusedTokenSeenByADriftRepairShowsInReadiness(t *testing.T) {
 	h.create(drupaltest.User{Name: "listed", Status: 1})
 	h.start()
 	h.settle()
-	deadline := time.Now().Add(20 * time.Second)
-	for !h.agent.Readiness().Ready {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %+v", h.agent.Readiness())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !agenttest.Poll(agenttest.Timeout, func() bool { return h.agent.Readiness().Ready }) {
+		t.Fatalf("not ready: %+v", h.agent.Readiness())
 	}
 	h.scim.SetToken("rotated-on-the-server")
 	// No change is pending: the drift repair's GET /Users is the only
@@ -376,13 +338,9 @@ func TestRefusedTokenHoldsChangesInsteadOfParkingThem(t *testing.T) {
 	h.settle()
 	h.scim.SetToken("rotated-on-the-server")
 	uid := h.create(drupaltest.User{Name: "waits", Mail: str("waits@example.org"), Status: 1})
-	deadline := time.Now().Add(20 * time.Second)
-	for !logged(`"msg":"reconcile.error"`, fmt.Sprintf(`"uid":%d`, uid), "refuses the token") {
-		if time.Now().After(deadline) {
-			t.Fatal("no reconcile.error naming the refused token")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "a reconcile.error naming the refused token", func() bool {
+		return logged(`"msg":"reconcile.error"`, fmt.Sprintf(`"uid":%d`, uid), "refuses the token")
+	})
 	if p, _ := ParkedUsers(h.agent.store); len(p) != 0 {
 		t.Fatalf("a refused token parked users: %+v", p)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
@@ -31,12 +32,8 @@ func (h *harness) createUsers(prefix string, n int) {
 // waitReady polls the agent's readiness until it is ready.
 func (h *harness) waitReady() {
 	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !h.agent.Readiness().Ready {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("not ready: %s", h.agent.Readiness().Reason)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !agenttest.Poll(agenttest.Timeout, func() bool { return h.agent.Readiness().Ready }) {
+		h.t.Fatalf("not ready: %s", h.agent.Readiness().Reason)
 	}
 }
 
@@ -114,10 +111,10 @@ func TestOAuth2TokenRotatedDuringARun(t *testing.T) {
 
 	// Changes keep coming while tokens expire and are renewed, and once
 	// the server revokes them all at once.
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; h.scim.TokensIssued() < 4 || i < 3; i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d tokens issued in 30s", h.scim.TokensIssued())
+	i := 0
+	if !agenttest.Poll(30*time.Second, func() bool {
+		if h.scim.TokensIssued() >= 4 && i >= 3 {
+			return true
 		}
 		if i == 2 {
 			h.scim.RevokeTokens()
@@ -126,6 +123,10 @@ func TestOAuth2TokenRotatedDuringARun(t *testing.T) {
 		h.update(uid, func(u *drupaltest.User) { u.Mail = str(fmt.Sprintf("first%d@example.org", i)) })
 		h.settle()
 		time.Sleep(300 * time.Millisecond) // let time pass for the tokens to expire (not for ordering)
+		i++
+		return false
+	}) {
+		t.Fatalf("only %d tokens issued in 30s", h.scim.TokensIssued())
 	}
 	h.assertServerMatchesDB()
 	// No call of a reconcile ended in a 401: each was renewed and retried

@@ -158,70 +158,21 @@ func withoutRowData(msg string) string {
 // event processes one binlog event and returns a Notice when the event
 // ends a transaction.
 func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*Notice, error) {
-	var n *Notice
-	var err error
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
 		a.file = string(e.NextLogName)
 		return nil, nil
-	case *replication.MariadbGTIDEvent:
-		n, err = a.endUnterminated(ev)
-		a.begin(e.IsStandalone())
-		a.tx.maria = e.GTID
-		if a.tx.maria.ServerID == 0 {
-			a.tx.maria.ServerID = ev.Header.ServerID
-		}
-		a.tx.hasMaria = true
-		return n, err
-	case *replication.GTIDEvent:
-		n, err = a.endUnterminated(ev)
-		a.beginMySQL(ev, e.TransactionLength)
-		if ev.Header.EventType == replication.GTID_EVENT && e.GNO > 0 {
-			a.tx.gtid = formatSID(e.SID) + ":" + strconv.FormatInt(e.GNO, 10)
-		}
-		return n, err
-	case *replication.GtidTaggedLogEvent:
-		n, err = a.endUnterminated(ev)
-		a.beginMySQL(ev, e.TransactionLength)
-		if e.GNO > 0 {
-			a.tx.gtid = formatSID(e.SID) + ":" + e.Tag.String() + ":" + strconv.FormatInt(e.GNO, 10)
-		}
-		return n, err
+	case *replication.MariadbGTIDEvent, *replication.GTIDEvent, *replication.GtidTaggedLogEvent:
+		return a.gtidEvent(ev)
 	case *replication.QueryEvent:
-		switch classifyQuery(e.Query) {
-		case queryBegin:
-			if !a.tx.open {
-				a.begin(false)
-			}
-			a.tx.standalone = false
-		case queryEnd:
-			return a.commit(ev)
-		case queryInside:
-			// SAVEPOINT, ROLLBACK TO SAVEPOINT: part of the transaction.
-		default:
-			a.columns.forget(string(e.Query))
-			if t := a.emptiedTable(string(e.Schema), e.Query); t != "" {
-				verb, _ := firstWord(e.Query)
-				return nil, &permanentError{fmt.Errorf("%w: %s of watched table %s in %s at offset %d",
-					ErrResyncNeeded, strings.ToUpper(string(verb)), t, a.file, ev.Header.LogPos)}
-			}
-			if verb, t := a.statementWrite(string(e.Schema), e.Query); t != "" {
-				return nil, a.statementFormat(verb, t, ev)
-			}
-			if !a.tx.open || a.tx.standalone {
-				return a.commit(ev)
-			}
+		if n, ended, err := a.query(ev, e); ended || err != nil {
+			return n, err
 		}
 	case *replication.FormatDescriptionEvent:
 		a.fde = e
 	case *replication.ExecuteLoadQueryEvent:
-		// LOAD DATA in STATEMENT format: the file's contents went before
-		// (Begin_load_query, Append_block), the statement is here.
-		checksum := a.fde != nil && a.fde.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
-		if schema, q, ok := loadQuery(ev.RawData, postHeaderLen(a.fde, replication.EXECUTE_LOAD_QUERY_EVENT), checksum); ok {
-			if verb, t := a.statementWrite(schema, q); t != "" {
-				return nil, a.statementFormat(verb, t, ev)
-			}
+		if err := a.executeLoadQuery(ev); err != nil {
+			return nil, err
 		}
 	case *replication.XIDEvent:
 		return a.commit(ev)
@@ -241,21 +192,110 @@ func (a *assembler) event(ctx context.Context, ev *replication.BinlogEvent) (*No
 			return nil, err
 		}
 	case *replication.TransactionPayloadEvent:
-		// MySQL's compressed transaction: table maps, rows and the XID
-		// inside one event.
-		for _, inner := range e.Events {
-			m, err := a.event(ctx, inner)
-			if err != nil {
-				return nil, err
-			}
-			if m != nil {
-				n = m
-			}
-		}
-		if n != nil {
-			return n, nil
+		if n, err := a.payload(ctx, e); n != nil || err != nil {
+			return n, err
 		}
 	}
+	return a.endAtLength(ev)
+}
+
+// gtidEvent handles the GTID event that starts every event group
+// (MariaDB's, MySQL's, MySQL's tagged one): it delivers a group left open
+// and begins the new one with its GTID.
+func (a *assembler) gtidEvent(ev *replication.BinlogEvent) (*Notice, error) {
+	n, err := a.endUnterminated(ev)
+	switch e := ev.Event.(type) {
+	case *replication.MariadbGTIDEvent:
+		a.begin(e.IsStandalone())
+		a.tx.maria = e.GTID
+		if a.tx.maria.ServerID == 0 {
+			a.tx.maria.ServerID = ev.Header.ServerID
+		}
+		a.tx.hasMaria = true
+	case *replication.GTIDEvent:
+		a.beginMySQL(ev, e.TransactionLength)
+		if ev.Header.EventType == replication.GTID_EVENT && e.GNO > 0 {
+			a.tx.gtid = formatSID(e.SID) + ":" + strconv.FormatInt(e.GNO, 10)
+		}
+	case *replication.GtidTaggedLogEvent:
+		a.beginMySQL(ev, e.TransactionLength)
+		if e.GNO > 0 {
+			a.tx.gtid = formatSID(e.SID) + ":" + e.Tag.String() + ":" + strconv.FormatInt(e.GNO, 10)
+		}
+	}
+	return n, err
+}
+
+// query handles a Query event: BEGIN opens a group, COMMIT and the like
+// end it, a savepoint stays inside it, and any other statement (DDL, or
+// SQL logged in STATEMENT format) is checked against the watched tables
+// and ends a standalone group. ended reports that the event ended the
+// group (n is then its Notice); err is a statement the binlog cannot
+// follow.
+func (a *assembler) query(ev *replication.BinlogEvent, e *replication.QueryEvent) (n *Notice, ended bool, err error) {
+	switch classifyQuery(e.Query) {
+	case queryBegin:
+		if !a.tx.open {
+			a.begin(false)
+		}
+		a.tx.standalone = false
+	case queryEnd:
+		n, err = a.commit(ev)
+		return n, true, err
+	case queryInside:
+		// SAVEPOINT, ROLLBACK TO SAVEPOINT: part of the transaction.
+	default:
+		a.columns.forget(string(e.Query))
+		if t := a.emptiedTable(string(e.Schema), e.Query); t != "" {
+			verb, _ := firstWord(e.Query)
+			return nil, false, &permanentError{fmt.Errorf("%w: %s of watched table %s in %s at offset %d",
+				ErrResyncNeeded, strings.ToUpper(string(verb)), t, a.file, ev.Header.LogPos)}
+		}
+		if verb, t := a.statementWrite(string(e.Schema), e.Query); t != "" {
+			return nil, false, a.statementFormat(verb, t, ev)
+		}
+		if !a.tx.open || a.tx.standalone {
+			n, err = a.commit(ev)
+			return n, true, err
+		}
+	}
+	return nil, false, nil
+}
+
+// executeLoadQuery checks an Execute_load_query event, LOAD DATA in STATEMENT
+// format (the file's contents went before, in Begin_load_query and
+// Append_block events; the statement is here): loading into a watched
+// table is an error, as for any statement-format write.
+func (a *assembler) executeLoadQuery(ev *replication.BinlogEvent) error {
+	checksum := a.fde != nil && a.fde.ChecksumAlgorithm == replication.BINLOG_CHECKSUM_ALG_CRC32
+	if schema, q, ok := loadQuery(ev.RawData, postHeaderLen(a.fde, replication.EXECUTE_LOAD_QUERY_EVENT), checksum); ok {
+		if verb, t := a.statementWrite(schema, q); t != "" {
+			return a.statementFormat(verb, t, ev)
+		}
+	}
+	return nil
+}
+
+// payload processes the events inside MySQL's compressed transaction
+// (table maps, rows and the XID inside one event) and returns the Notice
+// of the last one that ended a transaction, if any.
+func (a *assembler) payload(ctx context.Context, e *replication.TransactionPayloadEvent) (*Notice, error) {
+	var n *Notice
+	for _, inner := range e.Events {
+		m, err := a.event(ctx, inner)
+		if err != nil {
+			return nil, err
+		}
+		if m != nil {
+			n = m
+		}
+	}
+	return n, nil
+}
+
+// endAtLength ends the open group at ev when ev reaches the end that its
+// MySQL GTID event announced (the transaction's length).
+func (a *assembler) endAtLength(ev *replication.BinlogEvent) (*Notice, error) {
 	if a.tx.open && a.tx.endPos != 0 && ev.Header.LogPos >= a.tx.endPos {
 		return a.commit(ev)
 	}

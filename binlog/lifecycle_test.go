@@ -16,6 +16,7 @@ import (
 	"time"
 
 	mysqldrv "github.com/go-sql-driver/mysql"
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
 	"golang.org/x/time/rate"
@@ -34,20 +35,6 @@ func serverPos(t testing.TB, root *sql.DB) Position {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// waitUntil polls cond until it holds, failing the test after waitFor.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, waitFor)
-		}
-		<-tick.C
-	}
 }
 
 func TestCancelReturnsPromptly(t *testing.T) {
@@ -81,11 +68,13 @@ func TestCancelReturnsPromptly(t *testing.T) {
 	if f.s.Status().Connected {
 		t.Error("Status().Connected is true after Stream returned")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+	agenttest.Poll(5*time.Second, func() bool {
+		if runtime.NumGoroutine() <= before {
+			return true
+		}
 		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines after Stream returned, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
@@ -139,7 +128,7 @@ func TestStatusHeartbeats(t *testing.T) {
 		t.Errorf("Status after a transaction = %+v", st)
 	}
 	// An idle stream still hears from the server.
-	waitUntil(t, "a heartbeat", func() bool { return f.s.Status().LastHeartbeat.After(began) })
+	agenttest.Eventually(t, "a heartbeat", func() bool { return f.s.Status().LastHeartbeat.After(began) })
 }
 
 // proxy forwards TCP connections to a server and can silence the ones open

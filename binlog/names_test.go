@@ -5,23 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	mysqldrv "github.com/go-sql-driver/mysql"
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
 	"go.uber.org/zap"
 )
-
-// mixedCase returns dsn with its database name's first letter upper-cased
-// ("drupal3" → "Drupal3"), as an operator may well write it.
-func mixedCase(t testing.TB, dsn string) string {
-	t.Helper()
-	cfg, err := mysqldrv.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DBName = strings.ToUpper(cfg.DBName[:1]) + cfg.DBName[1:]
-	return cfg.FormatDSN()
-}
 
 // TestLowerCaseTableNames: with lower_case_table_names=1 the server
 // stores and logs every database and table name in lower case, whatever
@@ -41,7 +29,7 @@ func TestLowerCaseTableNames(t *testing.T) {
 			}
 			t.Cleanup(func() { db.Close() })
 			f := newFixtureOn(t, db, mappedColumns, func(c *Config) {
-				c.DSN = mixedCase(t, c.DSN)
+				c.DSN = agenttest.MixedCaseDSN(t, c.DSN)
 				// The prefix as settings.php may spell it.
 				for i := range c.Tables {
 					c.Tables[i].Name = "Main_" + strings.TrimPrefix(c.Tables[i].Name, "main_")

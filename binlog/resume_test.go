@@ -2,13 +2,13 @@ package binlog
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
 )
@@ -148,7 +148,7 @@ func TestPurgedPosition(t *testing.T) {
 	if _, err := root.Exec("FLUSH BINARY LOGS"); err != nil {
 		t.Fatal(err)
 	}
-	purgeTo(t, root, f.pos(t).File)
+	agenttest.PurgeBinaryLogs(t, root, f.pos(t).File)
 
 	for _, from := range []Position{{File: old.File, Offset: old.Offset}, {GTID: old.GTID}} {
 		t.Run(from.String(), func(t *testing.T) {
@@ -277,31 +277,4 @@ func newMinimalMetadataFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	return newFixtureOn(t, db, mappedColumns, nil)
-}
-
-// purgeTo purges every binlog file before newest. MariaDB keeps a file
-// until InnoDB has made its commits durable (a binlog checkpoint, written
-// in the background), so PURGE is repeated until the old files are gone.
-func purgeTo(t testing.TB, root *sql.DB, newest string) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if _, err := root.Exec("PURGE BINARY LOGS TO '" + newest + "'"); err != nil {
-			t.Fatal(err)
-		}
-		var first string
-		var size int64
-		if err := root.QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
-			t.Fatal(err)
-		}
-		if first == newest {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("binlog %s still there %s after PURGE BINARY LOGS TO %s", first, waitFor, newest)
-		}
-		<-tick.C
-	}
 }

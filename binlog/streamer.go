@@ -63,38 +63,10 @@ type Streamer struct {
 // information_schema queries, and detects the server's flavor (MariaDB or
 // MySQL) from VERSION(). It fails when the server cannot be reached.
 func Open(ctx context.Context, cfg Config) (*Streamer, error) {
-	dsn, err := mysqldrv.ParseDSN(cfg.DSN)
+	cfg, dsn, err := checkConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("binlog: parse DSN: %w", err)
+		return nil, err
 	}
-	if dsn.DBName == "" {
-		return nil, errors.New("binlog: the DSN names no database: put Drupal's database name after the slash")
-	}
-	if cfg.ServerID == 0 {
-		return nil, errors.New("binlog: server id must be non-zero (and unique among the server's replicas)")
-	}
-	if len(cfg.Tables) == 0 {
-		return nil, errors.New("binlog: no table to watch")
-	}
-	seen := map[string]bool{}
-	for _, t := range cfg.Tables {
-		switch {
-		case t.Name == "":
-			return nil, errors.New("binlog: a watched table has no name")
-		case t.KeyColumn == "" && !t.RoleConfig:
-			return nil, fmt.Errorf("binlog: table %s: no key column", t.Name)
-		case seen[t.Name]:
-			return nil, fmt.Errorf("binlog: table %s listed twice", t.Name)
-		}
-		seen[t.Name] = true
-	}
-	switch {
-	case cfg.Heartbeat == 0:
-		cfg.Heartbeat = DefaultHeartbeat
-	case cfg.Heartbeat < time.Millisecond:
-		return nil, fmt.Errorf("binlog: heartbeat %s too short", cfg.Heartbeat)
-	}
-	cfg.Tables = append([]Table(nil), cfg.Tables...)
 	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -118,10 +90,62 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 		db:     db,
 	}
 	s.closeCtx, s.closing = context.WithCancel(context.Background())
-	var lowerCase int
-	if err := db.QueryRowContext(ctx, "SELECT VERSION(), @@lower_case_table_names").Scan(&s.version, &lowerCase); err != nil {
+	if err := s.detectServer(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("binlog: connect to %s@%s: %w", dsn.User, dsn.Addr, err)
+		return nil, err
+	}
+	s.cols = newSchemaColumns(db, s.schema, log)
+	return s, nil
+}
+
+// checkConfig validates cfg (a DSN naming a database, a server id, the
+// watched tables each named once with a key column, the heartbeat) and
+// returns it with the heartbeat's default and a copy of the tables, and
+// the parsed DSN.
+func checkConfig(cfg Config) (Config, *mysqldrv.Config, error) {
+	dsn, err := mysqldrv.ParseDSN(cfg.DSN)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("binlog: parse DSN: %w", err)
+	}
+	if dsn.DBName == "" {
+		return cfg, nil, errors.New("binlog: the DSN names no database: put Drupal's database name after the slash")
+	}
+	if cfg.ServerID == 0 {
+		return cfg, nil, errors.New("binlog: server id must be non-zero (and unique among the server's replicas)")
+	}
+	if len(cfg.Tables) == 0 {
+		return cfg, nil, errors.New("binlog: no table to watch")
+	}
+	seen := map[string]bool{}
+	for _, t := range cfg.Tables {
+		switch {
+		case t.Name == "":
+			return cfg, nil, errors.New("binlog: a watched table has no name")
+		case t.KeyColumn == "":
+			return cfg, nil, fmt.Errorf("binlog: table %s: no key column", t.Name)
+		case seen[t.Name]:
+			return cfg, nil, fmt.Errorf("binlog: table %s listed twice", t.Name)
+		}
+		seen[t.Name] = true
+	}
+	switch {
+	case cfg.Heartbeat == 0:
+		cfg.Heartbeat = DefaultHeartbeat
+	case cfg.Heartbeat < time.Millisecond:
+		return cfg, nil, fmt.Errorf("binlog: heartbeat %s too short", cfg.Heartbeat)
+	}
+	cfg.Tables = append([]Table(nil), cfg.Tables...)
+	return cfg, dsn, nil
+}
+
+// detectServer reads the server's VERSION() (hence its flavor) and
+// lower_case_table_names, and stores the schema's and the watched tables'
+// names the way the server stores and logs them, failing when two tables
+// are then one.
+func (s *Streamer) detectServer(ctx context.Context) error {
+	var lowerCase int
+	if err := s.db.QueryRowContext(ctx, "SELECT VERSION(), @@lower_case_table_names").Scan(&s.version, &lowerCase); err != nil {
+		return fmt.Errorf("binlog: connect to %s@%s: %w", s.dsn.User, s.dsn.Addr, err)
 	}
 	s.flavor = gomysql.MySQLFlavor
 	if strings.Contains(strings.ToLower(s.version), "mariadb") {
@@ -136,13 +160,11 @@ func Open(ctx context.Context, cfg Config) (*Streamer, error) {
 		t := &s.cfg.Tables[i]
 		t.Name = s.names.stored(t.Name)
 		if folded[s.names.key(t.Name)] {
-			db.Close()
-			return nil, fmt.Errorf("binlog: table %s listed twice (lower_case_table_names=%d: names differing only in case are one table)", t.Name, lowerCase)
+			return fmt.Errorf("binlog: table %s listed twice (lower_case_table_names=%d: names differing only in case are one table)", t.Name, lowerCase)
 		}
 		folded[s.names.key(t.Name)] = true
 	}
-	s.cols = newSchemaColumns(db, s.schema, log)
-	return s, nil
+	return nil
 }
 
 // LowerCaseTableNames returns the server's lower_case_table_names, read

@@ -344,59 +344,15 @@ func (a answer) decode(method, path string, v any) error {
 // optional query and JSON body. A final status not in cl.ok becomes an
 // *Error.
 func (c *Client) do(ctx context.Context, cl call) (answer, Result, error) {
-	method, path := cl.method, cl.path
 	start := time.Now()
-	r := &request{c: c, log: c.logger(ctx), method: method, path: path, check: cl.check}
+	r := &request{c: c, log: c.logger(ctx), method: cl.method, path: cl.path, check: cl.check}
 	res := func() Result { return Result{Status: r.status, Attempts: r.attempts, Duration: time.Since(start)} }
 
-	var raw any // nil, or the body bytes (rewound for each attempt)
-	if cl.body != nil {
-		b, err := marshal(cl.body)
-		if err != nil {
-			return answer{}, res(), fmt.Errorf("scim %s %s: encode the body: %w", method, path, err)
-		}
-		raw = b
-	}
-	target := c.base + path
-	if q := encodeQuery(cl.query); q != "" {
-		target += "?" + q
-	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, raw)
+	req, err := c.newRequest(ctx, cl, r)
 	if err != nil {
-		return answer{}, res(), fmt.Errorf("scim %s %s: %w", method, path, err)
+		return answer{}, res(), err
 	}
-	for k, v := range cl.header {
-		req.Header[k] = v
-	}
-	req.Header.Set("Accept", MediaType+", application/json")
-	req.Header.Set("User-Agent", c.cfg.UserAgent)
-	if raw != nil {
-		req.Header.Set("Content-Type", MediaType)
-	}
-	req.SetResponseHandler(r.readBody)
-
-	r.bo = &backoff.ExponentialBackOff{
-		InitialInterval:     c.cfg.MinBackoff,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         c.cfg.MaxBackoff,
-		MaxElapsedTime:      0, // the attempts or the context end the call
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	r.bo.Reset()
-	rc := &retryablehttp.Client{
-		HTTPClient:     c.http,
-		Logger:         nil, // it would log URLs; retries are logged by backoff
-		RetryWaitMin:   c.cfg.MinBackoff,
-		RetryWaitMax:   c.cfg.MaxBackoff,
-		RetryMax:       math.MaxInt, // checkRetry counts the attempts
-		RequestLogHook: func(_ retryablehttp.Logger, _ *http.Request, i int) { r.attempts = i + 1 },
-		CheckRetry:     r.checkRetry,
-		Backoff:        r.backoff,
-		PrepareRetry:   func(req *http.Request) error { return c.pace(req.Context()) },
-		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
-	}
+	rc := r.retryClient()
 	var resp *http.Response
 	if err = c.pace(ctx); err == nil {
 		resp, err = rc.Do(req)
@@ -410,40 +366,121 @@ func (c *Client) do(ctx context.Context, cl call) (answer, Result, error) {
 		_ = resp.Body.Close()
 	}
 	secrets := c.secrets()
+	if err != nil {
+		err = r.callError(ctx, err, secrets)
+		return answer{status: r.status}, res(), err
+	}
+	a, err := r.final(cl.ok, resp, secrets)
+	return a, res(), err
+}
+
+// newRequest builds the first attempt of cl: the URL with its query, the
+// JSON body (rewound for each attempt), the headers, and r's handler
+// reading the response body.
+func (c *Client) newRequest(ctx context.Context, cl call, r *request) (*retryablehttp.Request, error) {
+	method, path := cl.method, cl.path
+	var raw any // nil, or the body bytes (rewound for each attempt)
+	if cl.body != nil {
+		b, err := marshal(cl.body)
+		if err != nil {
+			return nil, fmt.Errorf("scim %s %s: encode the body: %w", method, path, err)
+		}
+		raw = b
+	}
+	target := c.base + path
+	if q := encodeQuery(cl.query); q != "" {
+		target += "?" + q
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, target, raw)
+	if err != nil {
+		return nil, fmt.Errorf("scim %s %s: %w", method, path, err)
+	}
+	for k, v := range cl.header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", MediaType+", application/json")
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	if raw != nil {
+		req.Header.Set("Content-Type", MediaType)
+	}
+	req.SetResponseHandler(r.readBody)
+	return req, nil
+}
+
+// retryClient sets up r's exponential backoff and returns the retrying
+// HTTP client of one call: r counts the attempts, decides on retries and
+// their waits, and every retry waits for the rate limiter.
+func (r *request) retryClient() *retryablehttp.Client {
+	c := r.c
+	r.bo = &backoff.ExponentialBackOff{
+		InitialInterval:     c.cfg.MinBackoff,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         c.cfg.MaxBackoff,
+		MaxElapsedTime:      0, // the attempts or the context end the call
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	r.bo.Reset()
+	return &retryablehttp.Client{
+		HTTPClient:     c.http,
+		Logger:         nil, // it would log URLs; retries are logged by backoff
+		RetryWaitMin:   c.cfg.MinBackoff,
+		RetryWaitMax:   c.cfg.MaxBackoff,
+		RetryMax:       math.MaxInt, // checkRetry counts the attempts
+		RequestLogHook: func(_ retryablehttp.Logger, _ *http.Request, i int) { r.attempts = i + 1 },
+		CheckRetry:     r.checkRetry,
+		Backoff:        r.backoff,
+		PrepareRetry:   func(req *http.Request) error { return c.pace(req.Context()) },
+		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
+	}
+}
+
+// callError is the error of a call that got no final answer, without
+// secrets: a failed check's own error, a refused token as a 401 *Error
+// (setting r.status), the context's end, or a transport error (a refused
+// client certificate marked ErrCertificateRefused).
+func (r *request) callError(ctx context.Context, err error, secrets []string) error {
+	method, path := r.method, r.path
 	var fc *failedCheck
 	var tr *tokenRefused
 	switch {
-	case err != nil && ctx.Err() == nil && errors.As(err, &fc):
+	case ctx.Err() == nil && errors.As(err, &fc):
 		// The answer's check failed on the last attempt: its own error.
-		return answer{status: r.status}, res(), redactErr(fc.err, secrets)
-	case err != nil && ctx.Err() == nil && errors.As(err, &tr):
+		return redactErr(fc.err, secrets)
+	case ctx.Err() == nil && errors.As(err, &tr):
 		// The token endpoint refused the client credentials: as a 401.
 		r.status = http.StatusUnauthorized
-		return answer{status: r.status}, res(), &Error{Method: method, Path: path, Status: http.StatusUnauthorized,
+		return &Error{Method: method, Path: path, Status: http.StatusUnauthorized,
 			Detail: clean(tr.detail, 512, secrets)}
-	case err != nil:
-		err = redactErr(err, secrets)
-		if ctx.Err() != nil {
-			if !errors.Is(err, ctx.Err()) {
-				err = fmt.Errorf("%w (%w)", ctx.Err(), err)
-			}
-			err = &contextDone{err}
-		} else if certificateRefused(err) {
-			err = fmt.Errorf("%w: %w", ErrCertificateRefused, err)
-		}
-		return answer{status: r.status}, res(), fmt.Errorf("scim %s %s: %w", method, path, err)
 	}
+	err = redactErr(err, secrets)
+	if ctx.Err() != nil {
+		if !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		err = &contextDone{err}
+	} else if certificateRefused(err) {
+		err = fmt.Errorf("%w: %w", ErrCertificateRefused, err)
+	}
+	return fmt.Errorf("scim %s %s: %w", method, path, err)
+}
+
+// final turns the final response into the call's answer when its status
+// is one of ok, and otherwise into an *Error decoded from its body (a
+// redirect names where it pointed).
+func (r *request) final(ok []int, resp *http.Response, secrets []string) (answer, error) {
 	a := answer{status: r.status, header: resp.Header, body: r.body}
-	for _, s := range cl.ok {
+	for _, s := range ok {
 		if r.status == s {
-			return a, res(), nil
+			return a, nil
 		}
 	}
-	e := decodeError(method, path, r.status, resp.Header.Get("Content-Type"), r.body, secrets)
+	e := decodeError(r.method, r.path, r.status, resp.Header.Get("Content-Type"), r.body, secrets)
 	if loc := resp.Header.Get("Location"); r.status >= 300 && r.status < 400 && loc != "" {
 		e.Detail = clean("redirect to "+loc+" (not followed: check the base URL)", 300, secrets)
 	}
-	return answer{status: r.status}, res(), e
+	return answer{status: r.status}, e
 }
 
 // pace waits for the rate limiter, if any, before an attempt.

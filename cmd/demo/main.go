@@ -72,7 +72,46 @@ const token = "demo-token"
 
 func (d *demo) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
 
+// run sets up a Drupal database, a SCIM server and the agent, plays the
+// scripted changes and checks the result, then (unless unattended) shows
+// the requests further changes cause until ctx ends or the agent exits.
 func (d *demo) run(ctx context.Context) error {
+	if err := d.prepare(); err != nil {
+		return err
+	}
+	db, dsn, err := d.setupDatabase(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.startSCIM(); err != nil {
+		return err
+	}
+	config, err := d.writeConfig(dsn)
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(d.dir, "agent.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	exited, err := d.startAgent(ctx, config, logFile, logPath)
+	if err != nil {
+		return err
+	}
+	if err := d.playScript(ctx, exited); err != nil {
+		return err
+	}
+	if d.unattended {
+		return nil
+	}
+	return d.interact(ctx, exited, db.Name, config, logPath)
+}
+
+// prepare resolves the agent binary, checks it exists and makes the
+// demo's temp directory.
+func (d *demo) prepare() error {
 	var err error
 	if d.agentBin, err = filepath.Abs(d.agentBin); err != nil {
 		return err
@@ -83,71 +122,96 @@ func (d *demo) run(ctx context.Context) error {
 	if d.dir, err = os.MkdirTemp("", "scim-agent-demo-"); err != nil {
 		return err
 	}
+	return nil
+}
 
+// setupDatabase starts the private MariaDB and fills a Drupal database
+// with the anonymous user and five users; it returns the database and
+// the DSN of the agent's account.
+func (d *demo) setupDatabase(ctx context.Context) (*testdb.Database, string, error) {
+	var err error
 	d.say("▶ Starting a private MariaDB (binlog on, ROW format) in %s ...", d.dir)
 	if d.db, err = testdb.Start(ctx, testdb.Options{}); err != nil {
-		return err
+		return nil, "", err
 	}
 	db, err := d.db.NewDatabase(ctx, "")
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	d.site = &drupaltest.Site{DB: db.DB}
 	dsn, err := db.CreateAgentUser(ctx)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := d.site.CreateAnonymous(ctx); err != nil {
-		return err
+		return nil, "", err
 	}
 	for _, u := range []struct{ name, mail string }{
 		{"admin", "admin@example.org"}, {"alice", "alice@example.org"}, {"bob", "bob@example.org"},
 		{"carol", "carol@example.org"}, {"dave", "dave@example.org"},
 	} {
 		if _, err := d.site.Create(ctx, drupaltest.User{Name: u.name, Mail: drupaltest.Str(u.mail), Status: 1}); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
 	d.say("  Drupal database %q on %s holds 5 users (uid 1-5) and the anonymous user (uid 0).", db.Name, d.db.Addr)
+	return db, dsn, nil
+}
 
+// startSCIM starts the SCIM server the tests use.
+func (d *demo) startSCIM() error {
+	var err error
 	d.say("▶ Starting a SCIM 2.0 server (the one the tests use) ...")
 	if d.scim, err = scimtest.Start(scimtest.Options{Token: token}); err != nil {
 		return err
 	}
 	d.say("  %s", d.scim.URL)
+	return nil
+}
 
+// writeConfig picks the admin address and writes the agent's
+// config.yaml into the temp directory, returning its path.
+func (d *demo) writeConfig(dsn string) (string, error) {
+	var err error
 	if d.admin, err = agenttest.FreeLoopbackAddr(); err != nil {
-		return err
+		return "", err
 	}
 	config := filepath.Join(d.dir, "config.yaml")
 	doc := agenttest.Config{DSN: dsn, SCIMURL: d.scim.URL, StatePath: filepath.Join(d.dir, "state.db"),
 		AdminListen: d.admin, LogFormat: "json", Provisioning: []string{"exclude_uids: [0]"}}.YAML()
 	if err := os.WriteFile(config, []byte(doc), 0o600); err != nil {
-		return err
+		return "", err
 	}
-	logPath := filepath.Join(d.dir, "agent.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
+	return config, nil
+}
+
+// startAgent runs the scim-agent binary on config, its output in
+// logFile, waits until it is ready and shows the initial sync's
+// requests. The returned channel receives the agent's exit.
+func (d *demo) startAgent(ctx context.Context, config string, logFile *os.File, logPath string) (chan error, error) {
 	d.say("▶ Starting scim-agent (config %s, JSON logs in %s) ...", config, logPath)
 	d.agent = exec.Command(d.agentBin, "run", "--config", config)
 	d.agent.Env = append(os.Environ(), "SCIM_TOKEN="+token)
 	d.agent.Stdout, d.agent.Stderr = logFile, logFile
 	d.agent.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.agent.Start(); err != nil {
-		return err
+		return nil, err
 	}
 	exited := make(chan error, 1)
 	d.exited = exited
 	go func() { exited <- d.agent.Wait() }()
 	if err := d.waitReady(ctx, exited, logPath); err != nil {
-		return err
+		return nil, err
 	}
 	d.say("  ready: the initial sync provisioned the existing users:")
 	d.showRequests(true)
+	return exited, nil
+}
 
+// playScript makes the scripted Drupal-style changes one by one, waits
+// after each for the server to match the database and shows the requests
+// it caused, then checks the server once more and shows its users.
+func (d *demo) playScript(ctx context.Context, exited chan error) error {
 	steps := []struct {
 		title string
 		do    func(context.Context) error
@@ -189,11 +253,14 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("\n✔ The SCIM server matches the Drupal database:")
 	d.showServer()
-	if d.unattended {
-		return nil
-	}
+	return nil
+}
+
+// interact tells how to make changes of one's own and shows the requests
+// they cause until ctx ends (nil) or the agent exits (an error).
+func (d *demo) interact(ctx context.Context, exited chan error, dbName, config, logPath string) error {
 	d.say("\nTry your own changes (Ctrl-C stops everything):")
-	d.say("  mariadb -h 127.0.0.1 -P %s -u root %s", strings.TrimPrefix(d.db.Addr, "127.0.0.1:"), db.Name)
+	d.say("  mariadb -h 127.0.0.1 -P %s -u root %s", strings.TrimPrefix(d.db.Addr, "127.0.0.1:"), dbName)
 	d.say("  e.g.  UPDATE users_field_data SET mail = 'new@example.org' WHERE uid = 2;")
 	d.say("  status: %s status --config %s", d.agentBin, config)
 	tick := time.NewTicker(200 * time.Millisecond)

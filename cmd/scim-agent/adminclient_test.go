@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/scim-agent/scim-agent/internal/state"
 )
@@ -57,14 +56,7 @@ func TestCommandsWhateverAdminListenSays(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				out, errOut, code = e.run("status", "--config", e.config)
-				if strings.Contains(out, "TRIPPED") || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			out, errOut, code = e.waitStatus("TRIPPED")
 			if code != 0 || !strings.Contains(out, "agent                running since") || !strings.Contains(out, "deletion guard       TRIPPED") {
 				t.Fatalf("status beside an agent with admin.listen %q: exit %d\n%s%s", e.admin, code, out, errOut)
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 )
@@ -18,11 +19,19 @@ func (e *env) create(name, mail string) uint32 {
 	if mail != "" {
 		u.Mail = drupaltest.Str(mail)
 	}
-	uid, err := e.site.Create(context.Background(), u)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return uid
+	return e.Env.Create(u)
+}
+
+// waitStatus runs `scim-agent status` until its output holds want, for
+// up to 20s, and returns the last run's output and exit code for the
+// test to judge.
+func (e *env) waitStatus(want string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	agenttest.Poll(20*time.Second, func() bool {
+		stdout, stderr, code = e.run("status", "--config", e.config)
+		return strings.Contains(stdout, want)
+	})
+	return stdout, stderr, code
 }
 
 func TestSyncCommandWithoutARunningAgent(t *testing.T) {
@@ -118,14 +127,7 @@ func TestCommandsBesideARunningAgent(t *testing.T) {
 	}
 	e.scim.Reject(reject)
 	e.create("refused", "")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, _, _ = e.run("status", "--config", e.config)
-		if strings.Contains(out, "userName refused by policy") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	out, _, _ = e.waitStatus("userName refused by policy")
 	if !strings.Contains(out, "parked               1") || !strings.Contains(out, `uid=5 userName="refused" op=create status=400`) ||
 		!strings.Contains(out, "ready                yes") {
 		t.Fatalf("status:\n%s", out)
@@ -153,14 +155,7 @@ func TestCommandsBesideARunningAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		out, _, _ = e.run("status", "--config", e.config)
-		if strings.Contains(out, "TRIPPED") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	out, _, _ = e.waitStatus("TRIPPED")
 	if !strings.Contains(out, "deletion guard       TRIPPED") {
 		t.Fatalf("guard not tripped:\n%s\n%s", out, p.output())
 	}
@@ -184,10 +179,7 @@ func TestApproveDeletesWithoutARunningAgentClearsTheGuard(t *testing.T) {
 	ctx := context.Background()
 	e.site.Delete(ctx, 1)
 	e.site.Delete(ctx, 2)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.output(), `"msg":"guard.tripped"`) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	agenttest.Poll(20*time.Second, func() bool { return strings.Contains(p.output(), `"msg":"guard.tripped"`) })
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	<-p.exited
 	// Still tripped after a restart...

@@ -60,7 +60,6 @@ type env struct {
 	admin  string
 	// statePath is state.path; the control socket is statePath + ".sock".
 	statePath string
-	dsn       string
 }
 
 // newEnv builds an env whose config's provisioning section gets the lines
@@ -68,7 +67,7 @@ type env struct {
 func newEnv(t *testing.T, extra string) *env {
 	t.Helper()
 	ae := agenttest.New(t, agenttest.Options{SCIM: scimtest.Options{Token: token}})
-	e := &env{Env: ae, t: t, db: ae.DB, site: ae.Site, scim: ae.SCIM, dir: ae.Dir, dsn: ae.DSN,
+	e := &env{Env: ae, t: t, db: ae.DB, site: ae.Site, scim: ae.SCIM, dir: ae.Dir,
 		statePath: filepath.Join(ae.Dir, "state.db"), admin: agenttest.FreeAddr(t)}
 	e.writeConfig(e.scim.URL, extra)
 	return e
@@ -126,7 +125,7 @@ func (e *env) start(args ...string) *agentProcess {
 		cmd.Process.Kill()
 		<-p.exited
 		out := p.output()
-		for _, secret := range append([]string{token, e.dsnPassword()}, drupaltest.HashPrefixes...) {
+		for _, secret := range append(e.Secrets(), drupaltest.HashPrefixes...) {
 			if strings.Contains(out, secret) {
 				e.t.Errorf("the agent's output holds a secret (%.6s...)", secret)
 			}
@@ -137,9 +136,6 @@ func (e *env) start(args ...string) *agentProcess {
 	})
 	return p
 }
-
-// dsnPassword is the agent account's password, which must never be logged.
-func (e *env) dsnPassword() string { return agenttest.Password(e.t, e.dsn) }
 
 type lockedWriter struct {
 	mu sync.Mutex
@@ -162,23 +158,21 @@ func (p *agentProcess) output() string {
 // waitReady waits for /readyz to answer 200.
 func (e *env) waitReady(p *agentProcess) {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	if !agenttest.Poll(60*time.Second, func() bool {
 		select {
 		case <-p.exited:
 			e.t.Fatalf("agent exited: %v\n%s", p.err, p.output())
 		default:
 		}
 		resp, err := http.Get("http://" + e.admin + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}) {
+		e.t.Fatalf("agent not ready within 60s\n%s", p.output())
 	}
-	e.t.Fatalf("agent not ready within 60s\n%s", p.output())
 }
 
 // mismatch describes how the server differs from the database, or "".
@@ -196,20 +190,19 @@ func (e *env) mismatch() string {
 // waitMatch waits until the server equals the database.
 func (e *env) waitMatch(p *agentProcess) {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		m := e.mismatch()
-		if m == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("server does not match the database after 60s: %s\n%s", m, p.output())
+	var m string
+	if !agenttest.Poll(60*time.Second, func() bool {
+		if m = e.mismatch(); m == "" {
+			return true
 		}
 		select {
 		case <-p.exited:
 			e.t.Fatalf("agent exited: %v (%s)\n%s", p.err, m, p.output())
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
+		return false
+	}) {
+		e.t.Fatalf("server does not match the database after 60s: %s\n%s", m, p.output())
 	}
 }
 
@@ -261,10 +254,7 @@ func TestSIGKILLWithChangesPendingLosesNothing(t *testing.T) {
 	// Slow the server so that work is pending when the agent dies.
 	e.scim.Inject(scimtest.Fault{Latency: 30 * time.Millisecond})
 	e.burst("during", 40)
-	deadline := time.Now().Add(30 * time.Second)
-	for e.scim.CountRequests("", "/Users") < 20 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	agenttest.Poll(30*time.Second, func() bool { return e.scim.CountRequests("", "/Users") >= 20 })
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -305,9 +295,7 @@ func TestSIGTERMDuringBurstExitsZeroAndLosesNothing(t *testing.T) {
 	e.waitReady(p)
 	e.scim.Inject(scimtest.Fault{Latency: 20 * time.Millisecond})
 	e.burst("term", 40)
-	for e.scim.CountRequests("", "/Users") < 10 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	agenttest.Eventually(t, "10 requests at the SCIM server", func() bool { return e.scim.CountRequests("", "/Users") >= 10 })
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -336,13 +324,11 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	// A request that hangs: the graceful shutdown would wait 10s for it.
 	e.scim.Inject(scimtest.Fault{Latency: time.Minute})
 	e.create("hanging", "")
-	for e.scim.CountRequests("POST", "/Users") == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	agenttest.Eventually(t, "the hanging POST", func() bool { return e.scim.CountRequests("POST", "/Users") > 0 })
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	for !strings.Contains(p.output(), `"msg":"binlog.stopped"`) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	agenttest.Eventually(t, "binlog.stopped after the first SIGTERM", func() bool {
+		return strings.Contains(p.output(), `"msg":"binlog.stopped"`)
+	})
 	start := time.Now()
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -363,12 +349,8 @@ func TestSIGTERMDuringStartupChecksExitsZero(t *testing.T) {
 	// A slow SCIM server: run's start-up check waits for its answer.
 	e.scim.Inject(scimtest.Fault{Method: "GET", PathPrefix: "/ServiceProviderConfig", Latency: time.Minute})
 	p := e.start()
-	deadline := time.Now().Add(30 * time.Second)
-	for e.scim.CountRequests("GET", "/ServiceProviderConfig") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the start-up check never asked the SCIM server\n%s", p.output())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !agenttest.Poll(30*time.Second, func() bool { return e.scim.CountRequests("GET", "/ServiceProviderConfig") > 0 }) {
+		t.Fatalf("the start-up check never asked the SCIM server\n%s", p.output())
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -2,8 +2,9 @@
 // agent package, the commands, the memory measurement) and of the demo: a
 // fresh Drupal database on a private MariaDB with the binlog on, a writer
 // that changes it the way Drupal does, the agent's database account, an
-// in-process SCIM server, a builder for the agent's config.yaml and
-// Eventually for waiting on a condition.
+// in-process SCIM server, a builder for the agent's config.yaml,
+// Eventually and Poll for waiting on a condition, and small helpers for
+// DSNs, ports and binary logs.
 //
 //	env := agenttest.New(t, agenttest.Options{})
 //	uid := env.Create(drupaltest.User{Name: "alice", Status: 1})
@@ -247,6 +248,20 @@ func Password(t testing.TB, dsn string) string {
 	return cfg.Passwd
 }
 
+// MixedCaseDSN returns dsn with its database name's first letter
+// upper-cased ("drupal3" → "Drupal3"), as an operator may well write it:
+// for the tests of a server with lower_case_table_names=1, which logs
+// the name in lower case.
+func MixedCaseDSN(t testing.TB, dsn string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = strings.ToUpper(cfg.DBName[:1]) + cfg.DBName[1:]
+	return cfg.FormatDSN()
+}
+
 // FreeAddr returns a loopback address with a port free right now, for a
 // listener that must be known before it starts (a config written for
 // another process).
@@ -273,16 +288,37 @@ func FreeLoopbackAddr() (string, error) {
 // Timeout bounds Eventually.
 const Timeout = 30 * time.Second
 
+// pollInterval is how long Poll waits between two looks at a condition.
+const pollInterval = 10 * time.Millisecond
+
 // Eventually waits up to Timeout for cond, polling it, and fails the test
 // naming what it waited for. Use it for a state the test cannot be told
 // about (a server's contents, a log line, a process's readiness).
+//
+// cond runs on the caller's goroutine, so it may end the test itself
+// (t.Fatal) to stop waiting early, as when the process or goroutine the
+// test waits on has exited.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
+	if !Poll(Timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", Timeout, what)
+	}
+}
+
+// Poll looks at cond until it holds, every few milliseconds for up to d,
+// and reports whether it held.
+// It is Eventually for a wait whose failure must say more than what was
+// awaited (the state reached at the deadline, a process's output), that
+// may take longer than Timeout (a start-up, a whole backlog), or after
+// which the test goes on either way. Like Eventually's, cond runs on the
+// caller's goroutine and may fail the test itself.
+func Poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", Timeout, what)
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(pollInterval)
 	}
+	return true
 }

@@ -7,8 +7,8 @@ import (
 	"os"
 	"reflect"
 	"testing"
-	"time"
 
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupal"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/testdb"
@@ -206,8 +206,7 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 			// Wait until the reader is blocked on the writer's row locks,
 			// then commit. (The wait happens while the optimizer reads the
 			// const row, where INNODB_LOCK_WAITS does not show it.)
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			agenttest.Eventually(t, "the reader to wait for the uncommitted write", func() bool {
 				var waits int
 				// A lock wait shows as the barrier running for long: it
 				// takes well under a millisecond when nothing holds it.
@@ -215,18 +214,15 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 					t.Fatal(err)
 				}
 				if waits > 0 {
-					break
+					return true
 				}
 				select {
 				case a := <-done:
 					t.Fatalf("Load returned %v before the write committed", a.Values)
 				default:
 				}
-				if time.Now().After(deadline) {
-					t.Fatal("the reader never waited for the uncommitted write")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				return false
+			})
 			if err := tx.Commit(); err != nil {
 				t.Fatal(err)
 			}
@@ -285,18 +281,17 @@ func TestUIDsWaitsForPreparedInserts(t *testing.T) {
 		done <- uids
 	}()
 	// Two lock waits: the first timed out, and the listing waits again.
-	deadline := time.Now().Add(20 * time.Second)
-	for waits() < before+2 {
+	agenttest.Eventually(t, "UIDs to wait for the prepared insert", func() bool {
+		if waits() >= before+2 {
+			return true
+		}
 		select {
 		case uids := <-done:
 			t.Fatalf("UIDs returned %v before the prepared insert committed", uids)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("UIDs never waited for the prepared insert")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 	if _, err := conn.ExecContext(ctx, "XA COMMIT 'p'"); err != nil {
 		t.Fatal(err)
 	}

@@ -99,9 +99,27 @@ func (p *patcher) applyPath(attrs map[string]any, op string, path fp.Path, value
 		}()
 		target = m
 	}
+	attr, subName, err := resolvePath(sch, path)
+	if err != nil {
+		return err
+	}
+	if path.ValueExpression != nil {
+		return p.applyFiltered(target, op, attr, subName, path.ValueExpression, value)
+	}
+	if subName == "" {
+		return applyWhole(target, op, attr, value)
+	}
+	return applySub(target, op, attr, subName, value)
+}
+
+// resolvePath finds the attribute a path names in sch and the
+// sub-attribute it names ("attr.sub" or "attr[filter].sub"; "" for none),
+// both in the schema's spelling; an unknown one is a 400 invalidPath.
+func resolvePath(sch schema.Schema, path fp.Path) (schema.CoreAttribute, string, error) {
+	ap := path.AttributePath
 	attr, ok := sch.Attributes.ContainsAttribute(ap.AttributeName)
 	if !ok {
-		return patchError(scimerrors.ScimTypeInvalidPath, "no attribute %q", ap.AttributeName)
+		return attr, "", patchError(scimerrors.ScimTypeInvalidPath, "no attribute %q", ap.AttributeName)
 	}
 	name := attr.Name()
 	subName := ap.SubAttributeName()
@@ -111,24 +129,29 @@ func (p *patcher) applyPath(attrs map[string]any, op string, path fp.Path, value
 	if subName != "" {
 		sub, ok := attr.SubAttributes().ContainsAttribute(subName)
 		if !ok {
-			return patchError(scimerrors.ScimTypeInvalidPath, "no sub-attribute %q in %q", subName, name)
+			return attr, "", patchError(scimerrors.ScimTypeInvalidPath, "no sub-attribute %q in %q", subName, name)
 		}
 		subName = sub.Name()
 	}
-	if path.ValueExpression != nil {
-		return p.applyFiltered(target, op, attr, subName, path.ValueExpression, value)
-	}
+	return attr, subName, nil
+}
 
+// applyWhole applies an operation to a whole attribute of target: remove
+// deletes it, a multi-valued one gets the values (add appends those not
+// there yet), a complex one gets the given sub-attributes added or
+// replaced, a simple one the value.
+func applyWhole(target map[string]any, op string, attr schema.CoreAttribute, value any) error {
+	name := attr.Name()
 	switch {
-	case subName == "" && op == scim.PatchOperationRemove:
+	case op == scim.PatchOperationRemove:
 		delete(target, name)
-	case subName == "" && attr.MultiValued():
+	case attr.MultiValued():
 		list := asList(value)
 		if op == scim.PatchOperationAdd {
 			list = appendUnique(asList(target[name]), list)
 		}
 		setList(target, name, list)
-	case subName == "" && attr.HasSubAttributes():
+	case attr.HasSubAttributes():
 		// A complex attribute: the given sub-attributes are added or
 		// replaced, the others are left unchanged (RFC 7644 §3.5.2.1,
 		// §3.5.2.3).
@@ -144,9 +167,19 @@ func (p *patcher) applyPath(attrs map[string]any, op string, path fp.Path, value
 			m[k] = v
 		}
 		target[name] = m
-	case subName == "":
+	default:
 		target[name] = value
-	case attr.MultiValued():
+	}
+	return nil
+}
+
+// applySub applies an operation to sub-attribute subName of an attribute
+// of target without a filter: of every element of a multi-valued one (no
+// element is a 400 noTarget but for remove), or of a complex one (removed
+// when left empty).
+func applySub(target map[string]any, op string, attr schema.CoreAttribute, subName string, value any) error {
+	name := attr.Name()
+	if attr.MultiValued() {
 		// "emails.value" without a filter: every element.
 		list := asList(target[name])
 		if len(list) == 0 {
@@ -161,20 +194,20 @@ func (p *patcher) applyPath(attrs map[string]any, op string, path fp.Path, value
 			}
 		}
 		setList(target, name, dropEmpty(list))
-	default:
-		m, _ := target[name].(map[string]any)
-		if m == nil {
-			if op == scim.PatchOperationRemove {
-				return nil
-			}
-			m = map[string]any{}
+		return nil
+	}
+	m, _ := target[name].(map[string]any)
+	if m == nil {
+		if op == scim.PatchOperationRemove {
+			return nil
 		}
-		setSub(m, op, subName, value)
-		if len(m) == 0 {
-			delete(target, name)
-		} else {
-			target[name] = m
-		}
+		m = map[string]any{}
+	}
+	setSub(m, op, subName, value)
+	if len(m) == 0 {
+		delete(target, name)
+	} else {
+		target[name] = m
 	}
 	return nil
 }

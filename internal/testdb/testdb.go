@@ -102,6 +102,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// start installs the data directory, starts mariadbd on a free loopback
+// port and waits until it accepts connections as root.
 func (s *Server) start(ctx context.Context, mariadbd, installDB string, opts Options) error {
 	dataDir := filepath.Join(s.Dir, "data")
 	// A private tmpdir: mariadbd deletes every #sql* file in its tmpdir at
@@ -111,6 +113,38 @@ func (s *Server) start(ctx context.Context, mariadbd, installDB string, opts Opt
 	if err := os.Mkdir(tmpDir, 0o700); err != nil {
 		return err
 	}
+	if err := installDataDir(ctx, installDB, dataDir, tmpDir); err != nil {
+		return err
+	}
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.cmd = exec.Command(mariadbd, s.serverArgs(dataDir, tmpDir, port, opts)...)
+	// The server dies with the process that started it, even on SIGKILL,
+	// so an interrupted test run leaves no stray mariadbd behind.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start mariadbd: %w", err)
+	}
+	go func() {
+		_ = s.cmd.Wait()
+		close(s.exited)
+	}()
+
+	s.root, err = sql.Open("mysql", s.DSN("root", "", ""))
+	if err != nil {
+		return err
+	}
+	return s.waitAccepting(ctx)
+}
+
+// installDataDir runs mariadb-install-db for a fresh data directory whose
+// root logs in with a password (none) rather than by the Unix account,
+// without the test database.
+func installDataDir(ctx context.Context, installDB, dataDir, tmpDir string) error {
 	install := exec.CommandContext(ctx, installDB, "--no-defaults",
 		"--datadir="+dataDir,
 		"--tmpdir="+tmpDir,
@@ -123,12 +157,13 @@ func (s *Server) start(ctx context.Context, mariadbd, installDB string, opts Opt
 	if out, err := install.CombinedOutput(); err != nil {
 		return fmt.Errorf("mariadb-install-db: %w\n%s", err, out)
 	}
+	return nil
+}
 
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+// serverArgs is mariadbd's command line: no option files, everything in
+// the server's directory, loopback only on port, the binary log in ROW
+// format with full metadata unless opts.NoBinlog, then opts.ExtraArgs.
+func (s *Server) serverArgs(dataDir, tmpDir string, port int, opts Options) []string {
 	args := []string{"--no-defaults",
 		"--datadir=" + dataDir,
 		"--tmpdir=" + tmpDir,
@@ -155,27 +190,16 @@ func (s *Server) start(ctx context.Context, mariadbd, installDB string, opts Opt
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
-	args = append(args, opts.ExtraArgs...)
-	s.cmd = exec.Command(mariadbd, args...)
-	// The server dies with the process that started it, even on SIGKILL,
-	// so an interrupted test run leaves no stray mariadbd behind.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("start mariadbd: %w", err)
-	}
-	go func() {
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
+	return append(args, opts.ExtraArgs...)
+}
 
-	s.root, err = sql.Open("mysql", s.DSN("root", "", ""))
-	if err != nil {
-		return err
-	}
+// waitAccepting pings the server as root until it answers, for up to 60s;
+// it fails early, with the end of the error log, when mariadbd exits.
+func (s *Server) waitAccepting(ctx context.Context) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		pingCtx, cancel := context.WithTimeout(ctx, time.Second)
-		err = s.root.PingContext(pingCtx)
+		err := s.root.PingContext(pingCtx)
 		cancel()
 		if err == nil {
 			return nil

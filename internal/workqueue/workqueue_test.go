@@ -3,6 +3,8 @@ package workqueue
 import (
 	"testing"
 	"time"
+
+	"github.com/scim-agent/scim-agent/internal/agenttest"
 )
 
 // item is a test item: the newest cause and sequence number, and
@@ -206,21 +208,13 @@ func TestGateBoundsAndCloses(t *testing.T) {
 	}
 	entered := make(chan bool)
 	go func() { entered <- g.Enter() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for g.Paused() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("Enter at the bound did not wait")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	agenttest.Eventually(t, "Enter at the bound to wait", func() bool { return g.Paused() == 1 })
 	g.Leave(1)
 	if !<-entered {
 		t.Fatal("Enter did not get the room given back")
 	}
 	go func() { entered <- g.Enter() }()
-	for g.Paused() != 1 {
-		time.Sleep(time.Millisecond)
-	}
+	agenttest.Eventually(t, "Enter to wait again", func() bool { return g.Paused() == 1 })
 	g.Close()
 	if <-entered {
 		t.Fatal("Enter after Close succeeded")
