@@ -121,7 +121,7 @@ func checkConfig(cfg Config) (Config, *mysqldrv.Config, error) {
 		switch {
 		case t.Name == "":
 			return cfg, nil, errors.New("binlog: a watched table has no name")
-		case t.KeyColumn == "":
+		case t.KeyColumn == "" && !t.RoleConfig:
 			return cfg, nil, fmt.Errorf("binlog: table %s: no key column", t.Name)
 		case seen[t.Name]:
 			return cfg, nil, fmt.Errorf("binlog: table %s listed twice", t.Name)
