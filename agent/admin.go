@@ -121,9 +121,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // SyncRequest is the body of POST /sync and POST /retry.
 type SyncRequest struct {
-	UIDs   []uint32 `json:"uids"`
-	DryRun bool     `json:"dry_run,omitempty"`
-	Parked bool     `json:"parked,omitempty"`
+	UIDs  []uint32 `json:"uids"`
+	Roles []string `json:"roles,omitempty"`
+	// AllRoles adds every role the agent provisions or has a group of
+	// (sync --all: only the agent reads its state file).
+	AllRoles bool `json:"all_roles,omitempty"`
+	DryRun   bool `json:"dry_run,omitempty"`
+	// Parked adds every parked uid and role (retry --parked).
+	Parked bool `json:"parked,omitempty"`
 }
 
 // SyncResponse answers POST /sync and POST /retry.
@@ -137,7 +142,18 @@ func (a *Agent) handleSync(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
 		return
 	}
-	results, err := a.SyncNow(r.Context(), req.UIDs, req.DryRun)
+	sel := Selection{UIDs: req.UIDs, Roles: req.Roles}
+	if req.AllRoles {
+		keys, err := a.roleKeys(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		for _, k := range keys {
+			sel.Roles = append(sel.Roles, k.role)
+		}
+	}
+	results, err := a.SyncNow(r.Context(), sel, req.DryRun)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
@@ -151,18 +167,16 @@ func (a *Agent) handleRetry(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
 		return
 	}
-	uids := req.UIDs
+	sel := Selection{UIDs: req.UIDs, Roles: req.Roles}
 	if req.Parked {
-		parked, err := ParkedUsers(a.store)
+		parked, err := ParkedSelection(a.store)
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
 		}
-		for _, p := range parked {
-			uids = append(uids, p.UID)
-		}
+		sel.UIDs, sel.Roles = append(sel.UIDs, parked.UIDs...), append(sel.Roles, parked.Roles...)
 	}
-	results, err := a.SyncNow(r.Context(), uids, false)
+	results, err := a.SyncNow(r.Context(), sel, false)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return

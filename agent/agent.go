@@ -91,7 +91,7 @@ type Agent struct {
 	store   *state.Store
 	stream  *binlog.Streamer
 	scim    *scimServer
-	users   *users
+	kinds   reconcilers
 	work    *work
 	guard   *guard
 	health  *scimHealth
@@ -133,13 +133,20 @@ func Open(ctx context.Context, opts Options) (_ *Agent, err error) {
 	a.guard = openGuard(cfg.Provisioning, a.store, opts, a.log)
 	a.saved = &checkpoint{store: a.store, dryRun: opts.DryRun, before: a.guard.Flush, observe: a.metrics.observePosition, log: a.log}
 	tables := drupal.Tables{Prefix: cfg.MySQL.TablePrefix}
-	a.users = &users{prov: cfg.Provisioning, log: a.log, mapper: mapper, reader: drupal.NewReader(a.db, tables, mapper.Sources()),
+	sources := mapper.Sources()
+	// Groups: a user's roles say which groups to queue once it exists.
+	sources.Roles = sources.Roles || cfg.Groups.Enabled
+	reader := drupal.NewReader(a.db, tables, sources)
+	a.kinds.users = &users{prov: cfg.Provisioning, log: a.log, mapper: mapper, reader: reader,
 		store: a.store, scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall,
-		requeue: func(uid uint32, cause string) { a.work.requeue(userKey(uid), cause) }}
+		requeue: func(uid uint32, cause string) { a.work.requeue(userKey(uid), cause) },
+		created: a.queueRolesOf}
+	a.kinds.groups = &groups{cfg: cfg.Groups, prov: cfg.Provisioning, log: a.log, reader: reader, store: a.store,
+		scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall}
 	a.stream, err = binlog.Open(ctx, binlog.Config{
 		DSN:         cfg.MySQL.DSN,
 		ServerID:    cfg.MySQL.ServerID,
-		Tables:      watchedTables(tables, mapper.Sources()),
+		Tables:      watchedTables(tables, sources, cfg.Groups.Enabled),
 		Heartbeat:   cfg.MySQL.Heartbeat,
 		Logger:      a.log,
 		OnRowsEvent: a.metrics.observeRowsEvent,
@@ -200,6 +207,22 @@ func (a *Agent) Close() error {
 	return errors.Join(errs...)
 }
 
+// reconcilers reconcile each kind of key.
+type reconcilers struct {
+	users  *users
+	groups *groups
+}
+
+// queueRolesOf queues the groups of a user just created or adopted:
+// their members wait for its account (see groupRun.present).
+func (a *Agent) queueRolesOf(uid uint32, roles []string) {
+	for _, role := range roles {
+		if a.cfg.Groups.Selects(role) {
+			a.work.requeue(roleKey(role), fmt.Sprintf("uid %d provisioned", uid))
+		}
+	}
+}
+
 // noteCall records one SCIM call's answer: its metrics and what it says
 // of the server's health.
 func (a *Agent) noteCall(method string, cr scimclient.Result, err error) {
@@ -236,13 +259,19 @@ func openDB(dsn string, maxConns int) (*sql.DB, error) {
 // users_field_data counts only the columns the mapping reads, so logins
 // (bare UPDATEs of login/access) and saves that change nothing mapped
 // never reach a worker.
-func watchedTables(t drupal.Tables, src drupal.Sources) []binlog.Table {
+func watchedTables(t drupal.Tables, src drupal.Sources, groups bool) []binlog.Table {
 	cols := append([]string{"uid", "langcode", "default_langcode"}, src.FieldDataColumns...)
 	tables := []binlog.Table{
 		{Name: t.Users(), KeyColumn: "uid"},
 		{Name: t.FieldData(), KeyColumn: "uid", Columns: cols},
 	}
-	if src.Roles {
+	switch {
+	case groups:
+		// A role's membership rows name the role, and its config row
+		// says its label; every other config object is skipped.
+		tables = append(tables, binlog.Table{Name: t.Roles(), KeyColumn: "entity_id", RoleColumn: "roles_target_id"},
+			binlog.Table{Name: t.Config(), RoleConfig: true})
+	case src.Roles:
 		tables = append(tables, binlog.Table{Name: t.Roles(), KeyColumn: "entity_id"})
 	}
 	for _, f := range src.Fields {
@@ -255,7 +284,7 @@ func watchedTables(t drupal.Tables, src drupal.Sources) []binlog.Table {
 func (a *Agent) Store() *state.Store { return a.store }
 
 // Reader returns the agent's Drupal reader.
-func (a *Agent) Reader() *drupal.Reader { return a.users.reader }
+func (a *Agent) Reader() *drupal.Reader { return a.kinds.users.reader }
 
 // SavedPosition returns the binlog position last saved.
 func (a *Agent) SavedPosition() binlog.Position { return a.saved.position() }

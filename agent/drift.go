@@ -26,7 +26,8 @@ const (
 	// accounts whose Drupal user is gone), missing (managed accounts gone
 	// from the server), unprovisioned (Drupal users with no account),
 	// unreadable (server accounts too large to read even alone: skipped,
-	// and then none counts as missing), duration_ms.
+	// and then none counts as missing), groups (groups compared with
+	// their roles), duration_ms.
 	MsgDriftDone = "drift.done"
 	// MsgDriftFailed (error): a drift repair stopped early; the next one
 	// starts over.
@@ -48,6 +49,9 @@ type DriftReport struct {
 	Unprovisioned int `json:"unprovisioned"`
 	// Unreadable counts server accounts too large to read even alone.
 	Unreadable int `json:"unreadable"`
+	// Groups counts the groups compared with their roles (and repaired:
+	// members added or removed by hand, a group deleted on the server).
+	Groups int `json:"groups"`
 }
 
 // runDriftRepairs repairs drift every interval until ctx is done.
@@ -88,9 +92,12 @@ func (a *Agent) RepairDrift(ctx context.Context) (DriftReport, error) {
 	if err := d.repair(ctx); err != nil {
 		return d.rep, err
 	}
+	if err := d.repairGroups(ctx); err != nil {
+		return d.rep, err
+	}
 	r := d.rep
 	a.log.Info(MsgDriftDone, zap.Int("checked", r.Checked), zap.Int("drifted", r.Drifted), zap.Int("orphans", r.Orphans),
-		zap.Int("missing", r.Missing), zap.Int("unprovisioned", r.Unprovisioned), zap.Int("unreadable", r.Unreadable),
+		zap.Int("missing", r.Missing), zap.Int("unprovisioned", r.Unprovisioned), zap.Int("unreadable", r.Unreadable), zap.Int("groups", r.Groups),
 		zap.Int64("duration_ms", time.Since(d.start).Milliseconds()))
 	return r, nil
 }
@@ -171,11 +178,11 @@ func (d *drift) compare(ctx context.Context, resources []scimclient.Resource) er
 		server[uid] = res
 		uids = append(uids, uid)
 	}
-	accounts, err := d.a.users.reader.LoadMany(ctx, uids)
+	accounts, err := d.a.kinds.users.reader.LoadMany(ctx, uids)
 	if err != nil {
 		return err
 	}
-	m := d.a.users.mapper
+	m := d.a.kinds.users.mapper
 	for _, uid := range uids {
 		acct, exists := accounts[uid]
 		switch {
@@ -209,7 +216,7 @@ func (d *drift) findMissing() {
 // findUnprovisioned flags the Drupal users the state file has no record
 // of.
 func (d *drift) findUnprovisioned(ctx context.Context) error {
-	for uids, err := range d.a.users.reader.UIDPages(ctx, syncPageSize) {
+	for uids, err := range d.a.kinds.users.reader.UIDPages(ctx, syncPageSize) {
 		if err != nil {
 			return err
 		}
@@ -236,6 +243,24 @@ func (d *drift) repair(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// repairGroups compares every group with its role, through the workers
+// and with a fresh GET of the server's copy: members added or removed by
+// hand are put right (where the server returns members), a label changed
+// back, a group deleted on the server created again.
+func (d *drift) repairGroups(ctx context.Context) error {
+	keys, err := d.a.roleKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(keys); i += syncPageSize {
+		if err := d.a.work.wait(ctx, d.a.work.ask(keys[i:min(i+syncPageSize, len(keys))], driftCause, true, false)); err != nil {
+			return err
+		}
+	}
+	d.rep.Groups = len(keys)
 	return nil
 }
 

@@ -20,14 +20,14 @@ var logSchema = map[string]struct {
 	levels string
 	fields []string
 }{
-	MsgSCIMRequest:                    {"info warn", []string{"op", "uid", "userName", "scim_id", "binlog_pos"}},
+	MsgSCIMRequest:                    {"info warn", []string{"op", "uid|role", "userName|role", "scim_id", "binlog_pos"}},
 	MsgSCIMDryRun:                     {"info", []string{"op", "uid", "method", "path", "body", "binlog_pos"}},
 	"scim.retry":                      {"warn", []string{"method", "path", "attempt", "retry_in_ms"}},
-	MsgReconcileParked:                {"error warn", []string{"uid", "op", "userName", "scim_id", "status", "scim_type", "detail", "failures", "dry_run", "binlog_pos"}},
-	MsgReconcileSkipped:               {"info", []string{"uid", "userName", "detail", "binlog_pos"}},
-	MsgReconcileUnchanged:             {"debug", []string{"uid", "binlog_pos"}},
-	"reconcile.error":                 {"warn", []string{"uid", "binlog_pos", "attempt", "retry_in_ms", "error"}},
-	MsgReconcileWaiting:               {"info", []string{"uid", "userName", "detail"}},
+	MsgReconcileParked:                {"error warn", []string{"uid|role", "op", "userName|role", "scim_id", "status", "scim_type", "detail", "failures", "dry_run", "binlog_pos"}},
+	MsgReconcileSkipped:               {"info", []string{"uid|role", "userName|role", "detail", "binlog_pos"}},
+	MsgReconcileUnchanged:             {"debug", []string{"uid|role", "binlog_pos"}},
+	"reconcile.error":                 {"warn", []string{"uid|role", "binlog_pos", "attempt", "retry_in_ms", "error"}},
+	MsgReconcileWaiting:               {"info", []string{"uid|role", "userName|role", "detail"}},
 	MsgPositionSaved:                  {"debug", []string{"binlog_pos", "gtid"}},
 	MsgPositionPurged:                 {"error", []string{"position", "error"}},
 	MsgColumnsUnknown:                 {"error", []string{"position", "error"}},
@@ -46,7 +46,7 @@ var logSchema = map[string]struct {
 	MsgConfigWarning:                  {"warn", []string{"detail"}},
 	MsgDriftStart:                     {"info", []string{"managed"}},
 	MsgDriftProgress:                  {"info", []string{"done", "total", "rate_per_s"}},
-	MsgDriftDone:                      {"info", []string{"checked", "drifted", "orphans", "missing", "unprovisioned", "unreadable", "duration_ms"}},
+	MsgDriftDone:                      {"info", []string{"checked", "drifted", "orphans", "missing", "unprovisioned", "unreadable", "groups", "duration_ms"}},
 	MsgDriftFailed:                    {"error", []string{"error"}},
 	"admin.error":                     {"error", []string{"error"}},
 	"binlog.connected":                {"info", []string{"position", "flavor", "server", "version"}},
@@ -109,7 +109,13 @@ func checkCollectedLogs() error {
 			problems = append(problems, fmt.Sprintf("line %d: %s at level %s, documented %s", i+1, msg, level, spec.levels))
 		}
 		for _, f := range spec.fields {
-			if _, ok := m[f]; !ok {
+			// "uid|role": a user's line carries uid, a group's role.
+			found := false
+			for _, alt := range strings.Split(f, "|") {
+				_, ok := m[alt]
+				found = found || ok
+			}
+			if !found {
 				problems = append(problems, fmt.Sprintf("line %d: %s lacks field %q: %s", i+1, msg, f, line))
 			}
 		}

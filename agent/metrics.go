@@ -35,6 +35,7 @@ type gaugeSource interface {
 	queueDepth() int
 	Lag() time.Duration
 	parkedCount() int
+	parkedGroups() int
 	guardTripped() bool
 	guardHeld() int
 	Readiness() Readiness
@@ -52,8 +53,8 @@ func newMetrics(src gaugeSource) *metrics {
 	m.enqueued = f.counter("scim_agent_uids_enqueued_total",
 		"uids queued for a reconcile (a uid named by several transactions counts each time).")
 	m.reconciles = f.counterVec("scim_agent_reconciles_total",
-		"Reconciles by operation (create, update, deactivate, reactivate, delete, none) and outcome (ok, adopted, unchanged, skipped, failed, held, waiting).",
-		"op", "outcome")
+		"Reconciles by kind (user, group), operation (create, update, deactivate, reactivate, delete, none) and outcome (ok, adopted, unchanged, skipped, failed, held, waiting).",
+		"kind", "op", "outcome")
 	m.scimDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "scim_agent_scim_request_duration_seconds",
 		Help:    "SCIM requests by method and status class (2xx, 4xx, 5xx, error), retries included.",
@@ -72,6 +73,8 @@ func newMetrics(src gaugeSource) *metrics {
 	f.gaugeFunc("scim_agent_lag_seconds",
 		"Seconds between now and the commit of the oldest binlog transaction not yet fully handled; 0 when caught up.",
 		func() float64 { return src.Lag().Seconds() })
+	f.gaugeFunc("scim_agent_parked_groups", "Roles whose group's last reconcile failed permanently.",
+		func() float64 { return float64(src.parkedGroups()) })
 	f.gaugeFunc("scim_agent_parked_users", "uids whose last reconcile failed permanently.",
 		func() float64 { return float64(src.parkedCount()) })
 	f.gaugeFunc("scim_agent_deletion_guard_tripped",
@@ -169,7 +172,11 @@ func (m *metrics) observeReconcile(res Result) {
 	if op == "" {
 		op = "none"
 	}
-	m.reconciles.WithLabelValues(op, outcome).Inc()
+	kind := "user"
+	if res.Role != "" {
+		kind = "group"
+	}
+	m.reconciles.WithLabelValues(kind, op, outcome).Inc()
 }
 
 // observePosition publishes a newly saved position.

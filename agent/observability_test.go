@@ -18,7 +18,7 @@ import (
 )
 
 // scrape reads /metrics and returns every sample by its series name with
-// labels, e.g. `scim_agent_reconciles_total{op="create",outcome="ok"}`.
+// labels, e.g. `scim_agent_reconciles_total{kind="user",op="create",outcome="ok"}`.
 func (h *harness) scrape() map[string]float64 {
 	h.t.Helper()
 	resp, err := http.Get("http://" + h.agent.AdminAddr() + "/metrics")
@@ -98,9 +98,9 @@ func TestMetricsMoveWithChanges(t *testing.T) {
 			t.Errorf("%s grew by %v, want at least %v", key, d, by)
 		}
 	}
-	grew(`scim_agent_reconciles_total{op="create",outcome="ok"}`, 1)
-	grew(`scim_agent_reconciles_total{op="update",outcome="ok"}`, 1)
-	grew(`scim_agent_reconciles_total{op="create",outcome="failed"}`, 1)
+	grew(`scim_agent_reconciles_total{kind="user",op="create",outcome="ok"}`, 1)
+	grew(`scim_agent_reconciles_total{kind="user",op="update",outcome="ok"}`, 1)
+	grew(`scim_agent_reconciles_total{kind="user",op="create",outcome="failed"}`, 1)
 	grew(`scim_agent_binlog_transactions_total`, 4)
 	grew(`scim_agent_uids_enqueued_total`, 3)
 	grew(`scim_agent_binlog_events_total{table="users_field_data"}`, 3)

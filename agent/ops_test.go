@@ -185,7 +185,7 @@ func TestSyncWhileRunningGoesThroughTheWorkers(t *testing.T) {
 	h.scim.ResetRequests()
 	done := make(chan []Result)
 	go func() {
-		res, err := h.agent.SyncNow(context.Background(), uids, false)
+		res, err := h.agent.SyncNow(context.Background(), Selection{UIDs: uids}, false)
 		if err != nil {
 			t.Error(err)
 		}
@@ -228,7 +228,7 @@ func TestRetryParkedAfterTheServerIsFixed(t *testing.T) {
 	}
 	h.scim.Reject(nil)
 	_ = reject
-	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, false)
+	res, err := h.agent.SyncNow(context.Background(), Selection{UIDs: []uint32{uid}}, false)
 	if err != nil || len(res) != 1 || res[0].Outcome != Created {
 		t.Fatalf("retry = %+v, %v", res, err)
 	}
@@ -419,7 +419,7 @@ func TestDryRunParksNothingAndRaisesNoError(t *testing.T) {
 	h.settle()
 	id := h.mustServerUser(uid).ID
 	h.scim.Inject(scimtest.Fault{Method: "GET", PathPrefix: "/Users/" + id, Status: http.StatusForbidden, Detail: "not for you"})
-	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, true)
+	res, err := h.agent.SyncNow(context.Background(), Selection{UIDs: []uint32{uid}}, true)
 	if err != nil || len(res) != 1 || res[0].Outcome != Failed || res[0].Detail != "not for you" {
 		t.Fatalf("dry run = %+v, %v; want the failure a real run would park", res, err)
 	}
@@ -450,7 +450,7 @@ func TestDryRunRequestOnALiveAgentLeavesNoTrace(t *testing.T) {
 	before := h.agent.Status().Operations
 	h.scim.ResetRequests()
 
-	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, true)
+	res, err := h.agent.SyncNow(context.Background(), Selection{UIDs: []uint32{uid}}, true)
 	if err != nil || len(res) != 1 || res[0].Outcome != Reactivated {
 		t.Fatalf("dry run = %+v, %v; want the reactivation it would send", res, err)
 	}

@@ -207,7 +207,7 @@ func TestDeleteWithOnDeleteDeactivate(t *testing.T) {
 	}
 	// A replay of the same deletion sends nothing more.
 	h.scim.ResetRequests()
-	if _, err := h.agent.SyncNow(context.Background(), []uint32{uid}, false); err != nil {
+	if _, err := h.agent.SyncNow(context.Background(), Selection{UIDs: []uint32{uid}}, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(h.userRequests()); n != 0 {

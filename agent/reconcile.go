@@ -11,7 +11,13 @@ import (
 // counts towards neither status nor metrics.
 func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Result, error) {
 	h := how{cause: it.cause, dry: a.opts.DryRun || k.dry, verify: it.verify, attempt: attempt}
-	res, err := a.users.reconcile(ctx, k.uid, h)
+	var res Result
+	var err error
+	if k.kind == kindRole {
+		res, err = a.kinds.groups.reconcile(ctx, k.role, h)
+	} else {
+		res, err = a.kinds.users.reconcile(ctx, k.uid, h)
+	}
 	if err == nil && (!k.dry || a.opts.DryRun) {
 		a.tally.add(res.Outcome)
 		a.metrics.observeReconcile(res)
@@ -19,56 +25,109 @@ func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Res
 	return res, err
 }
 
-// reconcileNow reconciles uids through the work queue, comparing with
-// the server's own copy, and returns their results in the order asked.
-// A uid named twice is reconciled once. With anyAnswer a failed attempt
-// is its uid's answer (an operator's request); else only a final result.
-func (a *Agent) reconcileNow(ctx context.Context, uids []uint32, cause string, dry, anyAnswer bool) ([]Result, error) {
-	keys := make([]key, 0, len(uids))
-	seen := make(map[uint32]bool, len(uids))
-	for _, uid := range uids {
-		if !seen[uid] {
-			seen[uid] = true
-			keys = append(keys, key{kind: kindUser, uid: uid, dry: dry})
+// Selection names what a sync or retry reconciles: users by uid, groups
+// by role.
+type Selection struct {
+	UIDs  []uint32
+	Roles []string
+}
+
+// keys returns the selection's keys, each once, users first; dry marks
+// them a one-off dry run.
+func (s Selection) keys(dry bool) []key {
+	keys := make([]key, 0, len(s.UIDs)+len(s.Roles))
+	seen := map[key]bool{}
+	add := func(k key) {
+		k.dry = dry
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
 		}
 	}
-	req := a.work.ask(keys, cause, true, anyAnswer)
+	for _, uid := range s.UIDs {
+		add(userKey(uid))
+	}
+	for _, role := range s.Roles {
+		add(roleKey(role))
+	}
+	return keys
+}
+
+// reconcileNow reconciles a selection through the work queue, comparing
+// with the server's own copies, and returns the results in the order
+// asked (users, then roles); a key named twice is reconciled once. With
+// anyAnswer a failed attempt is its key's answer (an operator's request);
+// else only a final result.
+func (a *Agent) reconcileNow(ctx context.Context, sel Selection, cause string, dry, anyAnswer bool) ([]Result, error) {
+	req := a.work.ask(sel.keys(dry), cause, true, anyAnswer)
 	if err := a.work.wait(ctx, req); err != nil {
 		return nil, err
 	}
-	out := make([]Result, 0, len(uids))
-	answered := make(map[uint32]bool, len(uids))
-	for _, uid := range uids {
-		res, ok := req.Result(key{kind: kindUser, uid: uid, dry: dry})
+	out := make([]Result, 0, len(sel.UIDs)+len(sel.Roles))
+	answered := map[key]bool{}
+	answer := func(k key, none Result) {
+		res, ok := req.Result(k)
 		switch {
-		case answered[uid]:
-			res = Result{UID: uid, Outcome: Skipped, Detail: "named twice"}
+		case answered[k]:
+			res = none
+			res.Outcome, res.Detail = Skipped, "named twice"
 		case !ok:
-			res = Result{UID: uid, Outcome: Failed, Detail: "no answer"}
+			res = none
+			res.Outcome, res.Detail = Failed, "no answer"
 		}
-		answered[uid] = true
+		answered[k] = true
 		out = append(out, res)
+	}
+	for _, uid := range sel.UIDs {
+		answer(key{kind: kindUser, uid: uid, dry: dry}, Result{UID: uid})
+	}
+	for _, role := range sel.Roles {
+		answer(key{kind: kindRole, role: role, dry: dry}, Result{Role: role})
 	}
 	return out, nil
 }
 
-// SyncNow reconciles uids through the running agent's workers (so no uid
-// is ever reconciled twice at once), comparing with the server's own
-// copy, and returns their results in the order asked. A dry run sends and
-// saves nothing; the real reconciles of the same uids go on beside it.
-func (a *Agent) SyncNow(ctx context.Context, uids []uint32, dryRun bool) ([]Result, error) {
+// SyncNow reconciles a selection through the running agent's workers (so
+// no key is ever reconciled twice at once), comparing with the server's
+// own copies, and returns the results in the order asked. A dry run sends
+// and saves nothing; the real reconciles of the same keys go on beside
+// it.
+func (a *Agent) SyncNow(ctx context.Context, sel Selection, dryRun bool) ([]Result, error) {
 	cause := "sync"
 	if dryRun {
 		cause = "sync --dry-run"
 	}
-	return a.reconcileNow(ctx, uids, cause, dryRun, true)
+	return a.reconcileNow(ctx, sel, cause, dryRun, true)
 }
 
-// ReconcileAll reconciles uids now, without Run (for the sync and retry
-// commands when no agent is running), with the configured number of
+// Complete adds to sel what only the state file can list: with allRoles
+// every role provisioned or with a group, with parked every parked uid
+// and role.
+func (a *Agent) Complete(ctx context.Context, sel Selection, allRoles, parked bool) (Selection, error) {
+	if allRoles {
+		keys, err := a.roleKeys(ctx)
+		if err != nil {
+			return sel, err
+		}
+		for _, k := range keys {
+			sel.Roles = append(sel.Roles, k.role)
+		}
+	}
+	if parked {
+		p, err := ParkedSelection(a.store)
+		if err != nil {
+			return sel, err
+		}
+		sel.UIDs, sel.Roles = append(sel.UIDs, p.UIDs...), append(sel.Roles, p.Roles...)
+	}
+	return sel, nil
+}
+
+// ReconcileAll reconciles a selection now, without Run (for the sync and
+// retry commands when no agent is running), with the configured number of
 // workers, and returns the results in the order asked. It fails only when
-// the reconciles cannot run at all; a user's own failure is its Result.
-func (a *Agent) ReconcileAll(ctx context.Context, uids []uint32, dryRun bool) ([]Result, error) {
+// the reconciles cannot run at all; a key's own failure is its Result.
+func (a *Agent) ReconcileAll(ctx context.Context, sel Selection, dryRun bool) ([]Result, error) {
 	if err := a.scim.connect(ctx); err != nil {
 		return nil, fmt.Errorf("read the SCIM server's ServiceProviderConfig: %w", err)
 	}
@@ -79,30 +138,36 @@ func (a *Agent) ReconcileAll(ctx context.Context, uids []uint32, dryRun bool) ([
 		a.work.close()
 		<-done
 	}()
-	results, err := a.reconcileNow(ctx, uids, "manual", dryRun, true)
+	// Users first: a group's members are the users' accounts.
+	users, err := a.reconcileNow(ctx, Selection{UIDs: sel.UIDs}, "manual", dryRun, true)
 	if err != nil {
 		return nil, err
 	}
-	// A create that waited for another uid of the list to release its
-	// userName (a deletion done meanwhile) is tried once more.
-	var again []uint32
+	groups, err := a.reconcileNow(ctx, Selection{Roles: sel.Roles}, "manual", dryRun, true)
+	if err != nil {
+		return nil, err
+	}
+	results := append(users, groups...)
+	// A create that waited for another key of the selection (a deletion
+	// done meanwhile) is tried once more.
+	var again Selection
 	for _, res := range results {
-		if res.Outcome == Waiting {
-			again = append(again, res.UID)
+		if res.Outcome == Waiting && res.Role == "" {
+			again.UIDs = append(again.UIDs, res.UID)
+		} else if res.Outcome == Waiting {
+			again.Roles = append(again.Roles, res.Role)
 		}
 	}
-	if len(again) > 0 {
+	if len(again.UIDs)+len(again.Roles) > 0 {
 		retried, err := a.reconcileNow(ctx, again, "manual", dryRun, true)
 		if err != nil {
 			return nil, err
 		}
-		byUID := make(map[uint32]Result, len(retried))
-		for _, res := range retried {
-			byUID[res.UID] = res
-		}
-		for i, res := range results {
-			if r, ok := byUID[res.UID]; ok && res.Outcome == Waiting {
-				results[i] = r
+		for _, r := range retried {
+			for i, res := range results {
+				if res.Outcome == Waiting && res.UID == r.UID && res.Role == r.Role {
+					results[i] = r
+				}
 			}
 		}
 	}

@@ -30,7 +30,10 @@ type Result struct {
 	// delete, or "" when none was needed.
 	Op       string `json:"op,omitempty"`
 	UserName string `json:"userName,omitempty"`
-	SCIMID   string `json:"scim_id,omitempty"`
+	// Role is the role's machine name of a group's reconcile (UID is 0
+	// then).
+	Role   string `json:"role,omitempty"`
+	SCIMID string `json:"scim_id,omitempty"`
 	// Detail explains a skip or failure (the server's own detail for a
 	// failure).
 	Detail string `json:"detail,omitempty"`

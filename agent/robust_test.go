@@ -351,7 +351,7 @@ func TestRefusedTokenHoldsChangesInsteadOfParkingThem(t *testing.T) {
 		t.Fatal("the position moved past a change the server refused")
 	}
 	// An operator's request meanwhile gets an answer, not a hang.
-	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, false)
+	res, err := h.agent.SyncNow(context.Background(), Selection{UIDs: []uint32{uid}}, false)
 	if err != nil || len(res) != 1 || res[0].Outcome != Failed || !strings.Contains(res[0].Detail, "401") {
 		t.Fatalf("sync while refused = %+v, %v", res, err)
 	}

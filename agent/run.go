@@ -217,12 +217,17 @@ func (a *Agent) syncFromHere(ctx context.Context, reason string) (binlog.Positio
 	return pos, a.saved.resynced(pos, a.work.resynced)
 }
 
-// handleNotice queues the uids of one committed transaction.
+// handleNotice queues the uids and roles of one committed transaction.
 func (a *Agent) handleNotice(ctx context.Context, n binlog.Notice) error {
-	keys := make([]key, 0, len(n.UIDs))
+	keys := make([]key, 0, len(n.UIDs)+len(n.Roles))
 	for _, uid := range n.UIDs {
 		if !a.cfg.Provisioning.Excluded(uid) {
 			keys = append(keys, userKey(uid))
+		}
+	}
+	for _, role := range n.Roles {
+		if a.cfg.Groups.Selects(role) {
+			keys = append(keys, roleKey(role))
 		}
 	}
 	a.metrics.observeTransaction(len(keys))

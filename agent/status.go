@@ -29,6 +29,11 @@ type Status struct {
 	Reason string `json:"reason,omitempty"`
 	// Parked lists the uids whose last reconcile failed permanently.
 	Parked []ParkedUser `json:"parked"`
+	// Groups is the number of groups the state file knows, GroupMembers
+	// the members pushed to them in all, ParkedGroups the roles parked.
+	Groups       int           `json:"groups"`
+	GroupMembers int           `json:"group_members"`
+	ParkedGroups []ParkedGroup `json:"parked_groups,omitempty"`
 	// Operations counts reconciles by outcome since start.
 	Operations map[Outcome]int64 `json:"operations"`
 	// LastSuccess is the time of the last successful SCIM request.
@@ -90,6 +95,53 @@ func ParkedUsers(store *state.Store) ([]ParkedUser, error) {
 	return out, nil
 }
 
+// ParkedGroup is one parked role with its last error.
+type ParkedGroup struct {
+	Role   string `json:"role"`
+	SCIMID string `json:"scim_id,omitempty"`
+	state.Parked
+}
+
+// ParkedGroups reads the parked roles from a state store.
+func ParkedGroups(store *state.Store) ([]ParkedGroup, error) {
+	var out []ParkedGroup
+	err := store.ForEachGroup(func(g state.Group) error {
+		if g.Parked != nil {
+			out = append(out, ParkedGroup{Role: g.Role, SCIMID: g.SCIMID, Parked: *g.Parked})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ParkedSelection returns every parked uid and role, for retry --parked.
+func ParkedSelection(store *state.Store) (Selection, error) {
+	var sel Selection
+	users, err := ParkedUsers(store)
+	if err != nil {
+		return sel, err
+	}
+	for _, p := range users {
+		sel.UIDs = append(sel.UIDs, p.UID)
+	}
+	groups, err := ParkedGroups(store)
+	for _, g := range groups {
+		sel.Roles = append(sel.Roles, g.Role)
+	}
+	return sel, err
+}
+
+// GroupCounts says how many groups the state file knows and how many
+// members were pushed to them in all.
+func GroupCounts(store *state.Store) (groups, members int, err error) {
+	err = store.ForEachGroup(func(g state.Group) error {
+		groups++
+		members += len(g.Members)
+		return nil
+	})
+	return groups, members, err
+}
+
 // Status reports the running agent's state.
 func (a *Agent) Status() Status {
 	s := Status{
@@ -116,6 +168,12 @@ func (a *Agent) Status() Status {
 	if s.Accounts, err = a.store.CountAccounts(); err != nil {
 		errs = append(errs, fmt.Errorf("accounts: %w", err))
 	}
+	if s.Groups, s.GroupMembers, err = GroupCounts(a.store); err != nil {
+		errs = append(errs, fmt.Errorf("groups: %w", err))
+	}
+	if s.ParkedGroups, err = ParkedGroups(a.store); err != nil {
+		errs = append(errs, fmt.Errorf("parked groups: %w", err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		s.Error = "read the state file: " + err.Error()
 	}
@@ -132,30 +190,37 @@ func (a *Agent) Lag() time.Duration {
 	return max(time.Since(t), 0)
 }
 
-// parkedSet tracks which uids are parked, so metrics need not scan the
-// state file.
+// parkedSet tracks which keys (uids, roles) are parked, so metrics need
+// not scan the state file.
 type parkedSet struct {
 	mu   sync.Mutex
-	uids map[uint32]bool
+	keys map[key]bool
 }
 
-func (p *parkedSet) set(uid uint32, parked bool) {
+func (p *parkedSet) set(k key, parked bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.uids == nil {
-		p.uids = map[uint32]bool{}
+	if p.keys == nil {
+		p.keys = map[key]bool{}
 	}
 	if parked {
-		p.uids[uid] = true
+		p.keys[k] = true
 	} else {
-		delete(p.uids, uid)
+		delete(p.keys, k)
 	}
 }
 
-func (p *parkedSet) count() int {
+// count returns how many keys of kind k are parked.
+func (p *parkedSet) count(k kind) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.uids)
+	n := 0
+	for key := range p.keys {
+		if key.kind == k {
+			n++
+		}
+	}
+	return n
 }
 
 // caughtUp reports whether the agent is idle (no full sync running,
@@ -190,14 +255,20 @@ func (t *tally) loadParked(store *state.Store) error {
 		return err
 	}
 	for _, p := range parked {
-		t.parked.set(p.UID, true)
+		t.parked.set(userKey(p.UID), true)
 	}
-	return nil
+	return store.ForEachGroup(func(g state.Group) error {
+		if g.Parked != nil {
+			t.parked.set(roleKey(g.Role), true)
+		}
+		return nil
+	})
 }
 
 // The gauges' source (see metrics.go).
 
 func (a *Agent) queueDepth() int    { return a.work.depth() }
-func (a *Agent) parkedCount() int   { return a.tally.parked.count() }
+func (a *Agent) parkedCount() int   { return a.tally.parked.count(kindUser) }
+func (a *Agent) parkedGroups() int  { return a.tally.parked.count(kindRole) }
 func (a *Agent) guardTripped() bool { return a.guard.Tripped() }
 func (a *Agent) guardHeld() int     { return a.guard.HeldCount() }

@@ -21,7 +21,7 @@ var progressEvery = 5 * time.Second
 // It reads uids a page at a time and keeps at most two pages queued, so
 // neither the users table nor the work is held in memory.
 func (a *Agent) FullSync(ctx context.Context, reason string) error {
-	total, err := a.users.reader.Count(ctx)
+	total, err := a.kinds.users.reader.Count(ctx)
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,7 @@ func (a *Agent) FullSync(ctx context.Context, reason string) error {
 	a.log.Info(MsgSyncStart, zap.String("reason", reason), zap.Int("total", total), zap.Int("known", len(known)))
 	a.metrics.syncStarted(total)
 	s := &fullSync{a: a, known: known, total: total, start: time.Now(), lastLog: time.Now()}
-	for uids, err := range a.users.reader.UIDPages(ctx, syncPageSize) {
+	for uids, err := range a.kinds.users.reader.UIDPages(ctx, syncPageSize) {
 		if err != nil {
 			return err
 		}
@@ -46,6 +46,16 @@ func (a *Agent) FullSync(ctx context.Context, reason string) error {
 	}
 	if err := s.wait(ctx, 0); err != nil {
 		return err
+	}
+	// Groups after users: their members are the users' accounts.
+	roles, err := a.roleKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(roles); i += syncPageSize {
+		if err := a.work.wait(ctx, a.work.ask(roles[i:min(i+syncPageSize, len(roles))], "sync", false, false)); err != nil {
+			return err
+		}
 	}
 	a.log.Info(MsgSyncDone, zap.String("reason", reason), zap.Int("done", s.done), zap.Int("total", total),
 		zap.Int64("duration_ms", time.Since(s.start).Milliseconds()))
@@ -111,6 +121,35 @@ func (s *fullSync) wait(ctx context.Context, limit int) error {
 		s.a.metrics.syncProgressed(s.done)
 	}
 	return nil
+}
+
+// roleKeys returns the keys of every role provisioned as a group, and of
+// every role the state file has a group of (deleted or no longer
+// selected: their reconcile says what becomes of the group). None when
+// groups are off and no group is recorded.
+func (a *Agent) roleKeys(ctx context.Context) ([]key, error) {
+	seen := map[string]bool{}
+	var keys []key
+	if a.cfg.Groups.Enabled {
+		ids, err := a.kinds.users.reader.RoleIDs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if a.cfg.Groups.Selects(id) && !seen[id] {
+				seen[id] = true
+				keys = append(keys, roleKey(id))
+			}
+		}
+	}
+	err := a.store.ForEachGroup(func(g state.Group) error {
+		if !seen[g.Role] {
+			seen[g.Role] = true
+			keys = append(keys, roleKey(g.Role))
+		}
+		return nil
+	})
+	return keys, err
 }
 
 // knownUIDs returns the uids of the state file's records, sorted.

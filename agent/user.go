@@ -33,6 +33,9 @@ type users struct {
 	noteCall func(method string, cr scimclient.Result, err error)
 	// requeue queues another uid (whose reconcile a create waits for).
 	requeue func(uid uint32, cause string)
+	// created tells that uid got an account (created or adopted) while
+	// holding roles: their groups may now add it.
+	created func(uid uint32, roles []string)
 }
 
 // how says how one reconcile runs.
@@ -53,8 +56,9 @@ type userRun struct {
 	uid   uint32
 	log   *zap.Logger
 	rec   state.Account
-	known bool   // rec came from the store
-	uuid  string // the Drupal user's uuid now ("" while gone)
+	known bool     // rec came from the store
+	uuid  string   // the Drupal user's uuid now ("" while gone)
+	roles []string // the Drupal user's roles now
 }
 
 // reconcile makes the server's copy of uid equal to Drupal's user now. A
@@ -104,6 +108,9 @@ func (r *userRun) finish(res Result) Result {
 	res.UID = r.uid
 	if !r.dry {
 		r.settleGuard(res.Outcome)
+		if (res.Outcome == Created || res.Outcome == Adopted) && len(r.roles) > 0 && r.created != nil {
+			r.created(r.uid, r.roles)
+		}
 	}
 	if res.Op == "" && res.Outcome != Unchanged && res.Outcome != Skipped {
 		res.Op = opFor(res.Outcome)
@@ -163,6 +170,7 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	user := r.mapper.Map(acct)
 	res := Result{UserName: user.UserName()}
 	r.uuid = acct.UUID
+	r.roles, _ = acct.Values["roles"].([]string)
 	if prev := r.previousUUID(); r.known && prev != "" && prev != acct.UUID {
 		return r.replacePrevious(ctx, user, prev)
 	}
@@ -424,7 +432,7 @@ func (r *userRun) save() error {
 	if err := r.store.PutAccount(r.rec); err != nil {
 		return err
 	}
-	r.parked.set(r.uid, r.rec.Parked != nil)
+	r.parked.set(userKey(r.uid), r.rec.Parked != nil)
 	return nil
 }
 
@@ -437,7 +445,7 @@ func (r *userRun) forget() error {
 		return err
 	}
 	r.known = false
-	r.parked.set(r.uid, false)
+	r.parked.set(userKey(r.uid), false)
 	return nil
 }
 

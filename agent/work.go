@@ -237,7 +237,11 @@ func (p *pool) handle(ctx context.Context, k key, it item) {
 	if ctx.Err() != nil {
 		return // stopping: the position keeps the change
 	}
-	wait := p.work.failed(k, it, Result{UID: k.uid, Outcome: Failed, Detail: err.Error()})
-	p.log.Warn(MsgReconcileError, zap.Uint32("uid", k.uid), zap.String("binlog_pos", it.cause),
+	wait := p.work.failed(k, it, Result{UID: k.uid, Role: k.role, Outcome: Failed, Detail: err.Error()})
+	who := zap.Uint32("uid", k.uid)
+	if k.kind == kindRole {
+		who = zap.String("role", k.role)
+	}
+	p.log.Warn(MsgReconcileError, who, zap.String("binlog_pos", it.cause),
 		zap.Int("attempt", attempt), zap.Int64("retry_in_ms", wait.Milliseconds()), zap.Error(err))
 }

@@ -299,7 +299,7 @@ func TestScanPromQL(t *testing.T) {
 func TestRegisteredMetricsReader(t *testing.T) {
 	defs := registeredMetrics(t)
 	for name, want := range map[string]metricDef{
-		"scim_agent_reconciles_total":              {kind: "counter", labels: []string{"op", "outcome"}},
+		"scim_agent_reconciles_total":              {kind: "counter", labels: []string{"kind", "op", "outcome"}},
 		"scim_agent_scim_request_duration_seconds": {kind: "histogram", labels: []string{"method", "status_class"}},
 		"scim_agent_lag_seconds":                   {kind: "gauge"},
 	} {

@@ -233,6 +233,11 @@ func FilterEq(attr, value string) string {
 	return attr + " eq " + quote(value)
 }
 
+// Quote returns value quoted and escaped as a filter value (see
+// FilterEq), for a filter of the caller's own, such as a PATCH path
+// members[value eq "<id>"].
+func Quote(value string) string { return quote(value) }
+
 func quote(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 2)

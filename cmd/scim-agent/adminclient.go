@@ -70,9 +70,9 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 	return json.Unmarshal(data, out)
 }
 
-func (c *adminClient) sync(ctx context.Context, uids []uint32, dryRun bool) ([]agent.Result, error) {
+func (c *adminClient) sync(ctx context.Context, req agent.SyncRequest) ([]agent.Result, error) {
 	var resp agent.SyncResponse
-	err := c.do(ctx, http.MethodPost, "/sync", agent.SyncRequest{UIDs: uids, DryRun: dryRun}, &resp)
+	err := c.do(ctx, http.MethodPost, "/sync", req, &resp)
 	return resp.Results, err
 }
 

@@ -17,7 +17,7 @@ func retryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	configPath := fs.String("config", defaultConfig, "config file")
 	var uids uintList
 	fs.Var(&uids, "uid", "reconcile this uid now (repeatable)")
-	parked := fs.Bool("parked", false, "reconcile every parked uid now")
+	parked := fs.Bool("parked", false, "reconcile every parked uid and group now")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -26,23 +26,8 @@ func retryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fs.Usage()
 		return errUsage
 	}
-	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) ([]uint32, error) {
-		if !*parked {
-			return uids, nil
-		}
-		s := store()
-		if s == nil {
-			// The running agent reads its own parked list.
-			return nil, errParkedRemote
-		}
-		list, err := agent.ParkedUsers(s)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]uint32, len(list))
-		for i, p := range list {
-			out[i] = p.UID
-		}
-		return out, nil
+	return reconcileCommand(ctx, *configPath, stdout, stderr, func(context.Context, *drupal.Reader, func() *state.Store, *config.Config) (picked, error) {
+		// Parked uids and roles are listed by whoever holds the state file.
+		return picked{sel: agent.Selection{UIDs: uids}, parked: *parked}, nil
 	}, false)
 }

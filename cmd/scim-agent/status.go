@@ -52,6 +52,12 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if s.Guard, err = agent.StoredGuard(store); err != nil {
 			return err
 		}
+		if s.Groups, s.GroupMembers, err = agent.GroupCounts(store); err != nil {
+			return err
+		}
+		if s.ParkedGroups, err = agent.ParkedGroups(store); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -97,13 +103,20 @@ func printStatus(w io.Writer, s agent.Status) {
 	}
 	guard := "ok"
 	if s.Guard.Tripped {
-		guard = fmt.Sprintf("TRIPPED since %s, %d held: run `scim-agent approve-deletes`", s.Guard.Since.Format(time.RFC3339), len(s.Guard.Held))
+		guard = fmt.Sprintf("TRIPPED since %s, %d held: run `scim-agent approve-deletes`", s.Guard.Since.Format(time.RFC3339), len(s.Guard.Held)+len(s.Guard.HeldRoles))
 	}
 	row("deletion guard", guard)
 	row("accounts", fmt.Sprint(s.Accounts))
-	row("parked", fmt.Sprint(len(s.Parked)))
+	if s.Groups > 0 || len(s.ParkedGroups) > 0 {
+		row("groups", fmt.Sprintf("%d (%d members)", s.Groups, s.GroupMembers))
+	}
+	row("parked", fmt.Sprint(len(s.Parked)+len(s.ParkedGroups)))
 	for _, p := range s.Parked {
 		fmt.Fprintf(w, "  uid=%d userName=%q op=%s status=%d at=%s failures=%d: %s\n",
 			p.UID, p.UserName, p.Op, p.Status, p.At.Format(time.RFC3339), p.Failures, p.Detail)
+	}
+	for _, g := range s.ParkedGroups {
+		fmt.Fprintf(w, "  role=%s op=%s status=%d at=%s failures=%d: %s\n",
+			g.Role, g.Op, g.Status, g.At.Format(time.RFC3339), g.Failures, g.Detail)
 	}
 }

@@ -17,39 +17,48 @@ import (
 )
 
 func syncCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("sync", "sync --config FILE (--uid N | --name NAME | --mail MAIL | --all) [--dry-run]",
+	fs := newFlagSet("sync", "sync --config FILE (--uid N | --name NAME | --mail MAIL | --role ID | --all) [--dry-run]",
 		"scim-agent sync --config /etc/scim-agent/config.yaml --name alice --dry-run", stderr)
 	configPath := fs.String("config", defaultConfig, "config file")
 	var uids uintList
 	fs.Var(&uids, "uid", "reconcile this uid (repeatable)")
 	name := fs.String("name", "", "reconcile the user with this name")
 	mail := fs.String("mail", "", "reconcile the users with this mail")
-	all := fs.Bool("all", false, "reconcile every user, and every managed account whose user is gone")
+	var roles stringList
+	fs.Var(&roles, "role", "reconcile this role's group (repeatable, or comma-separated)")
+	all := fs.Bool("all", false, "reconcile every user and group, and every managed account or group whose user or role is gone")
 	dryRun := fs.Bool("dry-run", false, "print the requests that would be sent; send nothing, save nothing")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	selectors := 0
-	for _, set := range []bool{len(uids) > 0, *name != "", *mail != "", *all} {
+	for _, set := range []bool{len(uids) > 0, *name != "", *mail != "", len(roles) > 0, *all} {
 		if set {
 			selectors++
 		}
 	}
 	if selectors != 1 {
-		fmt.Fprintln(stderr, "give exactly one of --uid, --name, --mail, --all")
+		fmt.Fprintln(stderr, "give exactly one of --uid, --name, --mail, --role, --all")
 		fs.Usage()
 		return errUsage
 	}
-	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) ([]uint32, error) {
+	return reconcileCommand(ctx, *configPath, stdout, stderr, func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) (picked, error) {
+		var err error
+		var p picked
 		switch {
 		case *name != "":
-			return r.FindByName(ctx, *name)
+			p.sel.UIDs, err = r.FindByName(ctx, *name)
 		case *mail != "":
-			return r.FindByMail(ctx, *mail)
+			p.sel.UIDs, err = r.FindByMail(ctx, *mail)
+		case len(roles) > 0:
+			p.sel.Roles = roles
 		case *all:
-			return allUIDs(ctx, r, store, cfg.Provisioning.Excluded)
+			p.sel.UIDs, err = allUIDs(ctx, r, store, cfg.Provisioning.Excluded)
+			p.allRoles = true
+		default:
+			p.sel.UIDs = uids
 		}
-		return uids, nil
+		return p, err
 	}, *dryRun)
 }
 
@@ -83,9 +92,17 @@ func allUIDs(ctx context.Context, r *drupal.Reader, store func() *state.Store, e
 	return out, nil
 }
 
-// selector picks the uids a command reconciles. store returns the state
+// picked is what a command reconciles: a selection, and what only the
+// process holding the state file can list.
+type picked struct {
+	sel      agent.Selection
+	allRoles bool // and every role provisioned or with a group
+	parked   bool // and every parked uid and role
+}
+
+// selector picks what a command reconciles. store returns the state
 // store when this process holds it, nil when a running agent does.
-type selector func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) ([]uint32, error)
+type selector func(ctx context.Context, r *drupal.Reader, store func() *state.Store, cfg *config.Config) (picked, error)
 
 // reconcileCommand reconciles the selected uids and prints one line per
 // user. When an agent is running (it holds the state file) the work is
@@ -116,14 +133,15 @@ func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.
 			return rerr
 		}
 		defer closeReader()
-		uids, perr := pick(ctx, reader, func() *state.Store { return nil }, cfg)
-		switch {
-		case errors.Is(perr, errParkedRemote):
-			results, err = admin.retry(ctx, agent.SyncRequest{Parked: true})
-		case perr != nil:
+		p, perr := pick(ctx, reader, func() *state.Store { return nil }, cfg)
+		if perr != nil {
 			return perr
-		default:
-			results, err = admin.sync(ctx, uids, dryRun)
+		}
+		req := agent.SyncRequest{UIDs: p.sel.UIDs, Roles: p.sel.Roles, AllRoles: p.allRoles, Parked: p.parked, DryRun: dryRun}
+		if p.parked {
+			results, err = admin.retry(ctx, req)
+		} else {
+			results, err = admin.sync(ctx, req)
 		}
 		if err != nil {
 			return err
@@ -132,11 +150,14 @@ func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.
 		return err
 	default:
 		defer a.Close()
-		uids, perr := pick(ctx, a.Reader(), a.Store, cfg)
+		p, perr := pick(ctx, a.Reader(), a.Store, cfg)
 		if perr != nil {
 			return perr
 		}
-		if results, err = a.ReconcileAll(ctx, uids, dryRun); err != nil {
+		if p.sel, err = a.Complete(ctx, p.sel, p.allRoles, p.parked); err != nil {
+			return err
+		}
+		if results, err = a.ReconcileAll(ctx, p.sel, dryRun); err != nil {
 			return err
 		}
 	}
@@ -148,6 +169,9 @@ func printResults(w io.Writer, results []agent.Result) error {
 	failed := 0
 	for _, r := range results {
 		line := fmt.Sprintf("%-11s uid=%d", r.Outcome, r.UID)
+		if r.Role != "" {
+			line = fmt.Sprintf("%-11s role=%s", r.Outcome, r.Role)
+		}
 		if r.UserName != "" {
 			line += fmt.Sprintf(" userName=%q", r.UserName)
 		}
@@ -169,9 +193,20 @@ func printResults(w io.Writer, results []agent.Result) error {
 	return nil
 }
 
-// errParkedRemote tells reconcileCommand to let the running agent pick
-// its parked uids itself.
-var errParkedRemote = errors.New("the running agent picks its parked uids")
+// stringList is a repeatable flag that also takes a comma-separated
+// list: --role editor --role staff or --role editor,staff.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l = append(*l, part)
+		}
+	}
+	return nil
+}
 
 // uintList is a repeatable uid flag that also takes a comma-separated
 // list: --uid 12 --uid 13 or --uid 12,13.

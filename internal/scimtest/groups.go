@@ -123,15 +123,28 @@ func (s *Server) SeedGroup(attrs map[string]any) string {
 }
 
 // EditGroup changes a group without a request, as an administrator does
-// by hand; it reports whether the group exists.
+// by hand; it reports whether the group exists. fn gets a copy of the
+// attributes to change in place and runs without the store lock (it may
+// call Users and the like).
 func (s *Server) EditGroup(id string, fn func(attrs map[string]any)) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	g, ok := s.groups[id]
+	var attrs map[string]any
+	if ok {
+		attrs = deepCopyMap(g.attrs)
+	}
+	s.mu.Unlock()
 	if !ok {
 		return false
 	}
-	fn(g.attrs)
+	fn(attrs)
+	a := deepCopyMap(attrs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g, ok = s.groups[id]; !ok {
+		return false
+	}
+	g.attrs = a
 	s.touchLocked(g)
 	return true
 }

@@ -1,0 +1,354 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/drupal"
+	"github.com/scim-agent/scim-agent/internal/state"
+	"github.com/scim-agent/scim-agent/scimclient"
+)
+
+// Operation labels of group calls (field op of scim.request).
+const (
+	OpGroupCreate   = "group_create"
+	OpGroupUpdate   = "group_update"
+	OpGroupDelete   = "group_delete"
+	OpMembersAdd    = "members_add"
+	OpMembersRemove = "members_remove"
+)
+
+// groups reconciles Drupal roles with the server's Groups, one role at a
+// time, level-triggered like users: it reads the role's label and holders
+// now and makes the group match: displayName the label, externalId the
+// machine name, members the SCIM ids of the provisioned users holding it.
+// What was pushed is kept in the state file, since some servers never
+// return a group's members.
+type groups struct {
+	cfg      config.Groups
+	prov     config.Provisioning
+	log      *zap.Logger
+	reader   *drupal.Reader
+	store    *state.Store
+	scim     *scimServer
+	guard    *guard
+	parked   *parkedSet // parked roles, for metrics and status
+	noteCall func(method string, cr scimclient.Result, err error)
+}
+
+// groupRun is one role's reconcile in progress.
+type groupRun struct {
+	*groups
+	how
+	role  string
+	log   *zap.Logger
+	rec   state.Group
+	known bool // rec came from the store
+	// claimExternalID: the group was adopted without an externalId; the
+	// first write sets it to the role's machine name.
+	claimExternalID bool
+}
+
+// reconcile makes the server's group of role equal to Drupal's role now.
+// Like users.reconcile, a permanent failure parks the role (outcome
+// Failed) and a returned error is one to try again later.
+func (g *groups) reconcile(ctx context.Context, role string, h how) (Result, error) {
+	log := g.log.With(zap.String("role", role), zap.String("binlog_pos", h.cause))
+	ctx = scimclient.ContextWithLogger(ctx, log)
+	r := &groupRun{groups: g, how: h, role: role, log: log}
+	var err error
+	if r.rec, r.known, err = g.store.Group(role); err != nil {
+		return Result{}, err
+	}
+	if !r.known {
+		r.rec = state.Group{Role: role}
+	}
+	if !g.cfg.Selects(role) {
+		return r.finish(r.unselected())
+	}
+	dr, exists, err := g.reader.Role(ctx, role)
+	var res Result
+	var f *failure
+	switch {
+	case err != nil && exists:
+		return Result{}, err
+	case err != nil:
+		// The role's row is there but does not decode: its own problem.
+		if derr := ctx.Err(); derr != nil {
+			return Result{}, derr
+		}
+		res, f = Result{}, refused(OpGroupCreate, err.Error())
+	case exists:
+		res, f = r.present(ctx, dr)
+	default:
+		res, f = r.gone(ctx)
+	}
+	if f != nil {
+		if f.invalid && h.attempt >= maxInvalidAnswerAttempts {
+			f.park, f.detail = true, fmt.Sprintf("the server's answer is not valid SCIM (%d attempts): %v", h.attempt, f.err)
+		}
+		if !f.park || ctx.Err() != nil {
+			return res, f
+		}
+		return r.park(res, f)
+	}
+	return r.finish(res, nil)
+}
+
+// unselected stops managing a group whose role groups.roles or
+// groups.exclude_roles no longer select: the group is left as it is.
+func (r *groupRun) unselected() (Result, error) {
+	res := Result{Outcome: Skipped, Detail: "the role is not provisioned (groups.enabled, groups.roles, groups.exclude_roles)"}
+	if r.known && !r.dry {
+		if err := r.store.DeleteGroup(r.role); err != nil {
+			return res, err
+		}
+		r.parked.set(roleKey(r.role), false)
+		res.Detail += ": its group is left as it is and no longer managed"
+	}
+	return res, nil
+}
+
+// finish completes the result of a reconcile that reached its goal (or
+// waits), tells the guard how it ended and logs it.
+func (r *groupRun) finish(res Result, err error) (Result, error) {
+	if err != nil {
+		return res, err
+	}
+	res.Role = r.role
+	if res.SCIMID == "" {
+		res.SCIMID = r.rec.SCIMID
+	}
+	if !r.dry {
+		switch res.Outcome {
+		case Held, Failed, Waiting:
+		case Deleted:
+			r.guard.Sent(roleKey(r.role))
+		default:
+			r.guard.Forget(roleKey(r.role))
+		}
+	}
+	switch res.Outcome {
+	case Unchanged:
+		r.log.Debug(MsgReconcileUnchanged)
+	case Skipped:
+		r.log.Info(MsgReconcileSkipped, zap.String("detail", res.Detail))
+	case Waiting:
+		r.log.Info(MsgReconcileWaiting, zap.String("detail", res.Detail))
+	}
+	return res, nil
+}
+
+// present reconciles a role that exists in Drupal. Holders not yet
+// provisioned (their POST is pending) make it wait, after what can be
+// pushed is: the group is complete once they are members.
+func (r *groupRun) present(ctx context.Context, role drupal.Role) (Result, *failure) {
+	want, pending, f := r.members(ctx)
+	if f != nil {
+		return Result{}, f
+	}
+	var res Result
+	switch {
+	case r.rec.SCIMID == "" && r.rec.Creating:
+		// A POST started and its outcome was never saved: look first.
+		found, f := r.lookup(ctx, role)
+		if f != nil {
+			return Result{}, f
+		}
+		if found == nil {
+			res, f = r.create(ctx, role, want)
+		} else {
+			res, f = r.adopt(ctx, role, want, found)
+		}
+	case r.rec.SCIMID == "":
+		res, f = r.create(ctx, role, want)
+	default:
+		res, f = r.update(ctx, role, want, r.verify)
+	}
+	if f == nil && pending > 0 && res.Outcome != Held && res.Outcome != Skipped {
+		res.Outcome = Waiting
+		res.Detail = fmt.Sprintf("%d holders of the role are not provisioned yet: they become members once their accounts exist", pending)
+	}
+	return res, f
+}
+
+// members returns the SCIM ids of the users holding the role who are
+// members (provisioned: a SCIM id known), sorted, and how many holders
+// will be once their pending create is done. Excluded and parked users
+// are not members, nor are users whose create is switched off; a blocked
+// user stays one.
+func (r *groupRun) members(ctx context.Context) (ids []string, pending int, f *failure) {
+	uids, err := r.reader.RoleHolders(ctx, r.role)
+	if err != nil {
+		return nil, 0, retry(OpGroupUpdate, err)
+	}
+	for _, uid := range uids {
+		if r.prov.Excluded(uid) {
+			continue
+		}
+		acc, ok, err := r.store.Account(uid)
+		switch {
+		case err != nil:
+			return nil, 0, retry(OpGroupUpdate, err)
+		case ok && acc.SCIMID != "":
+			ids = append(ids, acc.SCIMID)
+		case ok && acc.Parked != nil, !r.prov.Allows(config.OpCreate):
+		default:
+			pending++
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), pending, nil
+}
+
+// gone reconciles a role deleted in Drupal: its group is deleted
+// (counted by the deletion guard), or with on_role_delete: keep emptied
+// and kept.
+func (r *groupRun) gone(ctx context.Context) (Result, *failure) {
+	res := Result{SCIMID: r.rec.SCIMID}
+	if !r.known || r.rec.SCIMID == "" && !r.rec.Creating {
+		res.Outcome = Unchanged
+		return res, nil
+	}
+	if r.rec.SCIMID == "" {
+		found, f := r.lookup(ctx, drupal.Role{ID: r.role})
+		if f != nil {
+			return res, f
+		}
+		id, _ := found["id"].(string)
+		if found == nil || id == "" {
+			res.Outcome = Unchanged
+			return res, r.forget(OpGroupDelete)
+		}
+		r.rec.SCIMID = id
+	}
+	if r.cfg.OnRoleDelete == config.RoleKeepGroup {
+		return r.keep(ctx)
+	}
+	switch {
+	case !r.prov.Allows(config.OpDelete):
+		res.Outcome, res.Detail = Skipped, "delete is switched off in provisioning.operations"
+		return res, nil
+	case !r.dry && !r.guard.Allow(roleKey(r.role), OpDelete):
+		res.Outcome, res.Op = Held, OpDelete
+		return res, nil
+	}
+	path := "/Groups/" + r.rec.SCIMID
+	res.Outcome = Deleted
+	if r.dry {
+		r.dryRun(OpGroupDelete, http.MethodDelete, path, nil)
+		return res, nil
+	}
+	cr, err := r.scim.client.DeleteGroup(ctx, r.rec.SCIMID, scimclient.IfMatch(r.version()))
+	if scimclient.IsNotFound(err) {
+		err = nil // already gone: the goal is met
+	}
+	r.logCall(OpGroupDelete, http.MethodDelete, path, cr, err)
+	if err != nil {
+		return res, classify(OpDelete, err)
+	}
+	return res, r.forget(OpDelete)
+}
+
+// keep empties the group of a deleted role and keeps it on the server.
+func (r *groupRun) keep(ctx context.Context) (Result, *failure) {
+	res, f := r.push(ctx, drupal.Role{ID: r.role, Label: r.rec.DisplayName}, nil, r.rec.Members)
+	if f != nil {
+		return res, f
+	}
+	if !r.rec.Kept {
+		r.rec.Kept = true
+		if err := r.save(); err != nil {
+			return res, retry(OpGroupUpdate, err)
+		}
+	}
+	return res, nil
+}
+
+// version is the group's version to send with If-Match, where the
+// server has ETags.
+func (r *groupRun) version() string {
+	if !r.scim.caps.ETag {
+		return ""
+	}
+	return r.rec.Version
+}
+
+// park records a permanent failure of the role's reconcile.
+func (r *groupRun) park(res Result, f *failure) (Result, error) {
+	p := &state.Parked{Op: f.op, Status: f.status, ScimType: f.scimType, Detail: f.detail, At: time.Now().UTC(), Failures: 1}
+	if r.rec.Parked != nil {
+		p.Failures = r.rec.Parked.Failures + 1
+	}
+	r.rec.Parked = p
+	r.rec.Creating = r.rec.Creating && r.rec.SCIMID == "" && f.status != http.StatusBadRequest
+	if err := r.save(); err != nil {
+		return res, err
+	}
+	logAt := r.log.Error
+	if r.dry {
+		logAt = r.log.Warn
+	}
+	logAt(MsgReconcileParked, zap.String("op", f.op), zap.String("scim_id", r.rec.SCIMID), zap.Int("status", f.status),
+		zap.String("scim_type", f.scimType), zap.String("detail", f.detail), zap.Int("failures", p.Failures), zap.Bool("dry_run", r.dry))
+	res.Role, res.Op, res.Outcome, res.Detail = r.role, f.op, Failed, f.detail
+	if res.SCIMID == "" {
+		res.SCIMID = r.rec.SCIMID
+	}
+	return res, nil
+}
+
+// save stores the record, unless this is a dry run.
+func (r *groupRun) save() error {
+	if r.dry {
+		return nil
+	}
+	r.known = true
+	if err := r.store.PutGroup(r.rec); err != nil {
+		return err
+	}
+	r.parked.set(roleKey(r.role), r.rec.Parked != nil)
+	return nil
+}
+
+// forget drops the record of a deleted group.
+func (r *groupRun) forget(op string) *failure {
+	if r.dry {
+		return nil
+	}
+	if err := r.store.DeleteGroup(r.role); err != nil {
+		return retry(op, err)
+	}
+	r.known = false
+	r.parked.set(roleKey(r.role), false)
+	return nil
+}
+
+// logCall writes the one line per SCIM call of a group's reconcile.
+func (r *groupRun) logCall(op, method, path string, cr scimclient.Result, err error) {
+	fields := []zap.Field{
+		zap.String("op", op), zap.String("scim_id", r.rec.SCIMID),
+		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
+		zap.Int("attempt", cr.Attempts), zap.Int64("duration_ms", cr.Duration.Milliseconds()),
+	}
+	r.noteCall(method, cr, err)
+	if err != nil {
+		r.log.Warn(MsgSCIMRequest, append(fields, zap.Error(err))...)
+		return
+	}
+	r.log.Info(MsgSCIMRequest, fields...)
+}
+
+// dryRun logs a write that --dry-run does not send.
+func (r *groupRun) dryRun(op, method, path string, body any) {
+	b, _ := json.Marshal(body)
+	r.log.Info(MsgSCIMDryRun, zap.String("op", op), zap.String("method", method), zap.String("path", path),
+		zap.String("body", string(b)))
+}

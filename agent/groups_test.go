@@ -1,0 +1,394 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/agenttest"
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+)
+
+// Drupal roles as SCIM Groups, against the real MariaDB and the SCIM
+// server's /Groups (strict: members must be users, displayName unique;
+// here also limited to 100 member changes a request, as AWS is).
+
+func withGroups(yaml string) harnessOption {
+	return withConfig(func(c *agenttest.Config) { c.Extra += "groups:\n  enabled: true\n" + indentLines(yaml) })
+}
+
+func indentLines(yaml string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(yaml, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// groupRequests returns the requests to /Groups paths.
+func (h *harness) groupRequests() []scimtest.Request { return h.scim.RequestsMatching("", "/Groups") }
+
+// mustGroup returns the server's group of role (by externalId).
+func (h *harness) mustGroup(role string) scimtest.Group {
+	h.t.Helper()
+	for _, g := range h.scim.Groups() {
+		if g.ExternalID() == role {
+			return g
+		}
+	}
+	h.t.Fatalf("no group of role %s on the server: %v", role, h.scim.Groups())
+	return scimtest.Group{}
+}
+
+// memberIDs returns the server ids of uids' accounts, sorted.
+func (h *harness) memberIDs(uids ...uint32) []string {
+	h.t.Helper()
+	var ids []string
+	for _, uid := range uids {
+		ids = append(ids, h.mustServerUser(uid).ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func sortedMembers(g scimtest.Group) []string {
+	m := g.Members()
+	slices.Sort(m)
+	return m
+}
+
+func TestRoleCreatedAndGrantedIsOnePOSTAndAtMostOnePATCH(t *testing.T) {
+	h := newHarness(t, withGroups(""))
+	ctx := context.Background()
+	var uids []uint32
+	for i := 0; i < 3; i++ {
+		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("g%d", i), Status: 1}))
+	}
+	h.start()
+	h.settle()
+	h.stop()
+	h.scim.ResetRequests()
+	if err := h.site.CreateRole(ctx, "editor", "Editors"); err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range uids {
+		h.update(uid, func(u *drupaltest.User) { u.Roles = []string{"editor"} })
+	}
+	h.start()
+	h.settle()
+	if n := h.scim.CountRequests("POST", "/Groups"); n != 1 {
+		t.Fatalf("%d POST /Groups, want 1: %v", n, methods(h.groupRequests()))
+	}
+	if n := h.scim.CountRequests("PATCH", "/Groups"); n > 1 {
+		t.Fatalf("%d PATCH /Groups, want at most 1: %v", n, methods(h.groupRequests()))
+	}
+	g := h.mustGroup("editor")
+	if g.DisplayName() != "Editors" || !slices.Equal(sortedMembers(g), h.memberIDs(uids...)) {
+		t.Fatalf("group = %+v, want Editors with the 3 users", g.Attributes)
+	}
+}
+
+func TestGainingOneRoleAndLosingAnotherPatchesOnlyThoseGroups(t *testing.T) {
+	h := newHarness(t, withGroups(""))
+	ctx := context.Background()
+	for _, r := range []string{"author", "editor", "staff"} {
+		if err := h.site.CreateRole(ctx, r, strings.ToUpper(r[:1])+r[1:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uid := h.create(drupaltest.User{Name: "mover", Status: 1, Roles: []string{"author", "staff"}})
+	other := h.create(drupaltest.User{Name: "stayer", Status: 1, Roles: []string{"editor", "staff"}})
+	h.start()
+	h.settle()
+	h.scim.ResetRequests()
+
+	h.update(uid, func(u *drupaltest.User) { u.Roles = []string{"editor", "staff"} })
+	h.settle()
+	reqs := h.groupRequests()
+	editor, author := h.mustGroup("editor"), h.mustGroup("author")
+	var patches []string
+	for _, r := range reqs {
+		if r.Method != "GET" {
+			patches = append(patches, r.Method+" "+r.Path)
+		}
+	}
+	want := []string{"PATCH /Groups/" + author.ID, "PATCH /Groups/" + editor.ID}
+	slices.Sort(patches)
+	slices.Sort(want)
+	if !slices.Equal(patches, want) {
+		t.Fatalf("group writes = %v, want one PATCH of author and one of editor", patches)
+	}
+	for _, r := range reqs {
+		ops, _ := r.JSON()["Operations"].([]any)
+		for _, o := range ops {
+			op := o.(map[string]any)
+			switch {
+			case r.Path == "/Groups/"+editor.ID && op["op"] != "add":
+				t.Errorf("editor's PATCH has op %v, want add", op)
+			case r.Path == "/Groups/"+author.ID && (op["op"] != "remove" || !strings.HasPrefix(op["path"].(string), "members[value eq ")):
+				t.Errorf("author's PATCH has %v, want remove members[value eq ...]", op)
+			}
+		}
+	}
+	if !slices.Equal(sortedMembers(editor), h.memberIDs(uid, other)) || len(author.Members()) != 0 {
+		t.Fatalf("editor %v, author %v", editor.Members(), author.Members())
+	}
+	if got := sortedMembers(h.mustGroup("staff")); !slices.Equal(got, h.memberIDs(uid, other)) {
+		t.Fatalf("staff = %v", got)
+	}
+}
+
+func TestManyGrantsInOneTransactionArePATCHesOfAtMost100Members(t *testing.T) {
+	h := newHarness(t, withGroups(""), withSCIM(scimtest.Options{Token: testToken, MaxMembersPerRequest: 100, GroupsWithoutMembers: true}))
+	ctx := context.Background()
+	if err := h.site.CreateRole(ctx, "staff", "Staff"); err != nil {
+		t.Fatal(err)
+	}
+	var uids []uint32
+	for i := 0; i < 250; i++ {
+		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("s%03d", i), Status: 1}))
+	}
+	h.start()
+	h.settle()
+	h.scim.ResetRequests()
+	// One transaction grants the role to everybody (a bulk operation).
+	tx, err := h.db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range uids {
+		if _, err := tx.Exec("INSERT INTO user__roles (bundle, deleted, entity_id, revision_id, langcode, delta, roles_target_id) VALUES ('user', 0, ?, ?, 'en', 0, 'staff')", uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	var sizes []int
+	for _, r := range h.scim.RequestsMatching("PATCH", "/Groups") {
+		if r.Status != 200 {
+			t.Fatalf("PATCH answered %d: %s", r.Status, r.Body)
+		}
+		n := 0
+		for _, o := range r.JSON()["Operations"].([]any) {
+			n += len(o.(map[string]any)["value"].([]any))
+		}
+		sizes = append(sizes, n)
+	}
+	if len(sizes) != 3 || sizes[0] > 100 || sizes[1] > 100 || sizes[2] > 100 || sizes[0]+sizes[1]+sizes[2] != 250 {
+		t.Fatalf("PATCHes of %v members, want three of at most 100", sizes)
+	}
+	if g := h.mustGroup("staff"); len(g.Members()) != 250 {
+		t.Fatalf("%d members on the server, want 250", len(g.Members()))
+	}
+}
+
+func TestRoleRenamedIsOnePATCHOfItsLabel(t *testing.T) {
+	h := newHarness(t, withGroups(""))
+	ctx := context.Background()
+	if err := h.site.CreateRole(ctx, "editor", "Editors"); err != nil {
+		t.Fatal(err)
+	}
+	h.create(drupaltest.User{Name: "ed", Status: 1, Roles: []string{"editor"}})
+	h.start()
+	h.settle()
+	h.scim.ResetRequests()
+	if err := h.site.RenameRole(ctx, "editor", "Rédaction — Révision"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	reqs := h.groupRequests()
+	if len(reqs) != 1 || reqs[0].Method != "PATCH" {
+		t.Fatalf("requests = %v, want one PATCH", methods(reqs))
+	}
+	ops := reqs[0].JSON()["Operations"].([]any)
+	if len(ops) != 1 || ops[0].(map[string]any)["path"] != "displayName" {
+		t.Fatalf("operations = %v, want displayName only", ops)
+	}
+	if g := h.mustGroup("editor"); g.DisplayName() != "Rédaction — Révision" {
+		t.Fatalf("displayName = %q", g.DisplayName())
+	}
+}
+
+func TestRoleDeletedSiteWide(t *testing.T) {
+	for _, tt := range []struct {
+		name, onDelete string
+	}{{"delete", "delete"}, {"keep", "keep"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withGroups("on_role_delete: "+tt.onDelete))
+			ctx := context.Background()
+			if err := h.site.CreateRole(ctx, "editor", "Editors"); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				h.create(drupaltest.User{Name: fmt.Sprintf("e%d", i), Status: 1, Roles: []string{"editor"}})
+			}
+			h.start()
+			h.settle()
+			id := h.mustGroup("editor").ID
+			h.scim.ResetRequests()
+			// Drupal: the role's config row goes, then later its membership
+			// rows, in another transaction, with no user save.
+			if err := h.site.DeleteRole(ctx, "editor"); err != nil {
+				t.Fatal(err)
+			}
+			h.settle()
+			groupWrites, userWrites := 0, 0
+			for _, r := range h.scim.Requests() {
+				switch {
+				case r.Method == "GET":
+				case strings.HasPrefix(r.Path, "/Groups"):
+					groupWrites++
+				case strings.HasPrefix(r.Path, "/Users"):
+					userWrites++
+				}
+			}
+			if userWrites != 0 {
+				t.Fatalf("%d user writes for a role deletion", userWrites)
+			}
+			g, kept := h.scim.GroupByID(id)
+			switch tt.onDelete {
+			case "delete":
+				if n := h.scim.CountRequests("DELETE", "/Groups/"+id); n != 1 || groupWrites != 1 || kept {
+					t.Fatalf("%d DELETEs, %d group writes, group kept %v: want one DELETE and nothing else", n, groupWrites, kept)
+				}
+			case "keep":
+				if !kept || len(g.Members()) != 0 || g.DisplayName() != "Editors" {
+					t.Fatalf("group %v kept %v: want it kept with no members", g.Attributes, kept)
+				}
+				if n := h.scim.CountRequests("DELETE", "/Groups"); n != 0 {
+					t.Fatalf("%d DELETEs with on_role_delete: keep", n)
+				}
+			}
+		})
+	}
+}
+
+func TestDeletedUserLeavesItsGroupsAndItsNamesakeIsANewMember(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		opts scimtest.Options
+	}{
+		{"server drops the member", scimtest.Options{Token: testToken}},
+		{"server keeps it", scimtest.Options{Token: testToken, KeepMembersOfDeletedUsers: true}},
+		{"server never returns members", scimtest.Options{Token: testToken, GroupsWithoutMembers: true, KeepMembersOfDeletedUsers: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withGroups(""), withSCIM(tt.opts))
+			ctx := context.Background()
+			for _, r := range []string{"editor", "staff"} {
+				if err := h.site.CreateRole(ctx, r, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			uid := h.create(drupaltest.User{Name: "leaver", Status: 1, Roles: []string{"editor", "staff"}})
+			keep := h.create(drupaltest.User{Name: "keeper", Status: 1, Roles: []string{"staff"}})
+			h.start()
+			h.settle()
+			old := h.mustServerUser(uid).ID
+			if err := h.site.Delete(ctx, uid); err != nil {
+				t.Fatal(err)
+			}
+			h.settle()
+			for _, g := range h.scim.Groups() {
+				if slices.Contains(g.Members(), old) {
+					t.Fatalf("the deleted user is still a member of %s: %v", g.DisplayName(), g.Members())
+				}
+			}
+			again := h.create(drupaltest.User{Name: "leaver", Status: 1, Roles: []string{"editor"}})
+			h.settle()
+			newID := h.mustServerUser(again).ID
+			if newID == old {
+				t.Fatal("the namesake has the deleted user's id")
+			}
+			if got := h.mustGroup("editor").Members(); !slices.Equal(got, []string{newID}) {
+				t.Fatalf("editor members = %v, want the namesake %s", got, newID)
+			}
+			if got := h.mustGroup("staff").Members(); !slices.Equal(got, h.memberIDs(keep)) {
+				t.Fatalf("staff members = %v", got)
+			}
+		})
+	}
+}
+
+func TestGroupDriftIsRepairedAndAnExistingGroupAdopted(t *testing.T) {
+	h := newHarness(t, withGroups(""))
+	ctx := context.Background()
+	if err := h.site.CreateRole(ctx, "editor", "Editors"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.site.CreateRole(ctx, "staff", "Staff"); err != nil {
+		t.Fatal(err)
+	}
+	a := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"editor", "staff"}})
+	b := h.create(drupaltest.User{Name: "ben", Status: 1, Roles: []string{"editor"}})
+	stranger := h.create(drupaltest.User{Name: "stranger", Status: 1})
+	// The server already has a group for staff (made by hand): a 409,
+	// then adoption, not a second one.
+	existing := h.scim.SeedGroup(map[string]any{"displayName": "Staff"})
+	h.start()
+	h.settle()
+	if n := len(h.scim.Groups()); n != 2 {
+		t.Fatalf("%d groups, want 2 (staff adopted): %v", n, h.scim.Groups())
+	}
+	if g := h.mustGroup("staff"); g.ID != existing || !slices.Equal(g.Members(), h.memberIDs(a)) {
+		t.Fatalf("staff = %+v, want the existing group %s adopted with ann", g, existing)
+	}
+	if n := h.scim.CountRequests("POST", "/Groups"); n != 2 {
+		t.Fatalf("%d POST /Groups, want 2 (one answered 409)", n)
+	}
+	// By hand on the server: a member removed, a stranger added, the
+	// label changed, and the staff group deleted.
+	editor := h.mustGroup("editor")
+	h.scim.EditGroup(editor.ID, func(m map[string]any) {
+		m["members"] = []any{map[string]any{"value": h.mustServerUser(b).ID}, map[string]any{"value": h.mustServerUser(stranger).ID}}
+		m["displayName"] = "Edited by hand"
+	})
+	h.scim.RemoveGroup(existing)
+	rep, err := h.agent.RepairDrift(ctx)
+	if err != nil || rep.Groups != 2 {
+		t.Fatalf("drift repair = %+v, %v", rep, err)
+	}
+	if g := h.mustGroup("editor"); !slices.Equal(sortedMembers(g), h.memberIDs(a, b)) || g.DisplayName() != "Editors" {
+		t.Fatalf("editor after the repair = %v %q", g.Members(), g.DisplayName())
+	}
+	if g := h.mustGroup("staff"); g.ID == existing || !slices.Equal(g.Members(), h.memberIDs(a)) {
+		t.Fatalf("staff after the repair = %+v, want it created again with ann", g)
+	}
+}
+
+// 10,000 saves of other configuration and 10,000 logins: no request
+// about groups.
+func TestOtherConfigAndLoginsSendNoGroupRequest(t *testing.T) {
+	h := newHarness(t, withGroups(""))
+	ctx := context.Background()
+	if err := h.site.CreateRole(ctx, "editor", "Editors"); err != nil {
+		t.Fatal(err)
+	}
+	uid := h.create(drupaltest.User{Name: "busy", Status: 1, Roles: []string{"editor"}})
+	h.start()
+	h.settle()
+	h.scim.ResetRequests()
+	for i := 0; i < 10000; i++ {
+		if err := h.site.SaveConfig(ctx, fmt.Sprintf("views.view.v%d", i%50), fmt.Sprintf(`a:1:{s:5:"label";s:%d:"%d";}`, len(fmt.Sprint(i)), i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.site.Login(ctx, uid, time.Now().Unix()+int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.settle()
+	if reqs := h.groupRequests(); len(reqs) != 0 {
+		t.Fatalf("%d group requests after other config saves and logins: %v", len(reqs), methods(reqs)[:min(5, len(reqs))])
+	}
+	if reqs := h.userRequests(); len(reqs) != 0 {
+		t.Fatalf("%d user requests: %v", len(reqs), methods(reqs)[:min(5, len(reqs))])
+	}
+}
