@@ -110,8 +110,13 @@ type Options struct {
 	// server does.
 	LenientCreate bool
 	// Filter is how a filtered GET /Users is answered (default
-	// FilterHonoured; see FilterIgnored and FilterCountOnly).
+	// FilterHonoured; see FilterIgnored and FilterCountOnly). SetFilter
+	// changes it while the server runs.
 	Filter FilterMode
+	// NoValueFilterPaths answers a PATCH with an operation whose path
+	// holds a value filter (`emails[type eq "work"].value`) with 400
+	// invalidPath, as servers that take only plain attribute paths do.
+	NoValueFilterPaths bool
 	// NoServiceProviderConfig answers /ServiceProviderConfig with a 404,
 	// as GitLab's and vCenter's SCIM endpoints do.
 	NoServiceProviderConfig bool
@@ -157,8 +162,9 @@ type Server struct {
 	seq     uint64 // insertion order, for stable listing
 	version uint64 // source of meta.version
 
-	fmu           sync.Mutex // guards faults, reject, before, down, token, the token endpoint's state and limited
+	fmu           sync.Mutex // guards faults, reject, before, filter, down, token, the token endpoint's state and limited
 	faults        []*faultState
+	filter        FilterMode
 	reject        func(method string, attrs map[string]any) *Fault
 	before        func(Request)
 	down          bool
@@ -206,6 +212,7 @@ func Start(opts Options) (*Server, error) {
 		patcher: newPatcher(),
 		issued:  map[string]time.Time{},
 		limiter: newRateLimiter(opts),
+		filter:  opts.Filter,
 	}
 	scheme := "http"
 	if opts.TLS {
