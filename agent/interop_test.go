@@ -1,8 +1,11 @@
 package agent
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
@@ -65,5 +68,210 @@ func TestUntrustedLookupHoldsTheCreate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// answers lists the requests as "METHOD status", the writes with the
+// If-Match they carried ("PATCH 412 if-match=W/\"3\"").
+func answers(reqs []scimtest.Request) []string {
+	out := make([]string, len(reqs))
+	for i, r := range reqs {
+		out[i] = fmt.Sprintf("%s %d", r.Method, r.Status)
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			out[i] += " if-match=" + r.Header.Get("If-Match")
+		}
+	}
+	return out
+}
+
+// wantAnswers fails unless the requests are, in order, as described by
+// want ("PATCH 412", "GET 200", ...: method and status).
+func wantAnswers(t *testing.T, reqs []scimtest.Request, want ...string) {
+	t.Helper()
+	ok := len(reqs) == len(want)
+	for i := 0; ok && i < len(want); i++ {
+		ok = fmt.Sprintf("%s %d", reqs[i].Method, reqs[i].Status) == want[i]
+	}
+	if !ok {
+		t.Fatalf("requests %v, want %v", answers(reqs), want)
+	}
+}
+
+// emailValues returns the server's addresses of an account by type.
+func emailValues(u scimtest.User) map[string]string {
+	out := map[string]string{}
+	list, _ := u.Get("emails").([]any)
+	for _, e := range list {
+		m, _ := e.(map[string]any)
+		typ, _ := m["type"].(string)
+		v, _ := m["value"].(string)
+		out[typ] = v
+	}
+	return out
+}
+
+var homeAddress = map[string]any{"value": "bob@home.example", "type": "home"}
+
+// With ETags, a mail change carries If-Match with the version the agent
+// last saw; an admin's edit since (a home address, a title) makes it a
+// 412, and the agent reads the account again and sends the change again,
+// keeping the edit.
+func TestETagStaleVersionIsReadAgain(t *testing.T) {
+	h := newHarness(t, withSCIM(scimtest.Options{ETags: true}))
+	uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	id := h.mustServerUser(uid).ID
+	h.scim.Edit(id, func(m map[string]any) {
+		m["emails"] = append(m["emails"].([]any), homeAddress)
+		m["title"] = "Boss"
+	})
+	edited, _ := h.scim.UserByID(id)
+	h.scim.ResetRequests()
+
+	h.update(uid, func(u *drupaltest.User) { u.Mail = str("robert@example.org") })
+	h.settle()
+	reqs := h.userRequests()
+	wantAnswers(t, reqs, "PATCH 412", "GET 200", "PATCH 200")
+	if v := reqs[0].Header.Get("If-Match"); v == "" || v == edited.Version {
+		t.Errorf("first PATCH If-Match %q, want the version before the edit", v)
+	}
+	if v := reqs[2].Header.Get("If-Match"); v != edited.Version {
+		t.Errorf("second PATCH If-Match %q, want the version read, %q", v, edited.Version)
+	}
+	u := h.mustServerUser(uid)
+	if got := emailValues(u); got["work"] != "robert@example.org" || got["home"] != "bob@home.example" || u.Get("title") != "Boss" {
+		t.Fatalf("server account %v: the mail or the admin's edit is lost", u.Attributes)
+	}
+	h.assertServerMatchesDB()
+}
+
+// An edit made on the server between the agent's GET and its PATCH (a
+// home address added while a sync repairs the mail) gets the PATCH a
+// 412: the agent reads again and merges, so the edit survives and the
+// mail is Drupal's.
+func TestETagEditBetweenGETAndPATCHSurvives(t *testing.T) {
+	h := newHarness(t, withSCIM(scimtest.Options{ETags: true}))
+	uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	id := h.mustServerUser(uid).ID
+	// Drift: the work address changed by hand.
+	h.scim.Edit(id, func(m map[string]any) {
+		m["emails"] = []any{map[string]any{"value": "by-hand@example.org", "type": "work", "primary": true}}
+	})
+	var once atomic.Bool
+	h.scim.BeforeServe(func(r scimtest.Request) {
+		if r.Method == http.MethodPatch && once.CompareAndSwap(false, true) {
+			h.scim.Edit(id, func(m map[string]any) { m["emails"] = append(m["emails"].([]any), homeAddress) })
+		}
+	})
+	h.scim.ResetRequests()
+
+	res, err := h.agent.SyncNow(context.Background(), []uint32{uid}, false)
+	if err != nil || len(res) != 1 || res[0].Outcome != Updated {
+		t.Fatalf("sync: %+v %v", res, err)
+	}
+	reqs := h.userRequests()
+	wantAnswers(t, reqs, "GET 200", "PATCH 412", "GET 200", "PATCH 200")
+	if reqs[1].Header.Get("If-Match") == "" || reqs[3].Header.Get("If-Match") == reqs[1].Header.Get("If-Match") {
+		t.Errorf("If-Match %v", answers(reqs))
+	}
+	if got := emailValues(h.mustServerUser(uid)); got["work"] != "bob@example.org" || got["home"] != "bob@home.example" {
+		t.Fatalf("emails %v: the concurrent edit or the mail is lost", got)
+	}
+	h.assertServerMatchesDB()
+}
+
+// A server with ETags and no PATCH: the PUT of the account read carries
+// If-Match, so an admin's edit made between the GET and the PUT is not
+// overwritten with the copy read before it; a DELETE carries it too.
+func TestETagOnPUTAndDELETE(t *testing.T) {
+	h := newHarness(t, withSCIM(scimtest.Options{ETags: true, DisablePatch: true}))
+	uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	id := h.mustServerUser(uid).ID
+	var once atomic.Bool
+	h.scim.BeforeServe(func(r scimtest.Request) {
+		if r.Method == http.MethodPut && once.CompareAndSwap(false, true) {
+			h.scim.Edit(id, func(m map[string]any) { m["title"] = "set by an admin" })
+		}
+	})
+	h.scim.ResetRequests()
+
+	h.update(uid, func(u *drupaltest.User) { u.Mail = str("robert@example.org") })
+	h.settle()
+	wantAnswers(t, h.userRequests(), "GET 200", "PUT 412", "GET 200", "PUT 200")
+	u := h.mustServerUser(uid)
+	if emailValues(u)["work"] != "robert@example.org" || u.Get("title") != "set by an admin" {
+		t.Fatalf("server account %v: the mail or the admin's edit is lost", u.Attributes)
+	}
+	h.assertServerMatchesDB()
+
+	// A DELETE with the version of the PUT's answer, stale after another
+	// edit: 412, read, DELETE with the version read.
+	h.scim.Edit(id, func(m map[string]any) { m["title"] = "edited again" })
+	edited, _ := h.scim.UserByID(id)
+	h.scim.ResetRequests()
+	if err := h.site.Delete(context.Background(), uid); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	reqs := h.userRequests()
+	wantAnswers(t, reqs, "DELETE 412", "GET 200", "DELETE 204")
+	if v := reqs[0].Header.Get("If-Match"); v == "" || v == edited.Version {
+		t.Errorf("first DELETE If-Match %q", v)
+	}
+	if v := reqs[2].Header.Get("If-Match"); v != edited.Version {
+		t.Errorf("second DELETE If-Match %q, want %q", v, edited.Version)
+	}
+	if _, ok := h.scim.UserByID(id); ok {
+		t.Fatal("the account is still on the server")
+	}
+}
+
+// An account that keeps changing under the agent's writes costs a few
+// tries, then the reconcile is retried with backoff like an outage (the
+// position held, nothing parked) until a write lands.
+func TestETagConflictsAreBoundedThenRetried(t *testing.T) {
+	h := newHarness(t, withSCIM(scimtest.Options{ETags: true}))
+	uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	id := h.mustServerUser(uid).ID
+	var edits atomic.Int32
+	h.scim.BeforeServe(func(r scimtest.Request) {
+		if r.Method == http.MethodPatch {
+			if n := edits.Add(1); n <= maxPreconditionTries+1 {
+				h.scim.Edit(id, func(m map[string]any) { m["title"] = fmt.Sprint("edit ", n) })
+			}
+		}
+	})
+	h.scim.ResetRequests()
+	logsBefore := len(collectedLines())
+
+	h.update(uid, func(u *drupaltest.User) { u.Mail = str("robert@example.org") })
+	h.settle()
+	var statuses []int
+	for _, r := range h.scim.RequestsMatching(http.MethodPatch, "/Users") {
+		statuses = append(statuses, r.Status)
+	}
+	if fmt.Sprint(statuses) != fmt.Sprint([]int{412, 412, 412, 412, 200}) {
+		t.Fatalf("PATCH answers %v (requests %v)", statuses, answers(h.userRequests()))
+	}
+	retried := false
+	for _, line := range collectedLines()[logsBefore:] {
+		retried = retried || strings.Contains(line, `"msg":"reconcile.error"`) && strings.Contains(line, "changed on the server")
+	}
+	if !retried {
+		t.Error("no reconcile.error saying the account kept changing")
+	}
+	u := h.mustServerUser(uid)
+	if emailValues(u)["work"] != "robert@example.org" || u.Get("title") != fmt.Sprint("edit ", maxPreconditionTries+1) {
+		t.Fatalf("server account %v", u.Attributes)
+	}
+	if st := h.agent.Status(); len(st.Parked) != 0 {
+		t.Fatalf("parked: %+v", st.Parked)
 	}
 }

@@ -54,6 +54,7 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 		return res, refused(OpCreate, "the server's answer to POST /Users holds no id")
 	}
 	r.rec.Creating, r.rec.Pushed = false, nil
+	r.saw(created, cr.Version)
 	if err := r.holdsAll(user); err != nil {
 		return res, retry(OpCreate, err)
 	}
@@ -161,6 +162,9 @@ func (r *userRun) adopt(ctx context.Context, user mapping.User, found scimclient
 		return r.waitForOwner(ctx, user, id, owner)
 	}
 	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
+	// A list's copy is not read as the account's whole copy (a server may
+	// answer lists with fewer attributes): its first write reads it.
+	r.forgetCopy()
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
 		zap.String("detail", "adopted the server's existing account"))
 	changes := r.mapper.Compare(user, found)
@@ -244,5 +248,6 @@ func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev s
 		}
 	}
 	r.rec, r.known = state.Account{UID: r.uid}, false
+	r.forgetCopy()
 	return r.create(ctx, user)
 }
