@@ -275,3 +275,54 @@ func TestETagConflictsAreBoundedThenRetried(t *testing.T) {
 		t.Fatalf("parked: %+v", st.Parked)
 	}
 }
+
+// A lenient server answers the POST of a userName it holds with 200 and
+// the old account as it is: the agent makes it match with the PATCH that
+// follows (and says so), instead of recording as pushed what the server
+// does not hold; an account of another identity is not taken that way.
+func TestLenientCreateIsMadeToMatch(t *testing.T) {
+	h := newHarness(t, withSCIM(scimtest.Options{LenientCreate: true}))
+	old := h.scim.Seed(map[string]any{"userName": "ann", "displayName": "Old Ann", "active": false, "title": "kept",
+		"emails": []any{map[string]any{"value": "old@example.org", "type": "work", "primary": true}, homeAddress}})
+	other := h.scim.Seed(map[string]any{"userName": "cyd", "externalId": "someone-else"})
+	h.start()
+	h.settle()
+	h.waitReady()
+	logsBefore := len(collectedLines())
+
+	uid := h.create(drupaltest.User{Name: "ann", Mail: str("ann@example.org"), Status: 1})
+	h.settle()
+	wantAnswers(t, h.userRequests(), "POST 200", "PATCH 200")
+	u := h.mustServerUser(uid)
+	if u.ID != old || u.Get("title") != "kept" || emailValues(u)["home"] != "bob@home.example" {
+		t.Fatalf("server account %v: not the old account made to match", u.Attributes)
+	}
+	if st := h.agent.Status(); len(st.Parked) != 0 {
+		t.Fatalf("parked: %+v", st.Parked)
+	}
+	h.assertServerMatchesDB(other)
+	lenient := false
+	for _, line := range collectedLines()[logsBefore:] {
+		lenient = lenient || strings.Contains(line, `"msg":"`+MsgLenientCreate+`"`) && strings.Contains(line, `"status":200`)
+	}
+	if !lenient {
+		t.Errorf("no %s line", MsgLenientCreate)
+	}
+
+	// cyd's userName is held by an account of another identity: parked,
+	// never taken over nor changed.
+	h.scim.ResetRequests()
+	cyd := h.create(drupaltest.User{Name: "cyd", Mail: str("cyd@example.org"), Status: 1})
+	h.settle()
+	wantAnswers(t, h.userRequests(), "POST 200")
+	st := h.agent.Status()
+	if len(st.Parked) != 1 || st.Parked[0].UID != cyd || !strings.Contains(st.Parked[0].Detail, "someone-else") {
+		t.Fatalf("parked %+v, want cyd refused naming the other identity", st.Parked)
+	}
+	if acct, _, _ := h.agent.store.Account(cyd); acct.SCIMID != "" {
+		t.Fatalf("cyd's record holds %s, the other identity's account", acct.SCIMID)
+	}
+	if u, _ := h.scim.UserByID(other); u.ExternalID() != "someone-else" || u.Get("emails") != nil {
+		t.Fatalf("the other identity's account was changed: %v", u.Attributes)
+	}
+}
