@@ -326,3 +326,116 @@ func TestLenientCreateIsMadeToMatch(t *testing.T) {
 		t.Fatalf("the other identity's account was changed: %v", u.Attributes)
 	}
 }
+
+// workFilter is the PATCH path of the agent's value in a typed list.
+const workFilter = `emails[type eq "work"].value`
+
+// patchPaths returns the paths of a PATCH request's operations.
+func patchPaths(r scimtest.Request) []string {
+	var out []string
+	ops, _ := r.JSON()["Operations"].([]any)
+	for _, op := range ops {
+		p, _ := op.(map[string]any)["path"].(string)
+		out = append(out, p)
+	}
+	return out
+}
+
+// A mail change costs one request where that is safe: a PATCH of the
+// work address alone, with a value filter, where the server takes them
+// (the other addresses stay without being read); where it refuses one
+// (400 invalidPath) the change is read and sent whole, and the agent
+// remembers, so later changes read first at once.
+func TestMailChangeInOneRequest(t *testing.T) {
+	mailChange := func(h *harness, uid uint32, mail string) []scimtest.Request {
+		h.t.Helper()
+		h.scim.ResetRequests()
+		h.update(uid, func(u *drupaltest.User) { u.Mail = str(mail) })
+		h.settle()
+		if got := emailValues(h.mustServerUser(uid)); got["work"] != mail || got["home"] != "bob@home.example" {
+			h.t.Fatalf("emails %v after the change to %s", got, mail)
+		}
+		return h.userRequests()
+	}
+	withHome := func(h *harness, uid uint32) {
+		h.scim.Edit(h.mustServerUser(uid).ID, func(m map[string]any) { m["emails"] = append(m["emails"].([]any), homeAddress) })
+	}
+
+	t.Run("value filter taken", func(t *testing.T) {
+		h := newHarness(t)
+		uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+		h.start()
+		h.settle()
+		withHome(h, uid)
+		for _, mail := range []string{"robert@example.org", "bobby@example.org"} {
+			reqs := mailChange(h, uid, mail)
+			wantAnswers(t, reqs, "PATCH 200")
+			if p := patchPaths(reqs[0]); len(p) != 1 || p[0] != workFilter {
+				t.Fatalf("PATCH paths %v, want %s", p, workFilter)
+			}
+		}
+		h.assertServerMatchesDB()
+	})
+	t.Run("value filter refused", func(t *testing.T) {
+		h := newHarness(t, withSCIM(scimtest.Options{NoValueFilterPaths: true}))
+		uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+		h.start()
+		h.settle()
+		withHome(h, uid)
+		reqs := mailChange(h, uid, "robert@example.org")
+		wantAnswers(t, reqs, "PATCH 400", "GET 200", "PATCH 200")
+		if p := patchPaths(reqs[2]); len(p) != 1 || p[0] != "emails" {
+			t.Fatalf("PATCH paths %v after the refusal, want emails", p)
+		}
+		// Learnt: the next change reads first at once.
+		wantAnswers(t, mailChange(h, uid, "bobby@example.org"), "GET 200", "PATCH 200")
+		if st := h.agent.Status(); len(st.Parked) != 0 {
+			t.Fatalf("parked: %+v", st.Parked)
+		}
+		h.assertServerMatchesDB()
+	})
+	t.Run("value filter taken but not applied", func(t *testing.T) {
+		// The PATCH's answer still holds the old address: the change is
+		// sent whole from that answer (no GET), and learnt.
+		h := newHarness(t, withSCIM(scimtest.Options{IgnoreValueFilterPaths: true}))
+		uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+		h.start()
+		h.settle()
+		withHome(h, uid)
+		wantAnswers(t, mailChange(h, uid, "robert@example.org"), "PATCH 200", "PATCH 200")
+		wantAnswers(t, mailChange(h, uid, "bobby@example.org"), "GET 200", "PATCH 200")
+		h.assertServerMatchesDB()
+	})
+	t.Run("one account without a work address", func(t *testing.T) {
+		// noTarget says more about the account than the server: the
+		// change is read and sent whole, and the next user's still goes
+		// in one request.
+		h := newHarness(t)
+		uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+		other := h.create(drupaltest.User{Name: "cyd", Mail: str("cyd@example.org"), Status: 1})
+		h.start()
+		h.settle()
+		h.scim.Edit(h.mustServerUser(uid).ID, func(m map[string]any) { m["emails"] = []any{homeAddress} })
+		wantAnswers(t, mailChange(h, uid, "robert@example.org"), "PATCH 400", "GET 200", "PATCH 200")
+		withHome(h, other)
+		wantAnswers(t, mailChange(h, other, "cyd@example.com"), "PATCH 200")
+		h.assertServerMatchesDB()
+	})
+	t.Run("ETags", func(t *testing.T) {
+		// The version the agent holds says the list held only its
+		// address: the whole list, conditional on it, in one PATCH.
+		h := newHarness(t, withSCIM(scimtest.Options{ETags: true, NoValueFilterPaths: true}))
+		uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+		h.start()
+		h.settle()
+		h.scim.ResetRequests()
+		h.update(uid, func(u *drupaltest.User) { u.Mail = str("robert@example.org") })
+		h.settle()
+		reqs := h.userRequests()
+		wantAnswers(t, reqs, "PATCH 200")
+		if p := patchPaths(reqs[0]); len(p) != 1 || p[0] != "emails" || reqs[0].Header.Get("If-Match") == "" {
+			t.Fatalf("PATCH paths %v, If-Match %q", p, reqs[0].Header.Get("If-Match"))
+		}
+		h.assertServerMatchesDB()
+	})
+}

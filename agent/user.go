@@ -59,6 +59,9 @@ type userRun struct {
 	// read it (or a write's answer showed it); nil when not read, or
 	// changed since.
 	current scimclient.Resource
+	// noFilter: this reconcile sends no value-filtered PATCH path (the
+	// server refused one).
+	noFilter bool
 }
 
 // reconcile makes the server's copy of uid equal to Drupal's user now. A

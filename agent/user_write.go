@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -72,27 +73,42 @@ func (r *userRun) write(ctx context.Context, name string, user mapping.User, cha
 			return f
 		}
 		r.scim.noPatch()
-		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("detail", "the server has no PATCH (405): using PUT from now on"))
+		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
+			zap.String("detail", "the server has no PATCH (405): using PUT from now on"))
 	}
 	return r.put(ctx, name, user, changes)
 }
 
 // patch sends changes as one PATCH; noPatch reports a 405. A typed list
 // (emails) is written whole, so its operations must carry the server's
-// values of other types (a home address): they are built from the
-// server's copy when this reconcile read it; else, with ETags, from
-// nothing when the account's typed lists held only the agent's values at
-// the version the PATCH is conditional on (a 412 says it changed); else
-// after a GET.
+// values of other types (a home address); in order of preference:
+//
+//   - built from the server's copy when this reconcile read it;
+//   - with ETags, the agent's values alone when the account's typed lists
+//     held nothing else at the version the PATCH is conditional on: one
+//     request, exact (type and primary too), and a 412 says when it
+//     changed;
+//   - a value-filtered path naming the agent's value alone
+//     (`emails[type eq "work"].value`), which keeps the others without
+//     reading them: one request where the server takes such paths (a
+//     refusal costs a GET and the whole list, and is learnt);
+//   - else after a GET.
 func (r *userRun) patch(ctx context.Context, name string, user mapping.User, changes mapping.Changes) (f *failure, noPatch bool) {
 	id, path := r.rec.SCIMID, "/Users/"+r.rec.SCIMID
 	current := r.current
-	if current == nil && r.mapper.MergesTyped(changes) && !r.ownValuesKnown() {
+	var ops []scimclient.PatchOp
+	filtered := false
+	switch {
+	case current != nil || !r.mapper.MergesTyped(changes) || r.ownValuesKnown():
+		ops = r.patchOps(user, changes, current)
+	case r.filterable(user, changes):
+		ops, filtered = r.filteredOps(user, changes), true
+	default:
 		if current, f = r.read(ctx, name, user.UserName()); f != nil {
 			return f, false
 		}
+		ops = r.patchOps(user, changes, current)
 	}
-	ops := r.patchOps(user, changes, current)
 	if r.dry {
 		r.dryRun(name, http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops})
 		return nil, false
@@ -101,13 +117,117 @@ func (r *userRun) patch(ctx context.Context, name string, user mapping.User, cha
 	res, cr, err := r.scim.client.PatchUser(ctx, id, ops, scimclient.IfMatch(version))
 	r.logCall(name, user.UserName(), http.MethodPatch, path, cr, err)
 	switch {
+	case filtered && scimclient.IsStatus(err, http.StatusBadRequest):
+		t := scimclient.ScimType(err)
+		return r.unfiltered(ctx, name, user, changes, strings.TrimSpace("400 "+t), strings.EqualFold(t, "noTarget"))
 	case scimclient.IsStatus(err, http.StatusMethodNotAllowed):
 		return nil, true
 	case err != nil:
 		return classify(name, err), false
 	}
 	r.wrote(res, cr.Version, version != "")
+	if filtered && res != nil && !still(r.mapper.Compare(user, res), typedOnly(r.mapper, changes)).Empty() {
+		// Taken, but not applied: the answer still holds the old value.
+		return r.unfiltered(ctx, name, user, changes, "taken but not applied", false)
+	}
+	if filtered {
+		r.scim.valueFilterTaken()
+	}
 	return nil, false
+}
+
+// filterable reports whether changes can go as a PATCH whose typed-list
+// operations name only the agent's value with a value filter: the server
+// is not known to refuse such paths, and each typed list set had the
+// agent's value pushed before (so the server holds one of its type to
+// replace).
+func (r *userRun) filterable(user mapping.User, changes mapping.Changes) bool {
+	if r.noFilter || !r.scim.valueFilters() {
+		return false
+	}
+	for _, p := range changes.Set {
+		if !r.typed(p) {
+			continue
+		}
+		if _, ok := ownValue(user, p); !ok {
+			return false
+		}
+		if _, pushed := r.rec.Pushed[p]; !pushed {
+			return false
+		}
+	}
+	return true
+}
+
+// filteredOps are the operations of changes with each typed list's
+// value named by a value filter (`emails[type eq "work"].value`, removed
+// as `emails[type eq "work"]`), so that the server keeps its values of
+// other types.
+func (r *userRun) filteredOps(user mapping.User, changes mapping.Changes) []scimclient.PatchOp {
+	ops := make([]scimclient.PatchOp, 0, len(changes.Set)+len(changes.Remove))
+	for _, p := range changes.Set {
+		if v, ok := ownValue(user, p); ok && r.typed(p) {
+			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: ownSelector(p) + ".value", Value: v})
+			continue
+		}
+		ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: mapping.ValueFor(nil, user, p)})
+	}
+	for _, p := range changes.Remove {
+		if r.typed(p) {
+			p = ownSelector(p)
+		}
+		ops = append(ops, scimclient.PatchOp{Op: "remove", Path: p})
+	}
+	return ops
+}
+
+// ownSelector is the value filter selecting the agent's values in the
+// typed list at path: `emails[type eq "work"]`.
+func ownSelector(path string) string {
+	return path + "[" + scimclient.FilterEq("type", mapping.ManagedType) + "]"
+}
+
+// ownValue returns the agent's one value of the typed list at path.
+func ownValue(user mapping.User, path string) (string, bool) {
+	list, _ := user.Values[path].([]map[string]any)
+	if len(list) != 1 {
+		return "", false
+	}
+	v, ok := list[0]["value"].(string)
+	return v, ok && v != ""
+}
+
+// typed reports whether path is a typed list the mapping manages.
+func (r *userRun) typed(path string) bool {
+	return r.mapper.MergesTyped(mapping.Changes{Set: []string{path}})
+}
+
+// typedOnly returns the typed lists set by changes.
+func typedOnly(m *mapping.Mapper, changes mapping.Changes) mapping.Changes {
+	var out mapping.Changes
+	for _, p := range changes.Set {
+		if m.MergesTyped(mapping.Changes{Set: []string{p}}) {
+			out.Set = append(out.Set, p)
+		}
+	}
+	return out
+}
+
+// unfiltered sends again, read first and written whole, a change whose
+// value-filtered PATCH the server refused with a 400 (or took without
+// applying it), as why says. Once that is taken, the server is known to
+// refuse value filters, and every change of a typed list reads first
+// from then on; a noTarget, though, says the account holds no value of
+// the agent's type, more about the account than the server, and only a
+// run of them teaches it.
+func (r *userRun) unfiltered(ctx context.Context, name string, user mapping.User, changes mapping.Changes, why string, noTarget bool) (*failure, bool) {
+	r.noFilter = true
+	f, noPatch := r.patch(ctx, name, user, changes)
+	if f == nil && !noPatch && r.scim.valueFilterRefused(noTarget) {
+		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
+			zap.String("detail", "the server does not take value filters in PATCH paths ("+why+"): a change of emails reads the account first from now on"))
+	}
+	return f, noPatch
 }
 
 // put sends changes as a PUT of the server's copy (read first unless this

@@ -335,7 +335,7 @@ func TestSetFilter(t *testing.T) {
 	}
 }
 
-func TestNoValueFilterPaths(t *testing.T) {
+func TestValueFilterPathModes(t *testing.T) {
 	emails := []any{
 		map[string]any{"value": "a@work.example", "type": "work", "primary": true},
 		map[string]any{"value": "a@home.example", "type": "home"},
@@ -349,6 +349,16 @@ func TestNoValueFilterPaths(t *testing.T) {
 	u, _ := srv.UserByID(id)
 	eq(t, u.Get("emails").([]any)[0].(map[string]any)["value"], "a@work.example")
 	wantStatus(t, do(t, srv, "PATCH", "/Users/"+id, plain), http.StatusOK)
+
+	// Ignored: a success that changes nothing the filter names.
+	lax := New(t, Options{IgnoreValueFilterPaths: true})
+	lid := lax.Seed(map[string]any{"userName": "ann", "emails": emails})
+	wantStatus(t, do(t, lax, "PATCH", "/Users/"+lid, patchBody(
+		map[string]any{"op": "replace", "path": `emails[type eq "work"].value`, "value": "b@work.example"},
+		map[string]any{"op": "replace", "path": "displayName", "value": "Ann"})), http.StatusOK)
+	lu, _ := lax.UserByID(lid)
+	eq(t, lu.Get("emails").([]any)[0].(map[string]any)["value"], "a@work.example")
+	eq(t, lu.Get("displayName"), "Ann")
 
 	// Without the mode the same PATCH changes the work address only.
 	strict := New(t, Options{})

@@ -117,6 +117,10 @@ type Options struct {
 	// holds a value filter (`emails[type eq "work"].value`) with 400
 	// invalidPath, as servers that take only plain attribute paths do.
 	NoValueFilterPaths bool
+	// IgnoreValueFilterPaths answers such a PATCH with success but leaves
+	// what the filtered operation names unchanged (the other operations
+	// apply), as a server that drops what it cannot parse does.
+	IgnoreValueFilterPaths bool
 	// NoServiceProviderConfig answers /ServiceProviderConfig with a 404,
 	// as GitLab's and vCenter's SCIM endpoints do.
 	NoServiceProviderConfig bool

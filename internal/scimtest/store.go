@@ -415,6 +415,9 @@ func (h userHandler) Patch(r *http.Request, id string, operations []scim.PatchOp
 		s.mu.Unlock()
 
 		for _, op := range operations {
+			if s.opts.IgnoreValueFilterPaths && op.Path != nil && op.Path.ValueExpression != nil {
+				continue
+			}
 			if err := s.patcher.apply(attrs, op); err != nil {
 				return scim.Resource{}, err
 			}
