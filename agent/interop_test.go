@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
 )
@@ -438,4 +439,87 @@ func TestMailChangeInOneRequest(t *testing.T) {
 		}
 		h.assertServerMatchesDB()
 	})
+}
+
+// A 404 that is not a SCIM error (an HTML page: Google's answer to a PUT,
+// a proxy's to a path it does not route) says nothing of the account: it
+// is retried like a 5xx, never taken for "gone" (which would create the
+// account again, or forget it).
+func TestHTMLNotFoundIsNotGone(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		opts   scimtest.Options
+		want   []string
+	}{
+		{http.MethodPatch, scimtest.Options{}, []string{"PATCH 404", "PATCH 404", "PATCH 200"}},
+		{http.MethodPut, scimtest.Options{DisablePatch: true}, []string{"GET 200", "PUT 404", "PUT 404", "PUT 200"}},
+		{http.MethodGet, scimtest.Options{DisablePatch: true}, []string{"GET 404", "GET 404", "GET 200", "PUT 200"}},
+		{http.MethodDelete, scimtest.Options{}, []string{"DELETE 404", "DELETE 404", "DELETE 204"}},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			h := newHarness(t, withSCIM(tc.opts))
+			uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+			h.start()
+			h.settle()
+			id := h.mustServerUser(uid).ID
+			f := scimtest.HTMLNotFound(tc.method, "/Users/")
+			f.Times = 2
+			h.scim.Inject(f)
+			h.scim.ResetRequests()
+			if tc.method == http.MethodDelete {
+				if err := h.site.Delete(context.Background(), uid); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				h.update(uid, func(u *drupaltest.User) { u.Mail = str("robert@example.org") })
+			}
+			h.settle()
+			wantAnswers(t, h.userRequests(), tc.want...)
+			if tc.method == http.MethodDelete {
+				if _, ok := h.scim.UserByID(id); ok {
+					t.Fatal("the account is still on the server")
+				}
+				if _, known, _ := h.agent.store.Account(uid); known {
+					t.Fatal("the record of the deleted user is kept")
+				}
+				return
+			}
+			if u := h.mustServerUser(uid); u.ID != id || emailValues(u)["work"] != "robert@example.org" {
+				t.Fatalf("server account %s %v, want %s changed in place", u.ID, u.Attributes, id)
+			}
+			h.assertServerMatchesDB()
+		})
+	}
+}
+
+// Without /ServiceProviderConfig, etag is assumed off (no If-Match, the
+// last write wins) unless scim.capabilities.etag says the server has
+// them; then a stale version gets its 412 and the edit survives.
+func TestETagsWithoutServiceProviderConfig(t *testing.T) {
+	for _, etag := range []string{"auto", "true"} {
+		t.Run("etag "+etag, func(t *testing.T) {
+			h := newHarness(t, withSCIM(scimtest.Options{ETags: true, NoServiceProviderConfig: true}))
+			h.cfg.SCIM.Capabilities.ETag = config.Capability(etag)
+			uid := h.create(drupaltest.User{Name: "bob", Mail: str("bob@example.org"), Status: 1})
+			h.start()
+			h.settle()
+			h.scim.Edit(h.mustServerUser(uid).ID, func(m map[string]any) { m["title"] = "Boss" })
+			h.scim.ResetRequests()
+			h.update(uid, func(u *drupaltest.User) { u.Mail = str("robert@example.org") })
+			h.settle()
+			reqs := h.userRequests()
+			if etag == "auto" {
+				wantAnswers(t, reqs, "PATCH 200")
+				if v := reqs[0].Header.Get("If-Match"); v != "" {
+					t.Fatalf("If-Match %q to a server assumed without ETags", v)
+				}
+			} else {
+				wantAnswers(t, reqs, "PATCH 412", "GET 200", "PATCH 200")
+			}
+			if u := h.mustServerUser(uid); u.Get("title") != "Boss" || emailValues(u)["work"] != "robert@example.org" {
+				t.Fatalf("server account %v", u.Attributes)
+			}
+			h.assertServerMatchesDB()
+		})
+	}
 }
