@@ -12,7 +12,9 @@
 //
 // Options switch on the behaviours of real servers a client must cope
 // with: ETags enforced with If-Match (412), a POST answering 200 with the
-// existing account, a filter that is ignored, no /ServiceProviderConfig,
+// existing account, a filter that is ignored (SetFilter changes it while
+// the server runs), value filters in PATCH paths refused or ignored, no
+// /ServiceProviderConfig,
 // a rate limit answering 429, OAuth 2 client credentials with short-lived
 // tokens, HTTP basic authentication and TLS client certificates (mTLS,
 // with a CA made in-process). HTMLNotFound is a non-SCIM 404 to inject,
