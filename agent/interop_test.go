@@ -145,6 +145,21 @@ func TestETagStaleVersionIsReadAgain(t *testing.T) {
 		t.Fatalf("server account %v: the mail or the admin's edit is lost", u.Attributes)
 	}
 	h.assertServerMatchesDB()
+
+	// The next change: the list holds a home address now, so the work
+	// address alone, with a value filter, conditional on the version of
+	// the last PATCH's answer.
+	h.scim.ResetRequests()
+	h.update(uid, func(u *drupaltest.User) { u.Mail = str("bobby@example.org") })
+	h.settle()
+	reqs = h.userRequests()
+	wantAnswers(t, reqs, "PATCH 200")
+	if p := patchPaths(reqs[0]); len(p) != 1 || p[0] != workFilter || reqs[0].Header.Get("If-Match") != u.Version {
+		t.Fatalf("PATCH paths %v If-Match %q, want %s conditional on %s", p, reqs[0].Header.Get("If-Match"), workFilter, u.Version)
+	}
+	if got := emailValues(h.mustServerUser(uid)); got["work"] != "bobby@example.org" || got["home"] != "bob@home.example" {
+		t.Fatalf("emails %v", got)
+	}
 }
 
 // An edit made on the server between the agent's GET and its PATCH (a
