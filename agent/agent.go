@@ -165,9 +165,9 @@ func openSCIM(cfg *config.Config, log *zap.Logger, m *metrics, h *scimHealth) (*
 	if err != nil {
 		return nil, err
 	}
-	onRetry := func(method string, status int) {
+	onRetry := func(method string, status int, err error) {
 		m.observeRetry(method, status)
-		h.retried(status)
+		h.retried(status, err)
 	}
 	s := &scimServer{overrides: setup.overrides}
 	if s.client, err = setup.client(log, 0, onRetry); err != nil {

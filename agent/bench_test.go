@@ -9,6 +9,7 @@ import (
 
 	"github.com/scim-agent/scim-agent/binlog"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
 )
 
 // BenchmarkWorkQueue is the queue's cost per uid: one single-uid
@@ -33,11 +34,25 @@ func BenchmarkWorkQueue(b *testing.B) {
 // timer runs from its start until every change is handled. "create" is
 // one user created per transaction (one POST each); "noop-save" is a
 // Drupal save that changes nothing mapped (a password rehash: no request
-// at all); "mail-save" changes the mail (one PATCH each).
+// at all); "mail-save" changes the mail, on a server that takes value
+// filters in PATCH paths (one PATCH each), one with ETags (one PATCH of
+// the whole list, conditional on the version held) and one that takes
+// neither (a GET and a PATCH each). requests/change counts what reached
+// the server.
 func BenchmarkBacklog(b *testing.B) {
-	for _, kind := range []string{"create", "noop-save", "mail-save"} {
-		b.Run(kind, func(b *testing.B) {
-			h := newHarness(b)
+	for _, tc := range []struct {
+		name, kind string
+		scim       scimtest.Options
+	}{
+		{"create", "create", scimtest.Options{}},
+		{"noop-save", "noop-save", scimtest.Options{}},
+		{"mail-save/value-filter", "mail-save", scimtest.Options{}},
+		{"mail-save/etag", "mail-save", scimtest.Options{ETags: true, NoValueFilterPaths: true}},
+		{"mail-save/get-patch", "mail-save", scimtest.Options{NoValueFilterPaths: true}},
+	} {
+		kind := tc.kind
+		b.Run(tc.name, func(b *testing.B) {
+			h := newHarness(b, withSCIM(tc.scim))
 			ctx := context.Background()
 			var uids []uint32
 			if kind != "create" {
@@ -64,6 +79,7 @@ func BenchmarkBacklog(b *testing.B) {
 			}
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
+			h.scim.ResetRequests()
 			b.ReportAllocs()
 			b.ResetTimer()
 			h.start()
@@ -73,6 +89,7 @@ func BenchmarkBacklog(b *testing.B) {
 			runtime.ReadMemStats(&after)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "changes/s")
 			b.ReportMetric(float64(after.HeapInuse)/(1<<20), "heap-MiB")
+			b.ReportMetric(float64(len(h.userRequests()))/float64(b.N), "requests/change")
 		})
 	}
 }

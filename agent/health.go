@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -21,6 +22,10 @@ type scimHealth struct {
 	// refused is when the server last answered 401, unless a request
 	// succeeded since (unix nanoseconds; 0 when not refused).
 	refused atomic.Int64
+	// untrusted is the last answer that could not be right (a list that
+	// ignored its filter, a total without Resources), while a call is
+	// retrying it; nil once a retried call succeeds.
+	untrusted atomic.Pointer[string]
 }
 
 func newSCIMHealth(window time.Duration) *scimHealth { return &scimHealth{window: window} }
@@ -33,8 +38,12 @@ func (h *scimHealth) failed() { h.lastBad.Store(time.Now().UnixNano()) }
 
 // note records what one call's answer says: any answer other than 401 or
 // 5xx shows both the server and the credentials work (a 403 or 404 comes
-// after they were accepted).
+// after they were accepted). A call that succeeded after retries ends
+// the untrusted answers it may have been retrying.
 func (h *scimHealth) note(cr scimclient.Result, err error) {
+	if err == nil && cr.Attempts > 1 {
+		h.untrusted.Store(nil)
+	}
 	switch {
 	case cr.Status == http.StatusUnauthorized:
 		h.refused.Store(time.Now().UnixNano())
@@ -45,8 +54,13 @@ func (h *scimHealth) note(cr scimclient.Result, err error) {
 	}
 }
 
-// retried records an attempt retried for status (0: no answer).
-func (h *scimHealth) retried(status int) {
+// retried records an attempt retried for status (0: no answer, or an
+// answer that failed its check) and err, its cause when not a status.
+func (h *scimHealth) retried(status int, err error) {
+	if errors.Is(err, scimclient.ErrUntrustedAnswer) {
+		detail := err.Error()
+		h.untrusted.Store(&detail)
+	}
 	if status == 0 || status >= 500 {
 		h.failed()
 	}
@@ -61,9 +75,13 @@ func (h *scimHealth) healthy() bool {
 
 // problem says why the server is not healthy, or "".
 func (h *scimHealth) problem() string {
+	untrusted := h.untrusted.Load()
 	switch {
 	case h.refused.Load() != 0:
 		return "the SCIM server refuses the token (HTTP 401): changes wait until scim.token is fixed"
+	case untrusted != nil:
+		return "the SCIM server's answers cannot be trusted (retried with backoff, the position held, never taken for \"no match\"): " +
+			*untrusted
 	case !h.healthy():
 		return fmt.Sprintf("no successful SCIM request in the last %s", h.window)
 	}

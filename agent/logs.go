@@ -8,6 +8,12 @@ const (
 	// per SCIM call: op, uid, userName, scim_id, method, path, status,
 	// attempt, duration_ms, binlog_pos.
 	MsgSCIMRequest = "scim.request"
+	// MsgLenientCreate (warn): a POST was answered with 200 (a lenient
+	// server handing back the account that already held the userName) or
+	// with an account that differs from what was sent in a mapped
+	// attribute; the agent claims it as after a 409 and makes it match.
+	// Fields: uid, userName, scim_id, status, detail, binlog_pos.
+	MsgLenientCreate = "scim.lenient_create"
 	// MsgSCIMDryRun (info) is a request --dry-run did not send: op, uid,
 	// method, path, body.
 	MsgSCIMDryRun = "scim.dry_run"

@@ -92,7 +92,7 @@ func newSCIMSetup(cfg *config.Config) (*scimSetup, error) {
 
 // client builds one SCIM client. maxAttempts 0 retries retryable
 // failures for as long as it takes; onRetry may be nil.
-func (s *scimSetup) client(log *zap.Logger, maxAttempts int, onRetry func(string, int)) (*scimclient.Client, error) {
+func (s *scimSetup) client(log *zap.Logger, maxAttempts int, onRetry func(string, int, error)) (*scimclient.Client, error) {
 	c := s.base
 	c.Logger, c.MaxAttempts, c.OnRetry = log, maxAttempts, onRetry
 	return scimclient.New(c)

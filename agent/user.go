@@ -59,6 +59,13 @@ type userRun struct {
 	known bool     // rec came from the store
 	uuid  string   // the Drupal user's uuid now ("" while gone)
 	roles []string // the Drupal user's roles now
+	// current is the server's copy of the account as this reconcile last
+	// read it (or a write's answer showed it); nil when not read, or
+	// changed since.
+	current scimclient.Resource
+	// noFilter: this reconcile sends no value-filtered PATCH path (the
+	// server refused one).
+	noFilter bool
 }
 
 // reconcile makes the server's copy of uid equal to Drupal's user now. A
@@ -223,6 +230,7 @@ func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Cha
 		if err != nil {
 			return c, false, classify(OpUpdate, err)
 		}
+		r.saw(current, cr.Version)
 		c = r.mapper.Compare(user, current)
 	} else {
 		c = r.mapper.Diff(user, r.rec.Pushed)
@@ -240,6 +248,7 @@ func (r *userRun) createAgain(ctx context.Context, op string, user mapping.User)
 	r.log.Warn(MsgSCIMRequest, zap.String("op", op), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
 		zap.String("detail", "the account is gone from the server; creating it again"))
 	r.rec.SCIMID, r.rec.Pushed = "", nil
+	r.forgetCopy()
 	return r.create(ctx, user)
 }
 
@@ -276,78 +285,6 @@ func (r *userRun) update(ctx context.Context, user mapping.User, changes mapping
 	}
 	res.Outcome = outcomeOf(name)
 	return res, nil
-}
-
-// send applies changes to the server's copy: a PATCH where the server has
-// PATCH, else a GET and a PUT of the server's copy with the changes
-// applied (so attributes the agent does not manage survive).
-func (r *userRun) send(ctx context.Context, name string, user mapping.User, changes mapping.Changes) *failure {
-	id := r.rec.SCIMID
-	path := "/Users/" + id
-	if r.scim.usePatch() {
-		var current scimclient.Resource
-		if r.mapper.MergesTyped(changes) {
-			// A PATCH replaces the whole list: read the server's values
-			// first so those of other types (a home address) survive.
-			var cr scimclient.Result
-			var err error
-			current, cr, err = r.scim.client.GetUser(ctx, id)
-			r.logCall(OpLookup, user.UserName(), http.MethodGet, path, cr, err)
-			if err != nil {
-				return classify(name, err)
-			}
-		}
-		ops := r.patchOps(user, changes, current)
-		if r.dry {
-			r.dryRun(name, http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops})
-			return nil
-		}
-		_, cr, err := r.scim.client.PatchUser(ctx, id, ops)
-		r.logCall(name, user.UserName(), http.MethodPatch, path, cr, err)
-		if !scimclient.IsStatus(err, http.StatusMethodNotAllowed) {
-			if err != nil {
-				return classify(name, err)
-			}
-			return nil
-		}
-		r.scim.noPatch()
-		r.log.Warn(MsgSCIMRequest, zap.String("op", name), zap.String("detail", "the server has no PATCH (405): using PUT from now on"))
-	}
-	current, cr, err := r.scim.client.GetUser(ctx, id)
-	r.logCall(OpLookup, user.UserName(), http.MethodGet, path, cr, err)
-	if err != nil {
-		return classify(name, err)
-	}
-	r.mapper.Apply(current, user, changes)
-	if r.dry {
-		r.dryRun(name, http.MethodPut, path, current)
-		return nil
-	}
-	_, cr, err = r.scim.client.ReplaceUser(ctx, id, current)
-	r.logCall(name, user.UserName(), http.MethodPut, path, cr, err)
-	if err != nil {
-		return classify(name, err)
-	}
-	return nil
-}
-
-// patchOps are the operations that make the server's copy equal user on
-// the changed paths; current, when known, is the server's copy, whose
-// values of other types a typed list keeps.
-func (r *userRun) patchOps(user mapping.User, c mapping.Changes, current scimclient.Resource) []scimclient.PatchOp {
-	ops := make([]scimclient.PatchOp, 0, len(c.Set)+len(c.Remove))
-	for _, p := range c.Set {
-		ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: mapping.ValueFor(current, user, p)})
-	}
-	for _, p := range c.Remove {
-		if rest := r.mapper.Remaining(current, p); rest != nil {
-			// The agent's value goes, the others stay.
-			ops = append(ops, scimclient.PatchOp{Op: "replace", Path: p, Value: rest})
-			continue
-		}
-		ops = append(ops, scimclient.PatchOp{Op: "remove", Path: p})
-	}
-	return ops
 }
 
 // recordPush notes what the server now holds.

@@ -53,7 +53,11 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 	if id == "" {
 		return res, refused(OpCreate, "the server's answer to POST /Users holds no id")
 	}
+	if changes := r.mapper.Compare(user, created); cr.Status == http.StatusOK || !changes.Empty() {
+		return r.lenientCreate(ctx, user, created, cr, changes)
+	}
 	r.rec.Creating, r.rec.Pushed = false, nil
+	r.saw(created, cr.Version)
 	if err := r.holdsAll(user); err != nil {
 		return res, retry(OpCreate, err)
 	}
@@ -161,9 +165,58 @@ func (r *userRun) adopt(ctx context.Context, user mapping.User, found scimclient
 		return r.waitForOwner(ctx, user, id, owner)
 	}
 	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
+	// A list's copy is not read as the account's whole copy (a server may
+	// answer lists with fewer attributes): its first write reads it.
+	r.forgetCopy()
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
 		zap.String("detail", "adopted the server's existing account"))
-	changes := r.mapper.Compare(user, found)
+	return r.takeOver(ctx, user, id, r.mapper.Compare(user, found), Adopted)
+}
+
+// lenientCreate handles a POST whose answer is not the account sent: a
+// 200 (a lenient server answered with the account that already holds the
+// userName, as it is) or a 201 whose account differs in a mapped
+// attribute. Recording it as pushed would leave the server wrong until a
+// drift repair. The account is claimed as one found after a 409 is (an
+// account of another identity, or of another uid, is not taken) and made
+// to match with the write that follows.
+func (r *userRun) lenientCreate(ctx context.Context, user mapping.User, created scimclient.Resource, cr scimclient.Result,
+	changes mapping.Changes) (Result, *failure) {
+	res := Result{UserName: user.UserName()}
+	answered := r.rec.SCIMID
+	r.rec.SCIMID = "" // not ours until claimed
+	what := "a new account"
+	if cr.Status == http.StatusOK {
+		what = "an account that already held the userName"
+	}
+	detail := fmt.Sprintf("the server answered POST /Users with %d and %s", cr.Status, what)
+	if !changes.Empty() {
+		detail += " (it differs from what was sent in " + strings.Join(append(append([]string{}, changes.Set...), changes.Remove...), ", ") + ")"
+	}
+	detail += ": it is taken only if it is this user's, and made to match"
+	r.log.Warn(MsgLenientCreate, zap.String("userName", user.UserName()), zap.String("scim_id", answered),
+		zap.Int("status", cr.Status), zap.String("detail", detail))
+	id, owner, f := r.claim(user.UserName(), user.ExternalID(), created)
+	if f != nil {
+		return res, f
+	}
+	if owner != 0 {
+		return r.waitForOwner(ctx, user, id, owner)
+	}
+	outcome := Created
+	if cr.Status == http.StatusOK {
+		outcome = Adopted
+	}
+	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
+	r.saw(created, cr.Version) // the POST's answer is the account's whole copy
+	return r.takeOver(ctx, user, id, changes, outcome)
+}
+
+// takeOver records id as uid's account and sends the changes that make
+// it match user, ending with outcome.
+func (r *userRun) takeOver(ctx context.Context, user mapping.User, id string, changes mapping.Changes, outcome Outcome) (Result, *failure) {
+	res := Result{UserName: user.UserName()}
+	r.rec.SCIMID, r.rec.Creating, r.rec.Pushed = id, false, nil
 	if name := op(user, changes); name == OpDeactivate && !r.allowDeprovision(name) {
 		// Deactivating the adopted account counts towards the deletion
 		// guard: send the rest, keep the account, hold the deactivation.
@@ -181,7 +234,7 @@ func (r *userRun) adopt(ctx context.Context, user mapping.User, found scimclient
 	if err := r.holdsAll(user); err != nil {
 		return res, retry(OpCreate, err)
 	}
-	res.Outcome, res.SCIMID = Adopted, id
+	res.Outcome, res.SCIMID = outcome, id
 	return res, nil
 }
 
@@ -244,5 +297,6 @@ func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev s
 		}
 	}
 	r.rec, r.known = state.Account{UID: r.uid}, false
+	r.forgetCopy()
 	return r.create(ctx, user)
 }

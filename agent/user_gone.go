@@ -122,16 +122,40 @@ func (r *userRun) deleteGone(ctx context.Context, res Result) (Result, *failure)
 		r.dryRun(OpDelete, http.MethodDelete, path, nil)
 		return res, nil
 	}
-	cr, err := r.scim.client.DeleteUser(ctx, r.rec.SCIMID)
-	if scimclient.IsNotFound(err) {
-		err = nil // already gone: the goal is met
-	}
-	r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, cr, err)
-	if err != nil {
-		return res, classify(OpDelete, err)
+	if f := r.delete(ctx, path); f != nil {
+		return res, f
 	}
 	if err := r.forget(); err != nil {
 		return res, retry(OpDelete, err)
 	}
 	return res, nil
+}
+
+// delete DELETEs the account; a SCIM 404 means it is already gone. With
+// ETags the DELETE carries If-Match; a 412 (changed since the version
+// known) reads the account for its version and deletes again, a few
+// times.
+func (r *userRun) delete(ctx context.Context, path string) *failure {
+	for try := 1; ; try++ {
+		version := r.ifMatch()
+		cr, err := r.scim.client.DeleteUser(ctx, r.rec.SCIMID, scimclient.IfMatch(version))
+		if scimclient.IsNotFound(err) {
+			err = nil // already gone: the goal is met
+		}
+		r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, cr, err)
+		switch {
+		case err == nil:
+			return nil
+		case !scimclient.IsPreconditionFailed(err):
+			return classify(OpDelete, err)
+		case try == maxPreconditionTries:
+			return retry(OpDelete, fmt.Errorf("the account changed on the server between each read and DELETE (%d tries; if nothing "+
+				"else writes it, the server's ETags may be broken: scim.capabilities.etag: false): %w", try, err))
+		}
+		if _, f := r.read(ctx, OpDelete, r.rec.UserName); f.notFound() {
+			return nil
+		} else if f != nil {
+			return f
+		}
+	}
 }

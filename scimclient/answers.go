@@ -41,6 +41,9 @@ func listCheck(filter string, startIndex int) func(*request, answer) error {
 		}
 		total, n, start := int(list.TotalResults), len(list.Resources), max(startIndex, 1)
 		if total > 0 && n == 0 && start <= total {
+			if filter != "" {
+				return untrusted("totalResults is %d but the page from startIndex %d holds no Resources (filter %s)", total, start, filter)
+			}
 			return untrusted("totalResults is %d but the page from startIndex %d holds no Resources", total, start)
 		}
 		if !isEq {

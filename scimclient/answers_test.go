@@ -17,13 +17,26 @@ func TestUntrustedListAnswers(t *testing.T) {
 			for _, n := range []string{"ann", "bob", "cyd"} {
 				srv.Seed(map[string]any{"userName": n, "externalId": "ext-" + n})
 			}
-			c := newClient(t, srv, func(c *Config) { c.MaxAttempts = 2 })
+			var retried []error
+			c := newClient(t, srv, func(c *Config) {
+				c.MaxAttempts = 2
+				c.OnRetry = func(method string, status int, err error) {
+					if method != http.MethodGet || status != 0 {
+						t.Errorf("OnRetry(%s, %d, %v)", method, status, err)
+					}
+					retried = append(retried, err)
+				}
+			})
 			list, res, err := c.ListUsers(ctx, FilterEq("userName", "cyd"), 1, 2)
 			if !errors.Is(err, ErrUntrustedAnswer) || !IsRetryable(err) {
 				t.Fatalf("ListUsers = %+v, %v; want an untrusted answer, retryable", list, err)
 			}
 			if res.Attempts != 2 {
 				t.Errorf("attempts %d, want the untrusted answer retried", res.Attempts)
+			}
+			// The retry names its cause while the call still runs.
+			if len(retried) != 1 || !errors.Is(retried[0], ErrUntrustedAnswer) {
+				t.Errorf("OnRetry errors %v, want the untrusted answer", retried)
 			}
 		})
 	}

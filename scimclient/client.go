@@ -135,10 +135,13 @@ type Config struct {
 	Logger *zap.Logger
 	// UserAgent is sent as User-Agent. Default DefaultUserAgent.
 	UserAgent string
-	// OnRetry, when set, is called before each retry with the method, and
-	// the status that caused it (0 for a network error): retries are
-	// counted as they happen, not when the call finally ends.
-	OnRetry func(method string, status int)
+	// OnRetry, when set, is called before each retry with the method, the
+	// status that caused it (0 for a network error or an answer that
+	// failed its check) and that error (nil when a status caused it, its
+	// secrets redacted): retries are counted as they happen, not when the
+	// call finally ends, and an untrusted answer (ErrUntrustedAnswer) can
+	// be named while its call is still retrying it.
+	OnRetry func(method string, status int, err error)
 }
 
 // Client is a SCIM client; it is safe for concurrent use.
@@ -592,11 +595,11 @@ func (r *request) backoff(_, _ time.Duration, _ int, resp *http.Response) time.D
 	}
 	r.log.Warn(MsgRetry, fields...)
 	if r.c.cfg.OnRetry != nil {
-		status := r.status
+		status, err := r.status, error(nil)
 		if r.err != nil {
-			status = 0
+			status, err = 0, redactErr(r.err, r.c.secrets())
 		}
-		r.c.cfg.OnRetry(r.method, status)
+		r.c.cfg.OnRetry(r.method, status, err)
 	}
 	return wait
 }

@@ -22,7 +22,7 @@ func TestUnattendedDemo(t *testing.T) {
 	}
 	for _, want := range []string{
 		`create userName="erin"`,
-		"replace emails=robert@example.org",
+		`replace emails[type eq "work"].value=robert@example.org`,
 		"(no request reached the SCIM server)",
 		"replace active=false",
 		"DELETE /Users/",

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
 	"golang.org/x/time/rate"
 )
@@ -39,6 +40,37 @@ func (m FilterMode) String() string {
 		return "count-only"
 	}
 	return fmt.Sprintf("FilterMode(%d)", int(m))
+}
+
+// SetFilter changes how a filtered GET /Users is answered from now on
+// (Options.Filter), so that a test can make a lenient server behave, or
+// misbehave, while a client runs.
+func (s *Server) SetFilter(m FilterMode) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.filter = m
+}
+
+func (s *Server) filterMode() FilterMode {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	return s.filter
+}
+
+// checkValueFilterPaths refuses, with Options.NoValueFilterPaths, an
+// operation whose path holds a value filter: 400 invalidPath, as a server
+// that takes only plain attribute paths answers.
+func (s *Server) checkValueFilterPaths(ops []scim.PatchOperation) error {
+	if !s.opts.NoValueFilterPaths {
+		return nil
+	}
+	for i, op := range ops {
+		if op.Path != nil && op.Path.ValueExpression != nil {
+			return patchError(scimerrors.ScimTypeInvalidPath,
+				"Operations[%d].path: this server does not support value filters in PATCH paths", i)
+		}
+	}
+	return nil
 }
 
 // BeforeServe installs a hook called for each request after it is logged

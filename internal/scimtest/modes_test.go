@@ -309,3 +309,63 @@ func TestMutualTLS(t *testing.T) {
 		t.Errorf("IssueClient: %v", err)
 	}
 }
+
+func TestSetFilter(t *testing.T) {
+	srv := New(t, Options{Filter: FilterCountOnly})
+	for _, n := range []string{"ann", "bob"} {
+		srv.Seed(map[string]any{"userName": n})
+	}
+	list := func() (float64, int) {
+		r := do(t, srv, "GET", "/Users?filter="+url.QueryEscape(`userName eq "bob"`), nil)
+		wantStatus(t, r, http.StatusOK)
+		res, _ := r.body["Resources"].([]any)
+		total, _ := r.body["totalResults"].(float64)
+		return total, len(res)
+	}
+	if total, n := list(); total != 2 || n != 0 {
+		t.Fatalf("count-only: totalResults %v, %d Resources", total, n)
+	}
+	srv.SetFilter(FilterIgnored)
+	if total, n := list(); total != 2 || n != 2 {
+		t.Fatalf("ignored: totalResults %v, %d Resources", total, n)
+	}
+	srv.SetFilter(FilterHonoured)
+	if total, n := list(); total != 1 || n != 1 {
+		t.Fatalf("honoured: totalResults %v, %d Resources", total, n)
+	}
+}
+
+func TestValueFilterPathModes(t *testing.T) {
+	emails := []any{
+		map[string]any{"value": "a@work.example", "type": "work", "primary": true},
+		map[string]any{"value": "a@home.example", "type": "home"},
+	}
+	filtered := patchBody(map[string]any{"op": "replace", "path": `emails[type eq "work"].value`, "value": "b@work.example"})
+	plain := patchBody(map[string]any{"op": "replace", "path": "displayName", "value": "Ann"})
+
+	srv := New(t, Options{NoValueFilterPaths: true})
+	id := srv.Seed(map[string]any{"userName": "ann", "emails": emails})
+	wantSCIMError(t, do(t, srv, "PATCH", "/Users/"+id, filtered), http.StatusBadRequest, "invalidPath")
+	u, _ := srv.UserByID(id)
+	eq(t, u.Get("emails").([]any)[0].(map[string]any)["value"], "a@work.example")
+	wantStatus(t, do(t, srv, "PATCH", "/Users/"+id, plain), http.StatusOK)
+
+	// Ignored: a success that changes nothing the filter names.
+	lax := New(t, Options{IgnoreValueFilterPaths: true})
+	lid := lax.Seed(map[string]any{"userName": "ann", "emails": emails})
+	wantStatus(t, do(t, lax, "PATCH", "/Users/"+lid, patchBody(
+		map[string]any{"op": "replace", "path": `emails[type eq "work"].value`, "value": "b@work.example"},
+		map[string]any{"op": "replace", "path": "displayName", "value": "Ann"})), http.StatusOK)
+	lu, _ := lax.UserByID(lid)
+	eq(t, lu.Get("emails").([]any)[0].(map[string]any)["value"], "a@work.example")
+	eq(t, lu.Get("displayName"), "Ann")
+
+	// Without the mode the same PATCH changes the work address only.
+	strict := New(t, Options{})
+	sid := strict.Seed(map[string]any{"userName": "ann", "emails": emails})
+	wantStatus(t, do(t, strict, "PATCH", "/Users/"+sid, filtered), http.StatusOK)
+	su, _ := strict.UserByID(sid)
+	got := su.Get("emails").([]any)
+	eq(t, got[0].(map[string]any)["value"], "b@work.example")
+	eq(t, got[1].(map[string]any)["value"], "a@home.example")
+}

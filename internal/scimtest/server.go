@@ -12,7 +12,9 @@
 //
 // Options switch on the behaviours of real servers a client must cope
 // with: ETags enforced with If-Match (412), a POST answering 200 with the
-// existing account, a filter that is ignored, no /ServiceProviderConfig,
+// existing account, a filter that is ignored (SetFilter changes it while
+// the server runs), value filters in PATCH paths refused or ignored, no
+// /ServiceProviderConfig,
 // a rate limit answering 429, OAuth 2 client credentials with short-lived
 // tokens, HTTP basic authentication and TLS client certificates (mTLS,
 // with a CA made in-process). HTMLNotFound is a non-SCIM 404 to inject,
@@ -121,8 +123,17 @@ type Options struct {
 	// server does.
 	LenientCreate bool
 	// Filter is how a filtered GET /Users is answered (default
-	// FilterHonoured; see FilterIgnored and FilterCountOnly).
+	// FilterHonoured; see FilterIgnored and FilterCountOnly). SetFilter
+	// changes it while the server runs.
 	Filter FilterMode
+	// NoValueFilterPaths answers a PATCH with an operation whose path
+	// holds a value filter (`emails[type eq "work"].value`) with 400
+	// invalidPath, as servers that take only plain attribute paths do.
+	NoValueFilterPaths bool
+	// IgnoreValueFilterPaths answers such a PATCH with success but leaves
+	// what the filtered operation names unchanged (the other operations
+	// apply), as a server that drops what it cannot parse does.
+	IgnoreValueFilterPaths bool
 	// NoServiceProviderConfig answers /ServiceProviderConfig with a 404,
 	// as GitLab's and vCenter's SCIM endpoints do.
 	NoServiceProviderConfig bool
@@ -171,8 +182,9 @@ type Server struct {
 	seq     uint64           // insertion order, for stable listing
 	version uint64           // source of meta.version
 
-	fmu           sync.Mutex // guards faults, reject, before, down, token, the token endpoint's state and limited
+	fmu           sync.Mutex // guards faults, reject, before, filter, down, token, the token endpoint's state and limited
 	faults        []*faultState
+	filter        FilterMode
 	reject        func(method string, attrs map[string]any) *Fault
 	before        func(Request)
 	down          bool
@@ -222,6 +234,7 @@ func Start(opts Options) (*Server, error) {
 		groupPatcher: newGroupPatcher(),
 		issued:       map[string]time.Time{},
 		limiter:      newRateLimiter(opts),
+		filter:       opts.Filter,
 	}
 	scheme := "http"
 	if opts.TLS {

@@ -347,10 +347,11 @@ func (h userHandler) GetAll(r *http.Request, params scim.ListRequestParams) (sci
 	}
 	s.mu.Unlock()
 
-	if params.FilterValidator != nil && s.opts.Filter == FilterCountOnly {
+	mode := s.filterMode()
+	if params.FilterValidator != nil && mode == FilterCountOnly {
 		return scim.Page{TotalResults: len(resources)}, nil
 	}
-	if params.FilterValidator != nil && s.opts.Filter != FilterIgnored {
+	if params.FilterValidator != nil && mode != FilterIgnored {
 		v := s.patcher.filterValidator(params.FilterValidator.GetFilter())
 		matched := resources[:0]
 		for _, res := range resources {
@@ -401,6 +402,9 @@ func (h userHandler) Replace(r *http.Request, id string, attributes scim.Resourc
 // account changed meanwhile (then it starts again).
 func (h userHandler) Patch(r *http.Request, id string, operations []scim.PatchOperation) (scim.Resource, error) {
 	s := h.s
+	if err := s.checkValueFilterPaths(operations); err != nil {
+		return scim.Resource{}, err
+	}
 	for {
 		s.mu.Lock()
 		u, ok := s.users[id]
@@ -416,6 +420,9 @@ func (h userHandler) Patch(r *http.Request, id string, operations []scim.PatchOp
 		s.mu.Unlock()
 
 		for _, op := range operations {
+			if s.opts.IgnoreValueFilterPaths && op.Path != nil && op.Path.ValueExpression != nil {
+				continue
+			}
 			if err := s.patcher.apply(attrs, op); err != nil {
 				return scim.Resource{}, err
 			}

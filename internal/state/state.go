@@ -132,6 +132,16 @@ type Account struct {
 	UUID string `json:"uuid,omitempty"`
 	// Pushed holds a fingerprint of each SCIM path's value as last pushed.
 	Pushed map[string]uint64 `json:"pushed,omitempty"`
+	// Version is the account's version (ETag) as the agent last read or
+	// wrote it, sent as If-Match with its next write to a server with
+	// ETags; "" when unknown. A stale one costs a 412 and a read, never
+	// an edit made on the server.
+	Version string `json:"version,omitempty"`
+	// OwnValuesOnly is true when, at Version, the account's typed lists
+	// (the emails the agent keeps the work address of) held no value of
+	// another type: a write of the whole list conditional on Version then
+	// loses nothing of anybody else's, and needs no GET first.
+	OwnValuesOnly bool `json:"own_values_only,omitempty"`
 	// Active is the active value last pushed.
 	Active bool `json:"active"`
 	// Gone marks an account whose Drupal user was deleted and which was

@@ -16,7 +16,7 @@ func TestAccountsAndMetaSurviveReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := Account{UID: 42, SCIMID: "srv-42", UserName: "alice", Pushed: map[string]uint64{"userName": 7}, Active: true,
-		Parked: &Parked{Op: "update", Status: 400, Detail: "bad mail", At: time.Now(), Failures: 1}}
+		Version: `W/"3"`, OwnValuesOnly: true, Parked: &Parked{Op: "update", Status: 400, Detail: "bad mail", At: time.Now(), Failures: 1}}
 	if err := s.PutAccount(a); err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,8 @@ func TestAccountsAndMetaSurviveReopen(t *testing.T) {
 	}
 	defer s.Close()
 	got, ok, err := s.Account(42)
-	if err != nil || !ok || got.SCIMID != "srv-42" || got.Pushed["userName"] != 7 || got.Parked == nil || got.Parked.Detail != "bad mail" {
+	if err != nil || !ok || got.SCIMID != "srv-42" || got.Pushed["userName"] != 7 || got.Parked == nil || got.Parked.Detail != "bad mail" ||
+		got.Version != `W/"3"` || !got.OwnValuesOnly {
 		t.Fatalf("Account(42) = %+v, %v, %v", got, ok, err)
 	}
 	if _, ok, _ := s.Account(1); ok {
