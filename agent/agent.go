@@ -214,8 +214,13 @@ type reconcilers struct {
 }
 
 // queueRolesOf queues the groups of a user just created or adopted:
-// their members wait for its account (see groupRun.present).
+// their members wait for its account (see groupRun.present). Only a
+// running agent does: a sync without one reconciles the groups it is
+// asked for, after its users.
 func (a *Agent) queueRolesOf(uid uint32, roles []string) {
+	if !a.life.running.Load() {
+		return
+	}
 	for _, role := range roles {
 		if a.cfg.Groups.Selects(role) {
 			a.work.requeue(roleKey(role), fmt.Sprintf("uid %d provisioned", uid))

@@ -172,7 +172,8 @@ func (r *groupRun) present(ctx context.Context, role drupal.Role) (Result, *fail
 	default:
 		res, f = r.update(ctx, role, want, r.verify)
 	}
-	if f == nil && pending > 0 && res.Outcome != Held && res.Outcome != Skipped {
+	// A dry run creates nobody, so nobody is worth waiting for.
+	if f == nil && pending > 0 && !r.dry && res.Outcome != Held && res.Outcome != Skipped {
 		res.Outcome = Waiting
 		res.Detail = fmt.Sprintf("%d holders of the role are not provisioned yet: they become members once their accounts exist", pending)
 	}

@@ -392,3 +392,50 @@ func TestOtherConfigAndLoginsSendNoGroupRequest(t *testing.T) {
 		t.Fatalf("%d user requests: %v", len(reqs), methods(reqs)[:min(5, len(reqs))])
 	}
 }
+
+// A dry run sends no group write and saves no group, and a guard trip
+// holds a group's deletion like a user's.
+func TestGroupsInADryRunAndBehindTheGuard(t *testing.T) {
+	h := newHarness(t, withGroups(""), withProvisioning("max_deletes: 1"))
+	ctx := context.Background()
+	for _, r := range []string{"editor", "staff"} {
+		if err := h.site.CreateRole(ctx, r, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uid := h.create(drupaltest.User{Name: "dry", Status: 1, Roles: []string{"editor"}})
+	h.start(func(o *Options) { o.DryRun = true })
+	h.settle()
+	for _, r := range h.groupRequests() {
+		if r.Method != "GET" {
+			t.Fatalf("a dry run sent %s %s", r.Method, r.Path)
+		}
+	}
+	if n, _, _ := GroupCounts(h.agent.store); n != 0 {
+		t.Fatalf("a dry run saved %d groups", n)
+	}
+	h.stop()
+
+	h.start()
+	h.settle()
+	h.mustGroup("editor")
+	h.mustGroup("staff")
+	// Two deprovisionings with max_deletes 1: the user's goes, the
+	// group's is held until approved.
+	if err := h.site.Delete(ctx, uid); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if err := h.site.DeleteRoleConfig(ctx, "staff"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the guard to hold the group's deletion", func() bool { return h.agent.guard.HeldCount() == 1 })
+	if st := h.agent.Status(); !st.Guard.Tripped || !slices.Equal(st.Guard.HeldRoles, []string{"staff"}) {
+		t.Fatalf("guard = %+v", st.Guard)
+	}
+	h.agent.ApproveDeletes()
+	h.settle()
+	if _, ok := h.scim.GroupByDisplayName("staff"); ok {
+		t.Fatal("the approved group deletion was not sent")
+	}
+}

@@ -22,7 +22,7 @@ var logSchema = map[string]struct {
 }{
 	MsgSCIMRequest:                    {"info warn", []string{"op", "uid|role", "userName|role", "scim_id", "binlog_pos"}},
 	MsgLenientCreate:                  {"warn", []string{"uid", "userName", "scim_id", "status", "detail", "binlog_pos"}},
-	MsgSCIMDryRun:                     {"info", []string{"op", "uid", "method", "path", "body", "binlog_pos"}},
+	MsgSCIMDryRun:                     {"info", []string{"op", "uid|role", "method", "path", "body", "binlog_pos"}},
 	"scim.retry":                      {"warn", []string{"method", "path", "attempt", "retry_in_ms"}},
 	MsgReconcileParked:                {"error warn", []string{"uid|role", "op", "userName|role", "scim_id", "status", "scim_type", "detail", "failures", "dry_run", "binlog_pos"}},
 	MsgReconcileSkipped:               {"info", []string{"uid|role", "userName|role", "detail", "binlog_pos"}},

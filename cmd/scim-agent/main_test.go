@@ -79,8 +79,13 @@ func newEnv(t *testing.T, extra string) *env {
 func (e *env) writeConfig(url, extra string) {
 	c := e.Env.Config().With(agenttest.Provisioning(extra))
 	c.SCIMURL, c.StatePath, c.AdminListen, c.LogLevel = url, e.statePath, e.admin, ""
+	e.writeYAML(c.YAML())
+}
+
+// writeYAML writes doc as the env's config file.
+func (e *env) writeYAML(doc string) {
 	e.config = filepath.Join(e.dir, "config.yaml")
-	if err := os.WriteFile(e.config, []byte(c.YAML()), 0o600); err != nil {
+	if err := os.WriteFile(e.config, []byte(doc), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 }

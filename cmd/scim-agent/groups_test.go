@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/agenttest"
+	"github.com/scim-agent/scim-agent/internal/drupaltest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+)
+
+// withGroups rewrites the env's config with groups on.
+func (e *env) withGroups(extra string) {
+	e.t.Helper()
+	c := e.Env.Config().With(agenttest.Provisioning(extra))
+	c.StatePath, c.AdminListen, c.LogLevel = e.statePath, e.admin, ""
+	c.Extra = "groups:\n  enabled: true\n"
+	e.writeYAML(c.YAML())
+}
+
+// members returns the member ids of the server's group of role, sorted.
+func (e *env) members(role string) []string {
+	for _, g := range e.scim.Groups() {
+		if g.ExternalID() == role {
+			m := g.Members()
+			slices.Sort(m)
+			return m
+		}
+	}
+	return nil
+}
+
+// userIDs returns the server ids of the named accounts, sorted.
+func (e *env) userIDs(names ...string) []string {
+	var ids []string
+	for _, n := range names {
+		if u, ok := e.scim.UserByUserName(n); ok {
+			ids = append(ids, u.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// A kill -9 after a user's POST and during its group's PATCH: the
+// restart converges, with no second account and no second group.
+func TestSIGKILLBetweenAUsersPOSTAndItsGroupPATCH(t *testing.T) {
+	e := newEnv(t, "")
+	e.withGroups("")
+	ctx := context.Background()
+	if err := e.site.CreateRole(ctx, "editor", "Editors"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.site.Create(ctx, drupaltest.User{Name: "first", Status: 1, Roles: []string{"editor"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.start()
+	e.waitMatch(p)
+	agenttest.Eventually(t, "the editor group with its member", func() bool { return len(e.members("editor")) == 1 })
+
+	// The group's PATCH hangs: the agent dies in it.
+	e.scim.Inject(scimtest.Fault{Method: "PATCH", PathPrefix: "/Groups", Times: 1, Latency: time.Minute})
+	if _, err := e.site.Create(ctx, drupaltest.User{Name: "second", Status: 1, Roles: []string{"editor"}}); err != nil {
+		t.Fatal(err)
+	}
+	agenttest.Eventually(t, "the group's PATCH in flight", func() bool { return e.scim.CountRequests("PATCH", "/Groups") >= 1 })
+	if _, ok := e.scim.UserByUserName("second"); !ok {
+		t.Fatal("the user's POST did not come before its group's PATCH")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	e.scim.ClearFaults()
+
+	p = e.start()
+	e.waitMatch(p)
+	agenttest.Eventually(t, "both users members of the group", func() bool {
+		return slices.Equal(e.members("editor"), e.userIDs("first", "second"))
+	})
+	for name, n := range answeredPOSTs(e) {
+		if n > 1 {
+			t.Errorf("%s POSTed %d times: a duplicate after the restart", name, n)
+		}
+	}
+	if n := e.scim.CountRequests("POST", "/Groups"); n != 1 || len(e.scim.Groups()) != 1 {
+		t.Fatalf("%d POST /Groups, %d groups: want one of each", n, len(e.scim.Groups()))
+	}
+}
+
+// sync --role and --all reconcile groups, with or without a running
+// agent, and status counts them.
+func TestSyncOfGroups(t *testing.T) {
+	e := newEnv(t, "")
+	e.withGroups("")
+	ctx := context.Background()
+	for _, r := range []string{"editor", "staff"} {
+		if err := e.site.CreateRole(ctx, r, strings.ToUpper(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.create("ann", "")
+	if err := e.site.Update(ctx, 1, func(u *drupaltest.User) { u.Roles = []string{"editor", "staff"} }); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, code := e.run("sync", "--config", e.config, "--uid", "1"); code != 0 || !strings.Contains(out, "created ") {
+		t.Fatalf("sync --uid: exit %d\n%s", code, out)
+	}
+	out, _, code := e.run("sync", "--config", e.config, "--role", "editor")
+	if code != 0 || !strings.Contains(out, "created     role=editor") || strings.Contains(out, "role=staff") {
+		t.Fatalf("sync --role editor: exit %d\n%s", code, out)
+	}
+	out, _, code = e.run("sync", "--config", e.config, "--all")
+	if code != 0 || !strings.Contains(out, "unchanged   role=editor") || !strings.Contains(out, "created     role=staff") {
+		t.Fatalf("sync --all: exit %d\n%s", code, out)
+	}
+	if got := e.members("staff"); !slices.Equal(got, e.userIDs("ann")) {
+		t.Fatalf("staff members = %v", got)
+	}
+	if out, _, _ := e.run("status", "--config", e.config); !strings.Contains(out, "groups               2 (2 members)") {
+		t.Fatalf("status:\n%s", out)
+	}
+
+	// Beside a running agent: handed over the control socket.
+	p := e.start()
+	e.waitReady(p)
+	g, _ := e.scim.GroupByDisplayName("STAFF")
+	e.scim.RemoveGroup(g.ID)
+	out, _, code = e.run("sync", "--config", e.config, "--role", "staff")
+	if code != 0 || !strings.Contains(out, "created     role=staff") {
+		t.Fatalf("sync --role beside an agent: exit %d\n%s", code, out)
+	}
+	if out, _, code = e.run("sync", "--config", e.config, "--all", "--dry-run"); code != 0 || !strings.Contains(out, "unchanged   role=staff") {
+		t.Fatalf("sync --all --dry-run beside an agent: exit %d\n%s", code, out)
+	}
+}
