@@ -366,8 +366,8 @@ func checkSCIM(ctx context.Context, cfg *config.Config) []CheckResult {
 	results = append(results, capabilitiesResult(caps, spcURL))
 	if !caps.Filter {
 		results = append(results, CheckResult{Name: "scim.filter", Warn: true,
-			Detail: "the server does not support filter: when it answers 409 to a create, the agent cannot find the existing account to adopt, and that user is parked",
-			Fix:    "enable filtering on the SCIM server, or remove accounts the agent should create from it before the first start"})
+			Detail: "the server does not support filter: when it answers 409 to a create, the agent finds the existing account to adopt by reading every account (one GET per 100 accounts or groups)",
+			Fix:    "enable filtering on the SCIM server if it can; otherwise nothing to do"})
 	}
 	if listErr != nil {
 		return append(results, scimFailure(cfg, "scim.users", cfg.SCIM.BaseURL+"/Users?startIndex=1&count=1", listErr))

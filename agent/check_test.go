@@ -65,7 +65,7 @@ func TestCheckWarnsWhenTheServerCannotFilter(t *testing.T) {
 		t.Fatalf("a server without filter stops the agent: %+v", results)
 	}
 	r, ok := findCheck(results, "scim.filter")
-	if !ok || r.OK || !r.Warn || !strings.Contains(r.Detail, "cannot find the existing account to adopt") {
+	if !ok || r.OK || !r.Warn || !strings.Contains(r.Detail, "by reading every account") {
 		t.Fatalf("scim.filter = %+v (found %v)", r, ok)
 	}
 	// With filtering, no such line.

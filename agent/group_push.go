@@ -70,6 +70,9 @@ func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) 
 // name), then by displayName (the label). It returns nil when neither
 // finds one.
 func (r *groupRun) lookup(ctx context.Context, role drupal.Role) (scimclient.Resource, *failure) {
+	if !r.scim.caps.Filter {
+		return r.scanGroups(ctx, role)
+	}
 	for _, by := range []struct{ attr, value string }{{"externalId", role.ID}, {"displayName", role.Label}} {
 		if by.value == "" {
 			continue
@@ -89,6 +92,45 @@ func (r *groupRun) lookup(ctx context.Context, role drupal.Role) (scimclient.Res
 		}
 	}
 	return nil, nil
+}
+
+// scanGroups is lookup on a server that cannot filter: every group is
+// read (without members), and one whose externalId is the role's wins
+// over one whose displayName is its label.
+func (r *groupRun) scanGroups(ctx context.Context, role drupal.Role) (scimclient.Resource, *failure) {
+	list := func(ctx context.Context, start, count int) (scimclient.ListResponse, error) {
+		page, cr, err := r.scim.client.ListGroups(ctx, "", start, count, false)
+		r.logCall(OpLookup, http.MethodGet, fmt.Sprintf("/Groups?startIndex=%d&count=%d", start, count), cr, err)
+		return page, err
+	}
+	found, err := scan(ctx, list, func(g scimclient.Resource) int {
+		ext, _ := g["externalId"].(string)
+		name, _ := g["displayName"].(string)
+		switch {
+		case ext == role.ID:
+			return 1
+		case role.Label != "" && strings.EqualFold(name, role.Label):
+			return 2
+		}
+		return 0
+	})
+	if err != nil {
+		return nil, classify(OpCreate, err)
+	}
+	if found == nil {
+		return nil, nil
+	}
+	// The page left members out; adopt wants the server's own.
+	id, _ := found["id"].(string)
+	if id == "" {
+		return found, nil
+	}
+	full, cr, err := r.scim.client.GetGroup(ctx, id)
+	r.logCall(OpLookup, http.MethodGet, "/Groups/"+id, cr, err)
+	if err != nil {
+		return nil, classify(OpCreate, err)
+	}
+	return full, nil
 }
 
 // adopt takes over a group found on the server and makes it match. A

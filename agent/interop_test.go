@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -535,6 +536,64 @@ func TestETagsWithoutServiceProviderConfig(t *testing.T) {
 				t.Fatalf("server account %v", u.Attributes)
 			}
 			h.assertServerMatchesDB()
+		})
+	}
+}
+
+// A server that cannot filter (it says so and answers a filter with 400,
+// or it ignores filters and scim.capabilities.filter says so) still gets
+// its existing accounts and groups adopted after a 409: the lookup reads
+// every account, page by page, and sends no filter. Before, the lookup
+// was parked (400) or retried for ever (an ignored filter is untrusted).
+func TestLookupWithoutFilterReadsEveryAccount(t *testing.T) {
+	for name, tc := range map[string]struct {
+		opts   scimtest.Options
+		filter config.Capability // scim.capabilities.filter
+	}{
+		"advertised": {scimtest.Options{DisableFilter: true}, ""},
+		"overridden": {scimtest.Options{Filter: scimtest.FilterIgnored}, "false"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t, withSCIM(tc.opts), withGroups(""))
+			h.cfg.SCIM.Capabilities.Filter = tc.filter
+			// More accounts than one page holds, ann's on the second.
+			for i := range 150 {
+				h.scim.Seed(map[string]any{"userName": fmt.Sprintf("other%03d", i)})
+			}
+			ann := h.scim.Seed(map[string]any{"userName": "ann"})
+			staff := h.scim.SeedGroup(map[string]any{"displayName": "Staff"})
+			if err := h.site.CreateRole(ctx, "staff", "Staff"); err != nil {
+				t.Fatal(err)
+			}
+			uid := h.create(drupaltest.User{Name: "ann", Mail: str("ann@example.org"), Status: 1, Roles: []string{"staff"}})
+			h.start()
+			h.settle()
+
+			if st := h.agent.Status(); len(st.Parked) != 0 || len(st.ParkedGroups) != 0 {
+				t.Fatalf("parked: %+v %+v", st.Parked, st.ParkedGroups)
+			}
+			if u := h.mustServerUser(uid); u.ID != ann {
+				t.Fatalf("ann's account is %s, want the existing %s adopted", u.ID, ann)
+			}
+			if g := h.mustGroup("staff"); g.ID != staff || !slices.Equal(g.Members(), []string{ann}) {
+				t.Fatalf("staff = %+v, want the existing group %s adopted with ann", g, staff)
+			}
+			if n := h.postsByUserName()["ann"]; n != 1 {
+				t.Errorf("%d POSTs for ann, want 1 (answered 409)", n)
+			}
+			pages := 0
+			for _, r := range h.scim.Requests() {
+				if r.Query.Has("filter") {
+					t.Errorf("a filter sent to a server without filtering: %s %s?%s", r.Method, r.Path, r.RawQuery)
+				}
+				if r.Method == http.MethodGet && r.Path == "/Users" {
+					pages++
+				}
+			}
+			if pages < 2 {
+				t.Errorf("%d pages of /Users read, want both pages", pages)
+			}
 		})
 	}
 }

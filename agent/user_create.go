@@ -69,6 +69,9 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 // userName (as Entra does), then by externalId (our uuid). It returns nil
 // when neither finds one.
 func (r *userRun) lookup(ctx context.Context, op string, user mapping.User) (scimclient.Resource, *failure) {
+	if !r.scim.caps.Filter {
+		return r.scanUsers(ctx, op, user)
+	}
 	for _, by := range []struct{ attr, value string }{{"userName", user.UserName()}, {"externalId", user.ExternalID()}} {
 		if by.value == "" {
 			continue
@@ -88,6 +91,32 @@ func (r *userRun) lookup(ctx context.Context, op string, user mapping.User) (sci
 		}
 	}
 	return nil, nil
+}
+
+// scanUsers is lookup on a server that cannot filter: every account is
+// read, and the one whose userName is the user's wins over one whose
+// externalId is.
+func (r *userRun) scanUsers(ctx context.Context, op string, user mapping.User) (scimclient.Resource, *failure) {
+	list := func(ctx context.Context, start, count int) (scimclient.ListResponse, error) {
+		page, cr, err := r.scim.client.ListUsers(ctx, "", start, count)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, fmt.Sprintf("/Users?startIndex=%d&count=%d", start, count), cr, err)
+		return page, err
+	}
+	found, err := scan(ctx, list, func(res scimclient.Resource) int {
+		name, _ := res["userName"].(string)
+		ext, _ := res["externalId"].(string)
+		switch {
+		case user.UserName() != "" && matches("userName", name, user.UserName()):
+			return 1
+		case user.ExternalID() != "" && matches("externalId", ext, user.ExternalID()):
+			return 2
+		}
+		return 0
+	})
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	return found, nil
 }
 
 // matches reports whether a looked-up attribute is the value asked for:
