@@ -597,3 +597,39 @@ func TestLookupWithoutFilterReadsEveryAccount(t *testing.T) {
 		})
 	}
 }
+
+// A server that answers a create with 201 but leaves a mapped attribute
+// out of the account it made is followed by the PATCH that sets it (and
+// a scim.lenient_create line naming the attribute), instead of recording
+// as pushed what the server does not hold.
+func TestCreateAnsweredWithDifferencesIsMadeToMatch(t *testing.T) {
+	h := newHarness(t, withSCIM(scimtest.Options{DropOnCreate: []string{"displayName"}}))
+	h.start()
+	h.settle()
+	h.waitReady()
+	logsBefore := len(collectedLines())
+
+	uid := h.create(drupaltest.User{Name: "ann", Mail: str("ann@example.org"), Status: 1})
+	h.settle()
+	wantAnswers(t, h.userRequests(), "POST 201", "PATCH 200")
+	if u := h.mustServerUser(uid); u.Get("displayName") != "ann" {
+		t.Fatalf("displayName %v after the create, want ann", u.Get("displayName"))
+	}
+	h.assertServerMatchesDB()
+	lenient := false
+	for _, line := range collectedLines()[logsBefore:] {
+		lenient = lenient || strings.Contains(line, `"msg":"`+MsgLenientCreate+`"`) && strings.Contains(line, `"status":201`) &&
+			strings.Contains(line, "displayName")
+	}
+	if !lenient {
+		t.Errorf("no %s line naming displayName", MsgLenientCreate)
+	}
+	// Made to match once: the next save that changes nothing mapped sends
+	// nothing.
+	h.scim.ResetRequests()
+	h.update(uid, func(u *drupaltest.User) { u.Access = 1700000000 })
+	h.settle()
+	if reqs := h.userRequests(); len(reqs) != 0 {
+		t.Errorf("requests after a save that changes nothing mapped: %v", reqs)
+	}
+}

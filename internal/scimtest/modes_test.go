@@ -94,6 +94,20 @@ func TestLenientCreate(t *testing.T) {
 	wantSCIMError(t, do(t, strict, "POST", "/Users", userBody("ann")), http.StatusConflict, "uniqueness")
 }
 
+func TestDropOnCreate(t *testing.T) {
+	srv := New(t, Options{DropOnCreate: []string{"displayName"}})
+	created := do(t, srv, "POST", "/Users", userBody("ann", "displayName", "Ann", "title", "kept"))
+	wantStatus(t, created, http.StatusCreated)
+	eq(t, created.str("displayName"), "")
+	u, _ := srv.UserByID(created.str("id"))
+	eq(t, u.Get("displayName"), nil)
+	eq(t, u.Get("title"), "kept")
+	// Taken by a later PATCH.
+	wantStatus(t, do(t, srv, "PATCH", "/Users/"+u.ID, patchBody(map[string]any{"op": "replace", "path": "displayName", "value": "Ann"})), http.StatusOK)
+	u, _ = srv.UserByID(u.ID)
+	eq(t, u.Get("displayName"), "Ann")
+}
+
 func TestFilterModes(t *testing.T) {
 	for _, tc := range []struct {
 		mode      FilterMode

@@ -122,6 +122,10 @@ type Options struct {
 	// the existing account, unchanged, instead of 409: what a lenient
 	// server does.
 	LenientCreate bool
+	// DropOnCreate names top-level attributes a POST /Users leaves out of
+	// the account it creates (answered 201 without them), as servers that
+	// take some attributes only on a later PATCH or PUT do.
+	DropOnCreate []string
 	// Filter is how a filtered GET /Users is answered (default
 	// FilterHonoured; see FilterIgnored and FilterCountOnly). SetFilter
 	// changes it while the server runs.

@@ -321,6 +321,9 @@ func (h userHandler) Create(r *http.Request, attributes scim.ResourceAttributes)
 		}
 		return scim.Resource{}, scimerrors.ScimErrorUniqueness
 	}
+	for _, name := range s.opts.DropOnCreate {
+		delete(attrs, name)
+	}
 	return s.insertLocked(newID(), attrs).resource(), nil
 }
 
