@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -602,12 +603,7 @@ func (tx *txn) uids() []uint32 {
 	if len(tx.touched) == 0 {
 		return nil
 	}
-	out := make([]uint32, 0, len(tx.touched))
-	for uid := range tx.touched {
-		out = append(out, uid)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(tx.touched))
 }
 
 func (tx *txn) reset() {

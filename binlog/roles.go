@@ -1,6 +1,7 @@
 package binlog
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,12 +49,7 @@ func (r *roleChanges) list() []string {
 	if len(r.touched) == 0 {
 		return nil
 	}
-	out := make([]string, 0, len(r.touched))
-	for role := range r.touched {
-		out = append(out, role)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(r.touched))
 }
 
 func (r *roleChanges) reset() {

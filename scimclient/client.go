@@ -1,5 +1,5 @@
 // Package scimclient is the agent's SCIM 2.0 client (RFC 7643/7644) for
-// the /Users endpoint of a provisioning server.
+// the /Users and /Groups endpoints of a provisioning server.
 //
 // It gets right what other provisioning clients get wrong: TLS
 // verification is always on, bodies are application/scim+json with

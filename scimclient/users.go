@@ -3,10 +3,8 @@ package scimclient
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,49 +84,21 @@ func (c *Client) ServiceProviderConfig(ctx context.Context) (ServiceProviderConf
 // account as it is, so a caller that gets 200 (or a resource that differs
 // from what it sent) must make the account match with a PATCH or PUT.
 func (c *Client) CreateUser(ctx context.Context, r Resource) (Resource, Result, error) {
-	const path = "/Users"
-	a, res, err := c.do(ctx, call{method: http.MethodPost, path: path, body: resourceBody(r), ok: []int{http.StatusCreated, http.StatusOK}})
-	if err != nil {
-		return nil, res, err
-	}
-	out, err := decodeResource(a, http.MethodPost, path)
-	res.Version = versionOf(a, out)
-	return out, res, err
+	return usersEndpoint.create(ctx, c, r)
 }
 
 // GetUser reads /Users/{id}; Result.Version is the version to pass to
 // IfMatch. A missing account is an *Error for which IsNotFound holds (a
 // 404 that is not a SCIM error is retried, and then only IsStatus 404).
 func (c *Client) GetUser(ctx context.Context, id string) (Resource, Result, error) {
-	path, err := userPath(id)
-	if err != nil {
-		return nil, Result{}, err
-	}
-	a, res, err := c.do(ctx, call{method: http.MethodGet, path: path, ok: []int{http.StatusOK}, check: scimNotFound})
-	if err != nil {
-		return nil, res, err
-	}
-	out, err := decodeResource(a, http.MethodGet, path)
-	res.Version = versionOf(a, out)
-	return out, res, err
+	return usersEndpoint.get(ctx, c, id)
 }
 
 // ReplaceUser PUTs the whole resource to /Users/{id} (RFC 7644 §3.5.1),
 // prepared like CreateUser's body, and returns the server's resource.
 // IfMatch makes it conditional (412 when the resource changed).
 func (c *Client) ReplaceUser(ctx context.Context, id string, r Resource, opts ...CallOption) (Resource, Result, error) {
-	path, err := userPath(id)
-	if err != nil {
-		return nil, Result{}, err
-	}
-	cl := call{method: http.MethodPut, path: path, body: resourceBody(r), ok: []int{http.StatusOK}, check: scimNotFound}
-	a, res, err := c.do(ctx, with(cl, opts))
-	if err != nil {
-		return nil, res, err
-	}
-	out, err := decodeResource(a, http.MethodPut, path)
-	res.Version = versionOf(a, out)
-	return out, res, err
+	return usersEndpoint.replace(ctx, c, id, r, opts)
 }
 
 // PatchUser applies operations to /Users/{id} (RFC 7644 §3.5.2). Both
@@ -137,43 +107,14 @@ func (c *Client) ReplaceUser(ctx context.Context, id string, r Resource, opts ..
 // ReplaceUser then. IfMatch makes it conditional (412 when the resource
 // changed).
 func (c *Client) PatchUser(ctx context.Context, id string, ops []PatchOp, opts ...CallOption) (Resource, Result, error) {
-	path, err := userPath(id)
-	if err != nil {
-		return nil, Result{}, err
-	}
-	if len(ops) == 0 {
-		return nil, Result{}, fmt.Errorf("scim PATCH %s: no operations", path)
-	}
-	sent := make([]PatchOp, len(ops))
-	for i, op := range ops {
-		op.Op = strings.ToLower(op.Op)
-		sent[i] = op
-	}
-	body := map[string]any{"schemas": []string{PatchOpSchema}, "Operations": sent}
-	cl := call{method: http.MethodPatch, path: path, body: body, ok: []int{http.StatusOK, http.StatusNoContent}, check: scimNotFound}
-	a, res, err := c.do(ctx, with(cl, opts))
-	if err != nil || a.status == http.StatusNoContent || len(a.body) == 0 {
-		if err == nil {
-			res.Version = versionOf(a, nil)
-		}
-		return nil, res, err
-	}
-	out, err := decodeResource(a, http.MethodPatch, path)
-	res.Version = versionOf(a, out)
-	return out, res, err
+	return usersEndpoint.patch(ctx, c, id, ops, opts)
 }
 
 // DeleteUser deletes /Users/{id}. A missing account is an *Error for
 // which IsNotFound holds: whether that counts as done is the caller's
 // choice. IfMatch makes it conditional (412 when the resource changed).
 func (c *Client) DeleteUser(ctx context.Context, id string, opts ...CallOption) (Result, error) {
-	path, err := userPath(id)
-	if err != nil {
-		return Result{}, err
-	}
-	cl := call{method: http.MethodDelete, path: path, ok: []int{http.StatusNoContent, http.StatusOK}, check: scimNotFound}
-	_, res, err := c.do(ctx, with(cl, opts))
-	return res, err
+	return usersEndpoint.delete(ctx, c, id, opts)
 }
 
 // with applies call options.
@@ -196,32 +137,7 @@ func with(cl call, opts []CallOption) call {
 // not the value (a server that ignored or loosened the filter). It is
 // never to be read as "no match".
 func (c *Client) ListUsers(ctx context.Context, filter string, startIndex, count int) (ListResponse, Result, error) {
-	const path = "/Users"
-	q := url.Values{}
-	if filter != "" {
-		q.Set("filter", filter)
-	}
-	if startIndex > 0 {
-		q.Set("startIndex", strconv.Itoa(startIndex))
-	}
-	if count > 0 {
-		q.Set("count", strconv.Itoa(count))
-	}
-	a, res, err := c.do(ctx, call{method: http.MethodGet, path: path, query: q, ok: []int{http.StatusOK},
-		check: listCheck(filter, startIndex)})
-	if err != nil {
-		return ListResponse{}, res, err
-	}
-	var raw listAnswer
-	if err := a.decode(http.MethodGet, path, &raw); err != nil {
-		return ListResponse{}, res, err
-	}
-	return ListResponse{
-		TotalResults: int(raw.TotalResults),
-		StartIndex:   int(raw.StartIndex),
-		ItemsPerPage: int(raw.ItemsPerPage),
-		Resources:    raw.Resources,
-	}, res, nil
+	return usersEndpoint.list(ctx, c, filter, startIndex, count, nil)
 }
 
 // FilterEq returns the filter `attr eq "value"` with value quoted and
@@ -262,14 +178,6 @@ func quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
-}
-
-// userPath is the path of one user; the id is path-escaped.
-func userPath(id string) (string, error) {
-	if id == "" {
-		return "", errors.New("scim: empty user id")
-	}
-	return "/Users/" + url.PathEscape(id), nil
 }
 
 // resourceBody prepares a resource for POST or PUT: a copy without the
