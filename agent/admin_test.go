@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scim-agent/scim-agent/internal/agenttest"
-	"github.com/scim-agent/scim-agent/internal/drupaltest"
 )
 
 // socketPath is where the agent of h serves its control endpoints: the
@@ -75,18 +74,10 @@ func (h *harness) waitSocket() {
 // agent's own socket does both.
 func TestControlEndpointsAreNotOnTCP(t *testing.T) {
 	h := newHarness(t, withProvisioning("max_deletes: 1\nmax_deletes_window: 10m"))
-	var uids []uint32
-	for i := 0; i < 3; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("tcp%d", i), Status: 1}))
-	}
+	uids := h.createMany("tcp%d", 3)
 	h.start()
 	h.settle()
-	ctx := context.Background()
-	for _, uid := range uids[:2] {
-		if err := h.site.Delete(ctx, uid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.delete(uids[:2]...)
 	if !agenttest.Poll(agenttest.Timeout, func() bool {
 		return h.agent.guard.HeldCount() >= 1 && h.count("DELETE") >= 1 && h.agent.work.depth() == 0
 	}) {

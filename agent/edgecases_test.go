@@ -22,19 +22,11 @@ func TestApprovalWhileReadingIsPausedIsNotLost(t *testing.T) {
 	// worker goes back to waiting for work after the reader has begun to
 	// wait for room.
 	h := newHarness(t, withProvisioning("max_deletes: 1\nworkers: 1"))
-	var uids []uint32
-	for i := 0; i < 3; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("bp%d", i), Status: 1}))
-	}
+	uids := h.createMany("bp%d", 3)
 	h.start(func(o *Options) { o.MaxPendingTransactions = 1 })
 	h.settle()
 	h.stop()
-	ctx := context.Background()
-	for _, uid := range uids {
-		if err := h.site.Delete(ctx, uid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.delete(uids...)
 	h.start(func(o *Options) { o.MaxPendingTransactions = 1 })
 	// The first deletion is sent, the second trips the guard and is held,
 	// and the third waits in the reader for room.
@@ -136,10 +128,7 @@ func TestClearedMailKeepsAddressesOfOtherTypes(t *testing.T) {
 // large to read alone is skipped (and never taken for a missing one).
 func TestDriftRepairSurvivesPagesOverTheResponseLimit(t *testing.T) {
 	h := newHarness(t)
-	var uids []uint32
-	for i := 0; i < 60; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("big%02d", i), Status: 1}))
-	}
+	uids := h.createMany("big%02d", 60)
 	h.start()
 	h.settle()
 	// 60 accounts of 20 KB make a page of 100 over the 1 MiB limit; one

@@ -66,10 +66,7 @@ func sortedMembers(g scimtest.Group) []string {
 func TestRoleCreatedAndGrantedIsOnePOSTAndAtMostOnePATCH(t *testing.T) {
 	h := newHarness(t, withGroups(""))
 	ctx := context.Background()
-	var uids []uint32
-	for i := 0; i < 3; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("g%d", i), Status: 1}))
-	}
+	uids := h.createMany("g%d", 3)
 	h.start()
 	h.settle()
 	h.stop()
@@ -150,10 +147,7 @@ func TestManyGrantsInOneTransactionArePATCHesOfAtMost100Members(t *testing.T) {
 	if err := h.site.CreateRole(ctx, "staff", "Staff"); err != nil {
 		t.Fatal(err)
 	}
-	var uids []uint32
-	for i := 0; i < 250; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("s%03d", i), Status: 1}))
-	}
+	uids := h.createMany("s%03d", 250)
 	h.start()
 	h.settle()
 	h.scim.ResetRequests()

@@ -281,6 +281,27 @@ func (h *harness) create(u drupaltest.User) uint32 {
 	return h.env.Create(u)
 }
 
+// createMany creates n active users named fmt.Sprintf(format, i), each
+// in its own save, and returns their uids in order.
+func (h *harness) createMany(format string, n int) []uint32 {
+	h.t.Helper()
+	uids := make([]uint32, n)
+	for i := range uids {
+		uids[i] = h.create(drupaltest.User{Name: fmt.Sprintf(format, i), Status: 1})
+	}
+	return uids
+}
+
+// delete deletes uids in Drupal, one user delete each.
+func (h *harness) delete(uids ...uint32) {
+	h.t.Helper()
+	for _, uid := range uids {
+		if err := h.site.Delete(context.Background(), uid); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
 func (h *harness) update(uid uint32, change func(*drupaltest.User)) {
 	h.t.Helper()
 	if err := h.site.Update(context.Background(), uid, change); err != nil {

@@ -135,12 +135,7 @@ func TestETagStaleVersionIsReadAgain(t *testing.T) {
 	h.settle()
 	reqs := h.userRequests()
 	wantAnswers(t, reqs, "PATCH 412", "GET 200", "PATCH 200")
-	if v := reqs[0].Header.Get("If-Match"); v == "" || v == edited.Version {
-		t.Errorf("first PATCH If-Match %q, want the version before the edit", v)
-	}
-	if v := reqs[2].Header.Get("If-Match"); v != edited.Version {
-		t.Errorf("second PATCH If-Match %q, want the version read, %q", v, edited.Version)
-	}
+	wantRetriedAtTheVersionRead(t, reqs, edited.Version)
 	u := h.mustServerUser(uid)
 	if got := emailValues(u); got["work"] != "robert@example.org" || got["home"] != "bob@home.example" || u.Get("title") != "Boss" {
 		t.Fatalf("server account %v: the mail or the admin's edit is lost", u.Attributes)
@@ -237,12 +232,7 @@ func TestETagOnPUTAndDELETE(t *testing.T) {
 	h.settle()
 	reqs := h.userRequests()
 	wantAnswers(t, reqs, "DELETE 412", "GET 200", "DELETE 204")
-	if v := reqs[0].Header.Get("If-Match"); v == "" || v == edited.Version {
-		t.Errorf("first DELETE If-Match %q", v)
-	}
-	if v := reqs[2].Header.Get("If-Match"); v != edited.Version {
-		t.Errorf("second DELETE If-Match %q, want %q", v, edited.Version)
-	}
+	wantRetriedAtTheVersionRead(t, reqs, edited.Version)
 	if _, ok := h.scim.UserByID(id); ok {
 		t.Fatal("the account is still on the server")
 	}
@@ -631,5 +621,18 @@ func TestCreateAnsweredWithDifferencesIsMadeToMatch(t *testing.T) {
 	h.settle()
 	if reqs := h.userRequests(); len(reqs) != 0 {
 		t.Errorf("requests after a save that changes nothing mapped: %v", reqs)
+	}
+}
+
+// wantRetriedAtTheVersionRead checks a write answered 412, the GET after
+// it and the write again: the first conditional on the version before
+// the edit, the second on read, the version the GET returned.
+func wantRetriedAtTheVersionRead(t *testing.T, reqs []scimtest.Request, read string) {
+	t.Helper()
+	if v := reqs[0].Header.Get("If-Match"); v == "" || v == read {
+		t.Errorf("first %s If-Match %q, want the version before the edit", reqs[0].Method, v)
+	}
+	if v := reqs[2].Header.Get("If-Match"); v != read {
+		t.Errorf("second %s If-Match %q, want the version read, %q", reqs[2].Method, v, read)
 	}
 }

@@ -172,10 +172,7 @@ func TestDryRunSendsAndSavesNothing(t *testing.T) {
 
 func TestSyncWhileRunningGoesThroughTheWorkers(t *testing.T) {
 	h := newHarness(t)
-	var uids []uint32
-	for i := 0; i < 10; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("s%d", i), Status: 1}))
-	}
+	uids := h.createMany("s%d", 10)
 	h.start()
 	h.settle()
 	// The server lost two accounts; a sync finds and recreates them while
@@ -239,18 +236,10 @@ func TestRetryParkedAfterTheServerIsFixed(t *testing.T) {
 
 func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 	h := newHarness(t, withProvisioning("max_deletes: 3\nmax_deletes_window: 10m"))
-	var uids []uint32
-	for i := 0; i < 8; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("g%d", i), Status: 1}))
-	}
+	uids := h.createMany("g%d", 8)
 	h.start()
 	h.settle()
-	ctx := context.Background()
-	for _, uid := range uids[:6] {
-		if err := h.site.Delete(ctx, uid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.delete(uids[:6]...)
 	if !agenttest.Poll(agenttest.Timeout, func() bool { return h.agent.guard.HeldCount() >= 3 }) {
 		t.Fatalf("guard holds %d, want 3", h.agent.guard.HeldCount())
 	}
@@ -304,10 +293,7 @@ func TestDeletionGuardHoldsAndReleases(t *testing.T) {
 
 func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
 	h := newHarness(t, withProvisioning("max_deletes: 1\nmax_deletes_window: 10m"))
-	var gone []uint32
-	for i := 0; i < 3; i++ {
-		gone = append(gone, h.create(drupaltest.User{Name: fmt.Sprintf("s%d", i), Status: 1}))
-	}
+	gone := h.createMany("s%d", 3)
 	h.create(drupaltest.User{Name: "stays", Status: 1})
 	h.start()
 	h.settle()
@@ -315,12 +301,7 @@ func TestDeletionGuardTrippedByAFullSyncKeepsStreaming(t *testing.T) {
 	// The three leave while no agent runs, and the saved position is lost
 	// (as after a purge): the next start finds them by a full sync, which
 	// the binlog will never name them to again.
-	ctx := context.Background()
-	for _, uid := range gone {
-		if err := h.site.Delete(ctx, uid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.delete(gone...)
 	h.editState(func(store *state.Store) error { return store.DeleteMeta(positionKey) })
 
 	h.start()

@@ -340,10 +340,7 @@ func TestOutageAnd429LoseNothing(t *testing.T) {
 	h.mustServerUser(a)
 
 	h.scim.SetDown(true)
-	var uids []uint32
-	for i := 0; i < 5; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("down%d", i), Status: 1}))
-	}
+	h.createMany("down%d", 5)
 	h.update(a, func(u *drupaltest.User) { u.Mail = str("jack@new.example.org") })
 	// Wait until the agent has tried (and been refused) at least once.
 	agenttest.Poll(20*time.Second, func() bool { return h.scim.CountRequests("POST", "/Users") >= 5 })

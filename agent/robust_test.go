@@ -280,10 +280,7 @@ func TestStopWithAFullQueueDuringAnOutageLosesNothing(t *testing.T) {
 	h.start(func(o *Options) { o.MaxPendingTransactions = 2 })
 	h.settle()
 	h.scim.SetDown(true)
-	var uids []uint32
-	for i := 0; i < 6; i++ {
-		uids = append(uids, h.create(drupaltest.User{Name: fmt.Sprintf("full%d", i), Status: 1}))
-	}
+	uids := h.createMany("full%d", 6)
 	// Wait until the binlog reader waits for room in the queue.
 	eventually(t, "the queue to fill", func() bool { return h.agent.work.gate.Paused() > 0 })
 	h.stop() // fails the test when Run does not return
