@@ -24,6 +24,7 @@ type users struct {
 	prov   config.Provisioning
 	log    *zap.Logger
 	mapper *mapping.Mapper
+	scope  *mapping.Scope // provisioning.scope: who is provisioned
 	reader *drupal.Reader
 	store  *state.Store
 	scim   *scimServer
@@ -33,9 +34,10 @@ type users struct {
 	noteCall func(method string, cr scimclient.Result, err error)
 	// requeue queues another uid (whose reconcile a create waits for).
 	requeue func(uid uint32, cause string)
-	// created tells that uid got an account (created or adopted) while
-	// holding roles: their groups may now add it.
-	created func(uid uint32, roles []string)
+	// membership tells that uid's groups may take it or drop it now: it
+	// got an account (created or adopted), or went out of or back into
+	// provisioning.scope, while holding roles.
+	membership func(uid uint32, roles []string)
 }
 
 // how says how one reconcile runs.
@@ -66,6 +68,12 @@ type userRun struct {
 	// noFilter: this reconcile sends no value-filtered PATCH path (the
 	// server refused one).
 	noFilter bool
+	// scopeChanged: the user went out of or back into provisioning.scope
+	// as far as its groups go (its record marked, cleared or dropped).
+	scopeChanged bool
+	// quiet: a skip not worth a log line (a user outside the scope and
+	// never provisioned, like an excluded uid).
+	quiet bool
 }
 
 // reconcile makes the server's copy of uid equal to Drupal's user now. A
@@ -115,8 +123,8 @@ func (r *userRun) finish(res Result) Result {
 	res.UID = r.uid
 	if !r.dry {
 		r.settleGuard(res.Outcome)
-		if (res.Outcome == Created || res.Outcome == Adopted) && len(r.roles) > 0 && r.created != nil {
-			r.created(r.uid, r.roles)
+		if r.membershipChanged(res.Outcome) && len(r.roles) > 0 && r.membership != nil {
+			r.membership(r.uid, r.roles)
 		}
 	}
 	if res.Op == "" && res.Outcome != Unchanged && res.Outcome != Skipped {
@@ -132,11 +140,26 @@ func (r *userRun) finish(res Result) Result {
 	case Unchanged:
 		r.log.Debug(MsgReconcileUnchanged)
 	case Skipped:
-		r.log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+		if !r.quiet {
+			r.log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+		}
 	case Waiting:
 		r.log.Info(MsgReconcileWaiting, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
 	}
 	return res
+}
+
+// membershipChanged reports whether the reconcile, ending with o, may
+// have changed which groups hold the user: it got an account, or its
+// record now says it is in or out of provisioning.scope.
+func (r *userRun) membershipChanged(o Outcome) bool {
+	switch o {
+	case Created, Adopted:
+		return true
+	case Failed, Held, Waiting:
+		return false
+	}
+	return r.scopeChanged
 }
 
 // opFor is the operation an outcome reached comes from.
@@ -178,8 +201,18 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	res := Result{UserName: user.UserName()}
 	r.uuid = acct.UUID
 	r.roles, _ = acct.Values["roles"].([]string)
+	in := r.scope.Evaluate(acct).In
 	if prev := r.previousUUID(); r.known && prev != "" && prev != acct.UUID {
-		return r.replacePrevious(ctx, user, prev)
+		return r.replacePrevious(ctx, user, prev, in)
+	}
+	if !in {
+		return r.outOfScope(ctx, user)
+	}
+	if r.rec.OutOfScope {
+		// Back in scope: the account deactivated for leaving it is
+		// reactivated below (the active pushed was false), with what
+		// changed meanwhile, and its groups take it again.
+		r.rec.OutOfScope, r.scopeChanged = false, true
 	}
 	if user.UserName() == "" {
 		return res, refused(OpCreate, "the account has no userName (its mapped source is empty)")
@@ -205,7 +238,7 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	case gone:
 		return r.createAgain(ctx, OpCreate, user)
 	case changes.Empty():
-		if r.rec.Parked != nil {
+		if r.rec.Parked != nil || r.scopeChanged {
 			r.rec.Parked = nil
 			if err := r.save(); err != nil {
 				return res, retry(OpUpdate, err)
@@ -235,8 +268,9 @@ func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Cha
 	} else {
 		c = r.mapper.Diff(user, r.rec.Pushed)
 	}
-	if r.rec.Gone && !c.Has("active") && user.Active() {
-		// Deleted-then-deactivated copy of an account that is back.
+	if (r.rec.Gone || r.scopeChanged && !r.rec.Active) && !c.Has("active") && user.Active() {
+		// Deleted-then-deactivated copy of an account that is back, or one
+		// deactivated for leaving the scope that is back in it.
 		c.Set = append(c.Set, "active")
 	}
 	return c, false, nil

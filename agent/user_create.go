@@ -278,9 +278,10 @@ func (r *userRun) previousUUID() string {
 // uuid than the one its account was made for): the previous person's
 // account is deprovisioned as a deletion would be (the deletion guard
 // counts it; with on_delete: deactivate it stays, inactive, and is no
-// longer managed) and the newcomer gets an account of its own. A held
-// deprovisioning holds the creation too.
-func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev string) (Result, *failure) {
+// longer managed) and the newcomer gets an account of its own, when
+// provisioning.scope takes it. A held deprovisioning holds the creation
+// too.
+func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev string, inScope bool) (Result, *failure) {
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpDelete), zap.String("userName", r.rec.UserName), zap.String("scim_id", r.rec.SCIMID),
 		zap.String("detail", fmt.Sprintf("uid %d now belongs to uuid %s, not %s: the previous account is deprovisioned and a new one created", r.uid, r.uuid, prev)))
 	uuid := r.uuid
@@ -298,5 +299,10 @@ func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev s
 	}
 	r.rec, r.known = state.Account{UID: r.uid}, false
 	r.forgetCopy()
+	if !inScope {
+		// The newcomer is outside provisioning.scope: nothing to create.
+		res.UserName = user.UserName()
+		return res, nil
+	}
 	return r.create(ctx, user)
 }

@@ -16,6 +16,17 @@ import (
 // deactivate with on_delete: deactivate. Only accounts the agent
 // provisioned are touched.
 func (r *userRun) gone(ctx context.Context) (Result, *failure) {
+	if r.prov.OnDelete == config.OpDeactivate {
+		return r.deprovision(ctx, r.deactivateGone)
+	}
+	return r.deprovision(ctx, r.deleteGone)
+}
+
+// deprovision ends the account the agent manages for uid with end (a
+// deletion or a deactivation), once it knows the account: a POST whose
+// outcome was never saved is looked up first. A uid with no account is
+// unchanged.
+func (r *userRun) deprovision(ctx context.Context, end func(context.Context, Result) (Result, *failure)) (Result, *failure) {
 	res := Result{UserName: r.rec.UserName, SCIMID: r.rec.SCIMID}
 	if !r.known || (r.rec.SCIMID == "" && !r.rec.Creating) {
 		res.Outcome = Unchanged
@@ -36,11 +47,9 @@ func (r *userRun) gone(ctx context.Context) (Result, *failure) {
 			return res, nil
 		}
 		r.rec.SCIMID = id
+		res.SCIMID = id
 	}
-	if r.prov.OnDelete == config.OpDeactivate {
-		return r.deactivateGone(ctx, res)
-	}
-	return r.deleteGone(ctx, res)
+	return end(ctx, res)
 }
 
 // findLostCreate looks for the account a POST whose outcome was never
@@ -79,6 +88,14 @@ func (r *userRun) deactivateGone(ctx context.Context, res Result) (Result, *fail
 	switch {
 	case r.rec.Gone:
 		res.Outcome = Unchanged
+		return res, nil
+	case r.rec.OutOfScope && !r.rec.Active:
+		// Deactivated already, for leaving the scope.
+		r.rec.Gone = true
+		res.Outcome = Unchanged
+		if err := r.save(); err != nil {
+			return res, retry(OpDeactivate, err)
+		}
 		return res, nil
 	case !r.prov.Allows(config.OpDeactivate):
 		res.Outcome, res.Detail = Skipped, "deactivate is switched off in provisioning.operations"

@@ -388,3 +388,14 @@ func keyFor(obj map[string]any, name string) string {
 	}
 	return name
 }
+
+// Active reports a SCIM resource's active value as a server holds it:
+// true unless it says false (a lenient server's "False" too). A resource
+// without one is active, as RFC 7643 leaves it to the server.
+func Active(res map[string]any) bool {
+	v := field(res, "active")
+	if v == nil {
+		return true
+	}
+	return !equal("active", false, v)
+}

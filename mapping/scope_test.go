@@ -161,3 +161,20 @@ func TestScopeSources(t *testing.T) {
 		t.Fatalf("merged = %+v", merged)
 	}
 }
+
+func TestActive(t *testing.T) {
+	for _, tt := range []struct {
+		res  map[string]any
+		want bool
+	}{
+		{map[string]any{"active": true}, true},
+		{map[string]any{"active": false}, false},
+		{map[string]any{"Active": "False"}, false},
+		{map[string]any{"active": "true"}, true},
+		{map[string]any{}, true},
+	} {
+		if got := Active(tt.res); got != tt.want {
+			t.Errorf("Active(%v) = %v, want %v", tt.res, got, tt.want)
+		}
+	}
+}
