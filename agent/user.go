@@ -48,6 +48,9 @@ type how struct {
 	// attempt counts the tries of this reconcile (1 for the first, 0 when
 	// nobody retries it).
 	attempt int
+	// explain, when set, records the reconcile step by step (sync
+	// --explain).
+	explain *Explanation
 }
 
 // userRun is one user's reconcile in progress: the uid, its logger (every
@@ -82,6 +85,7 @@ type userRun struct {
 // the credentials).
 func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error) {
 	if u.prov.Excluded(uid) {
+		h.explain.excluded(uid)
 		return Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}, nil
 	}
 	log := u.log.With(zap.Uint32("uid", uid), zap.String("binlog_pos", h.cause))
@@ -91,6 +95,7 @@ func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error
 	if r.rec, r.known, err = u.store.Account(uid); err != nil {
 		return Result{}, err
 	}
+	h.explain.record(r.rec, r.known)
 	if !r.known {
 		r.rec = state.Account{UID: uid}
 	}
@@ -98,6 +103,7 @@ func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
+	h.explain.drupal(u.reader, acct, exists)
 	var res Result
 	var f *failure
 	if exists {
@@ -201,7 +207,10 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	res := Result{UserName: user.UserName()}
 	r.uuid = acct.UUID
 	r.roles, _ = acct.Values["roles"].([]string)
-	in := r.scope.Evaluate(acct).In
+	decision := r.scope.Evaluate(acct)
+	r.explain.desired(user)
+	r.explain.scope(decision)
+	in := decision.In
 	if prev := r.previousUUID(); r.known && prev != "" && prev != acct.UUID {
 		return r.replacePrevious(ctx, user, prev, in)
 	}
@@ -215,11 +224,13 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 		r.rec.OutOfScope, r.scopeChanged = false, true
 	}
 	if user.UserName() == "" {
+		r.explain.decide(OpCreate, "no account of uid %d is known (no SCIM id in the state file)", r.uid)
 		return res, refused(OpCreate, "the account has no userName (its mapped source is empty)")
 	}
 	if r.rec.Creating && r.rec.SCIMID == "" {
 		// A POST started and its outcome was never saved: look before
 		// posting again.
+		r.explain.decide(OpCreate, "a POST /Users started and its outcome was never saved: the account is looked up before posting again")
 		found, f := r.lookup(ctx, OpCreate, user)
 		if f != nil {
 			return res, f
@@ -238,6 +249,11 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	case gone:
 		return r.createAgain(ctx, OpCreate, user)
 	case changes.Empty():
+		if r.verify {
+			r.explain.decide(actionNothing, "the server's copy matches Drupal on every mapped attribute")
+		} else {
+			r.explain.decide(actionNothing, "no mapped value changed since the last push")
+		}
 		if r.rec.Parked != nil || r.scopeChanged {
 			r.rec.Parked = nil
 			if err := r.save(); err != nil {
@@ -254,9 +270,13 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 // fingerprints of what was last pushed. gone reports that the account is
 // no longer on the server.
 func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Changes, gone bool, f *failure) {
+	var current scimclient.Resource
 	if r.verify {
-		current, cr, err := r.scim.client.GetUser(ctx, r.rec.SCIMID)
-		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users/"+r.rec.SCIMID, cr, err)
+		var cr scimclient.Result
+		var err error
+		current, cr, err = r.scim.client.GetUser(ctx, r.rec.SCIMID)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users/"+r.rec.SCIMID, nil, cr, err)
+		r.explain.got(r.rec.SCIMID, current, cr, err)
 		if scimclient.IsNotFound(err) {
 			return c, true, nil
 		}
@@ -273,6 +293,11 @@ func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Cha
 		// deactivated for leaving the scope that is back in it.
 		c.Set = append(c.Set, "active")
 	}
+	if current != nil {
+		r.explain.compared(user, current, c)
+	} else {
+		r.explain.diffed(user, r.rec.Pushed, c)
+	}
 	return c, false, nil
 }
 
@@ -281,6 +306,7 @@ func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Cha
 func (r *userRun) createAgain(ctx context.Context, op string, user mapping.User) (Result, *failure) {
 	r.log.Warn(MsgSCIMRequest, zap.String("op", op), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
 		zap.String("detail", "the account is gone from the server; creating it again"))
+	r.explain.decide(OpCreate, "the account %s is gone from the server: it is created again", r.rec.SCIMID)
 	r.rec.SCIMID, r.rec.Pushed = "", nil
 	r.forgetCopy()
 	return r.create(ctx, user)
@@ -289,6 +315,7 @@ func (r *userRun) createAgain(ctx context.Context, op string, user mapping.User)
 // update sends the changes, minus those whose operation is switched off.
 func (r *userRun) update(ctx context.Context, user mapping.User, changes mapping.Changes) (Result, *failure) {
 	res := Result{UserName: user.UserName()}
+	r.explain.decide(op(user, changes), "%s", differs(changes))
 	if changes.Has("active") && !r.prov.Allows(config.OpDeactivate) {
 		changes = changes.Without("active")
 	}
@@ -423,7 +450,8 @@ func (r *userRun) forget() error {
 // logCall writes the one line per SCIM call: info when it succeeded,
 // warn when the server refused it (the reconcile may still recover, e.g.
 // adopt after a 409; a parked uid gets its own error line).
-func (r *userRun) logCall(op, userName, method, path string, cr scimclient.Result, err error) {
+func (r *userRun) logCall(op, userName, method, path string, body any, cr scimclient.Result, err error) {
+	r.explain.request(op, method, path, body, cr, err)
 	fields := []zap.Field{
 		zap.String("op", op), zap.String("userName", userName), zap.String("scim_id", r.rec.SCIMID),
 		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
@@ -439,6 +467,7 @@ func (r *userRun) logCall(op, userName, method, path string, cr scimclient.Resul
 
 // dryRun logs a write that --dry-run does not send.
 func (r *userRun) dryRun(op, method, path string, body any) {
+	r.explain.unsent(op, method, path, body)
 	b, _ := json.Marshal(body)
 	r.log.Info(MsgSCIMDryRun, zap.String("op", op), zap.String("method", method), zap.String("path", path),
 		zap.String("body", string(b)))

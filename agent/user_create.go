@@ -17,6 +17,10 @@ import (
 // create POSTs the user, adopting the server's account on a 409.
 func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failure) {
 	res := Result{UserName: user.UserName()}
+	if r.explain != nil && r.explain.Decision.Action != OpCreate {
+		r.explain.decide(OpCreate, "no account of uid %d is known (no SCIM id in the state file)", r.uid)
+	}
+	r.explain.nothingThere(user)
 	if !r.prov.Allows(config.OpCreate) {
 		res.Outcome, res.Detail = Skipped, "create is switched off in provisioning.operations"
 		return res, nil
@@ -35,7 +39,7 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 	if err == nil {
 		r.rec.SCIMID, _ = created["id"].(string)
 	}
-	r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", cr, err)
+	r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", body, cr, err)
 	if scimclient.IsStatus(err, http.StatusConflict) {
 		found, f := r.lookup(ctx, OpCreate, user)
 		if f != nil {
@@ -75,17 +79,20 @@ func (r *userRun) lookup(ctx context.Context, op string, user mapping.User) (sci
 		}
 		filter := scimclient.FilterEq(by.attr, by.value)
 		list, cr, err := r.scim.client.ListUsers(ctx, filter, 1, 2)
-		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users?filter="+filter, cr, err)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users?filter="+filter, nil, cr, err)
 		if err != nil {
+			r.explain.lookedUp(filter, list, nil, cr, err)
 			return nil, classify(op, err)
 		}
 		for _, res := range list.Resources {
 			// A server that ignores or loosens the filter must not hand
 			// us somebody else's account.
 			if got, _ := res[by.attr].(string); matches(by.attr, got, by.value) {
+				r.explain.lookedUp(filter, list, res, cr, nil)
 				return res, nil
 			}
 		}
+		r.explain.lookedUp(filter, list, nil, cr, nil)
 	}
 	return nil, nil
 }
@@ -114,11 +121,18 @@ func (r *userRun) claim(userName, externalID string, found scimclient.Resource) 
 		return "", 0, retry(OpCreate, err)
 	}
 	if other != 0 && other != r.uid {
+		r.explain.note("not taken: the state file holds it for uid %d", other)
 		return id, other, nil
 	}
 	if ext, _ := found["externalId"].(string); ext != "" && externalID != "" && ext != externalID {
+		r.explain.note("not taken: it carries externalId %s, not this user's %s", ext, externalID)
 		return "", 0, refused(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
 			userName, id, ext))
+	}
+	if ext, _ := found["externalId"].(string); ext == "" {
+		r.explain.note("taken: no other uid's record holds it and it carries no externalId of another identity")
+	} else {
+		r.explain.note("taken: it carries this user's externalId and no other uid's record holds it")
 	}
 	return id, 0, nil
 }
@@ -170,7 +184,10 @@ func (r *userRun) adopt(ctx context.Context, user mapping.User, found scimclient
 	r.forgetCopy()
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
 		zap.String("detail", "adopted the server's existing account"))
-	return r.takeOver(ctx, user, id, r.mapper.Compare(user, found), Adopted)
+	changes := r.mapper.Compare(user, found)
+	r.explain.decide(actionAdopt, "the server already holds an account for userName %q (%s), found by a lookup: it is adopted and made to match", user.UserName(), id)
+	r.explain.compared(user, found, changes)
+	return r.takeOver(ctx, user, id, changes, Adopted)
 }
 
 // lenientCreate handles a POST whose answer is not the account sent: a
@@ -196,6 +213,8 @@ func (r *userRun) lenientCreate(ctx context.Context, user mapping.User, created 
 	detail += ": it is taken only if it is this user's, and made to match"
 	r.log.Warn(MsgLenientCreate, zap.String("userName", user.UserName()), zap.String("scim_id", answered),
 		zap.Int("status", cr.Status), zap.String("detail", detail))
+	r.explain.decide(actionAdopt, "%s", detail)
+	r.explain.compared(user, created, changes)
 	id, owner, f := r.claim(user.UserName(), user.ExternalID(), created)
 	if f != nil {
 		return res, f
@@ -282,8 +301,10 @@ func (r *userRun) previousUUID() string {
 // provisioning.scope takes it. A held deprovisioning holds the creation
 // too.
 func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev string, inScope bool) (Result, *failure) {
+	why := fmt.Sprintf("uid %d now belongs to uuid %s, not %s: the previous account is deprovisioned and a new one created", r.uid, r.uuid, prev)
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpDelete), zap.String("userName", r.rec.UserName), zap.String("scim_id", r.rec.SCIMID),
-		zap.String("detail", fmt.Sprintf("uid %d now belongs to uuid %s, not %s: the previous account is deprovisioned and a new one created", r.uid, r.uuid, prev)))
+		zap.String("detail", why))
+	r.explain.decide(r.prov.OnDelete, "%s", why)
 	uuid := r.uuid
 	r.uuid = "" // gone() deprovisions the previous person
 	res, f := r.gone(ctx)
@@ -304,5 +325,6 @@ func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev s
 		res.UserName = user.UserName()
 		return res, nil
 	}
+	r.explain.decide(OpCreate, "%s", why)
 	return r.create(ctx, user)
 }

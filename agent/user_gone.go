@@ -16,6 +16,7 @@ import (
 // deactivate with on_delete: deactivate. Only accounts the agent
 // provisioned are touched.
 func (r *userRun) gone(ctx context.Context) (Result, *failure) {
+	r.explain.decide(r.prov.OnDelete, "the Drupal user is gone (provisioning.on_delete: %s)", r.prov.OnDelete)
 	if r.prov.OnDelete == config.OpDeactivate {
 		return r.deprovision(ctx, r.deactivateGone)
 	}
@@ -29,6 +30,7 @@ func (r *userRun) gone(ctx context.Context) (Result, *failure) {
 func (r *userRun) deprovision(ctx context.Context, end func(context.Context, Result) (Result, *failure)) (Result, *failure) {
 	res := Result{UserName: r.rec.UserName, SCIMID: r.rec.SCIMID}
 	if !r.known || (r.rec.SCIMID == "" && !r.rec.Creating) {
+		r.explain.decide(actionNothing, "the agent provisioned no account for uid %d", r.uid)
 		res.Outcome = Unchanged
 		return res, nil
 	}
@@ -87,6 +89,7 @@ func (r *userRun) findLostCreate(ctx context.Context) (id, detail string, f *fai
 func (r *userRun) deactivateGone(ctx context.Context, res Result) (Result, *failure) {
 	switch {
 	case r.rec.Gone:
+		r.explain.decide(actionNothing, "the Drupal user is gone and its account was deactivated already")
 		res.Outcome = Unchanged
 		return res, nil
 	case r.rec.OutOfScope && !r.rec.Active:
@@ -105,6 +108,7 @@ func (r *userRun) deactivateGone(ctx context.Context, res Result) (Result, *fail
 		return res, nil
 	}
 	user := mapping.User{UID: r.uid, Values: map[string]any{"active": false, "userName": r.rec.UserName}}
+	r.explain.diffed(user, r.rec.Pushed, mapping.Changes{Set: []string{"active"}})
 	if f := r.send(ctx, OpDeactivate, user, mapping.Changes{Set: []string{"active"}}); f.notFound() {
 		res.Outcome = Deleted // already gone: nothing left to deactivate
 		if err := r.forget(); err != nil {
@@ -159,7 +163,7 @@ func (r *userRun) delete(ctx context.Context, path string) *failure {
 		if scimclient.IsNotFound(err) {
 			err = nil // already gone: the goal is met
 		}
-		r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, cr, err)
+		r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, nil, cr, err)
 		switch {
 		case err == nil:
 			return nil

@@ -24,12 +24,15 @@ func (r *userRun) outOfScope(ctx context.Context, user mapping.User) (Result, *f
 				return res, retry(OpCreate, err)
 			}
 		}
+		r.explain.decide(actionNothing, "outside provisioning.scope, and never provisioned")
 		r.quiet = true
 		res.Outcome, res.Detail = Skipped, "outside provisioning.scope"
 		return res, nil
 	}
+	r.explain.decide(r.prov.OutOfScope, "the user left provisioning.scope (out_of_scope: %s)", r.prov.OutOfScope)
 	switch r.prov.OutOfScope {
 	case config.OutOfScopeIgnore:
+		r.explain.decide(actionRelease, "the user left provisioning.scope (out_of_scope: ignore): its account is left as it is and no longer managed")
 		return r.release(res)
 	case config.OutOfScopeDelete:
 		res, f := r.deprovision(ctx, r.deleteGone)
@@ -64,6 +67,7 @@ func (r *userRun) deactivateOutOfScope(ctx context.Context, res Result, user map
 	res.Detail = "outside provisioning.scope"
 	switch {
 	case r.rec.OutOfScope && !r.verify:
+		r.explain.decide(actionNothing, "outside provisioning.scope: its account was deactivated for it and is no longer updated")
 		res.Outcome = Unchanged
 		return res, nil
 	case !r.prov.Allows(config.OpDeactivate):
@@ -76,6 +80,7 @@ func (r *userRun) deactivateOutOfScope(ctx context.Context, res Result, user map
 		case f.notFound():
 			// Deleted on the server: nothing to create for a user outside
 			// the scope.
+			r.explain.decide(actionNothing, "outside provisioning.scope, and its account is gone from the server: nothing to create")
 			r.scopeChanged = true
 			res.Outcome, res.Detail = Unchanged, "outside provisioning.scope, and its account is gone from the server: nothing to create"
 			if err := r.forget(); err != nil {
@@ -85,15 +90,13 @@ func (r *userRun) deactivateOutOfScope(ctx context.Context, res Result, user map
 		case f != nil:
 			return res, f
 		case !mapping.Active(current):
+			r.explain.decide(actionNothing, "outside provisioning.scope, and its account is inactive on the server")
 			return r.markOutOfScope(res)
 		}
 	} else if !r.rec.Active {
 		// Pushed inactive already (a blocked user): nothing to send.
+		r.explain.decide(actionNothing, "outside provisioning.scope, and its account was pushed inactive already")
 		return r.markOutOfScope(res)
-	}
-	if !r.allowDeprovision(OpDeactivate) {
-		res.Outcome, res.Op = Held, OpDeactivate
-		return res, nil
 	}
 	off := mapping.User{UID: r.uid, Values: map[string]any{}}
 	for p, v := range user.Values {
@@ -101,6 +104,15 @@ func (r *userRun) deactivateOutOfScope(ctx context.Context, res Result, user map
 	}
 	off.Values["active"] = false
 	changes := mapping.Changes{Set: []string{"active"}}
+	if r.current != nil {
+		r.explain.compared(off, r.current, changes)
+	} else {
+		r.explain.diffed(off, r.rec.Pushed, changes)
+	}
+	if !r.allowDeprovision(OpDeactivate) {
+		res.Outcome, res.Op = Held, OpDeactivate
+		return res, nil
+	}
 	if f := r.send(ctx, OpDeactivate, off, changes); f.notFound() {
 		res.Outcome = Deleted // already gone: nothing left to deactivate
 		r.scopeChanged = true

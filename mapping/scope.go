@@ -233,10 +233,10 @@ func (d Decision) String() string {
 	var fails []string
 	for _, c := range d.Checks {
 		if !c.Holds {
-			fails = append(fails, fmt.Sprintf("clause %d at condition %d", c.Clause, c.Condition))
+			fails = append(fails, fmt.Sprintf("clause %d fails at condition %d", c.Clause, c.Condition))
 		}
 	}
-	return "out of scope: no clause holds (" + strings.Join(fails, ", ") + " fails)"
+	return "out of scope: no clause holds (" + strings.Join(fails, ", ") + ")"
 }
 
 // Evaluate decides whether the account is in scope, and records how.

@@ -128,7 +128,7 @@ func TestScopeDecisionAndConditionText(t *testing.T) {
 	if !reflect.DeepEqual(tests, want) {
 		t.Fatalf("tests = %q, want %q", tests, want)
 	}
-	if got := d.String(); got != "out of scope: no clause holds (clause 1 at condition 2, clause 2 at condition 1 fails)" {
+	if got := d.String(); got != "out of scope: no clause holds (clause 1 fails at condition 2, clause 2 fails at condition 1)" {
 		t.Fatalf("String() = %q", got)
 	}
 	if got := (Decision{In: true, Clause: 2}).String(); got != "in scope: clause 2 holds" {
