@@ -421,3 +421,57 @@ func TestDriftRepairKnowsTheScope(t *testing.T) {
 		t.Fatalf("after the repair: %v, want inactive", su.Attributes)
 	}
 }
+
+// TestExplainRidesTheWorkQueue: an explanation is recorded by the
+// reconcile the running agent's workers run, and reaches the caller with
+// its result; a key merged with other work is explained all the same.
+func TestExplainRidesTheWorkQueue(t *testing.T) {
+	h := newHarness(t, withScope(staffOnly, ""), withProvisioning("max_deletes: 1"))
+	in := h.create(drupaltest.User{Name: "in1", Mail: str("in1@example.org"), Status: 1, Roles: []string{"staff"}})
+	out := h.create(drupaltest.User{Name: "out1", Mail: str("out1@example.org"), Status: 1})
+	leaving := []uint32{
+		h.create(drupaltest.User{Name: "l1", Mail: str("l1@example.org"), Status: 1, Roles: []string{"staff"}}),
+		h.create(drupaltest.User{Name: "l2", Mail: str("l2@example.org"), Status: 1, Roles: []string{"staff"}}),
+	}
+	h.start()
+	h.settle()
+	for _, uid := range leaving {
+		h.update(uid, func(u *drupaltest.User) { u.Roles = nil })
+	}
+	eventually(t, "the guard to hold one deactivation", func() bool { return h.agent.guard.HeldCount() == 1 })
+	results, err := h.agent.SyncNow(context.Background(), Selection{UIDs: append([]uint32{in, out, 0}, leaving...), Explain: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, res := range results {
+		x := res.Explain
+		if x == nil || x.UID != res.UID || x.Decision.Outcome != res.Outcome {
+			t.Fatalf("uid %d: %s with explanation %+v", res.UID, res.Outcome, x)
+		}
+		var text strings.Builder
+		if err := x.WriteText(&text); err != nil || !strings.Contains(text.String(), "8. Requests") {
+			t.Fatalf("uid %d: text %v\n%s", res.UID, err, text.String())
+		}
+		switch res.UID {
+		case in:
+			if res.Outcome != Unchanged || !x.Scope.In || len(x.Server) != 1 || x.Record == nil {
+				t.Fatalf("in scope: %s\n%s", res.Outcome, text.String())
+			}
+		case out:
+			if res.Outcome != Skipped || x.Scope.In || x.Decision.Why != "outside provisioning.scope, and never provisioned" {
+				t.Fatalf("outside the scope: %s\n%s", res.Outcome, text.String())
+			}
+		case 0:
+			if x.Drupal.Skipped == "" || !strings.Contains(x.Decision.Why, "excluded") {
+				t.Fatalf("uid 0: %s\n%s", res.Outcome, text.String())
+			}
+		default:
+			if res.Outcome != Held && res.Outcome != Unchanged {
+				t.Fatalf("a user who left the scope: %s\n%s", res.Outcome, text.String())
+			}
+			if res.Outcome == Held && !strings.Contains(x.Decision.Detail, "deletion guard holds it") {
+				t.Fatalf("held: %s\n%s", x.Decision.Detail, text.String())
+			}
+		}
+	}
+}
