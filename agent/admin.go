@@ -70,7 +70,7 @@ var controlPaths = []string{"/sync", "/retry", "/approve-deletes"}
 // ControlHandler serves the control socket (admin.socket): everything
 // Handler serves, and
 //
-//	POST /sync             {"uids":[...],"dry_run":bool}: reconcile now; answers the Results
+//	POST /sync             {"uids":[...],"dry_run":bool,"explain":bool}: reconcile now; answers the Results
 //	POST /retry            {"uids":[...]} or {"parked":true}: reconcile parked uids now
 //	POST /approve-deletes  release the deletion guard
 //
@@ -129,6 +129,9 @@ type SyncRequest struct {
 	DryRun   bool `json:"dry_run,omitempty"`
 	// Parked adds every parked uid and role (retry --parked).
 	Parked bool `json:"parked,omitempty"`
+	// Explain asks each user's reconcile told step by step (sync
+	// --explain): every Result carries its Explanation.
+	Explain bool `json:"explain,omitempty"`
 }
 
 // SyncResponse answers POST /sync and POST /retry.
@@ -142,7 +145,7 @@ func (a *Agent) handleSync(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
 		return
 	}
-	sel := Selection{UIDs: req.UIDs, Roles: req.Roles}
+	sel := Selection{UIDs: req.UIDs, Roles: req.Roles, Explain: req.Explain}
 	if req.AllRoles {
 		keys, err := a.roleKeys(r.Context())
 		if err != nil {

@@ -114,7 +114,7 @@ func Open(ctx context.Context, opts Options) (_ *Agent, err error) {
 			a.Close()
 		}
 	}()
-	mapper, err := mapping.New(cfg.Mapping)
+	mapper, scope, sources, err := readSources(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -133,15 +133,12 @@ func Open(ctx context.Context, opts Options) (_ *Agent, err error) {
 	a.guard = openGuard(cfg.Provisioning, a.store, opts, a.log)
 	a.saved = &checkpoint{store: a.store, dryRun: opts.DryRun, before: a.guard.Flush, observe: a.metrics.observePosition, log: a.log}
 	tables := drupal.Tables{Prefix: cfg.MySQL.TablePrefix}
-	sources := mapper.Sources()
-	// Groups: a user's roles say which groups to queue once it exists.
-	sources.Roles = sources.Roles || cfg.Groups.Enabled
 	reader := drupal.NewReader(a.db, tables, sources)
-	a.kinds.users = &users{prov: cfg.Provisioning, log: a.log, mapper: mapper, reader: reader,
+	a.kinds.users = &users{prov: cfg.Provisioning, log: a.log, mapper: mapper, scope: scope, reader: reader,
 		store: a.store, scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall,
-		requeue: func(uid uint32, cause string) { a.work.requeue(userKey(uid), cause) },
-		created: a.queueRolesOf}
-	a.kinds.groups = &groups{cfg: cfg.Groups, prov: cfg.Provisioning, log: a.log, reader: reader, store: a.store,
+		requeue:    func(uid uint32, cause string) { a.work.requeue(userKey(uid), cause) },
+		membership: a.queueRolesOf}
+	a.kinds.groups = &groups{cfg: cfg.Groups, prov: cfg.Provisioning, scope: scope, log: a.log, reader: reader, store: a.store,
 		scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall}
 	a.stream, err = binlog.Open(ctx, binlog.Config{
 		DSN:         cfg.MySQL.DSN,
@@ -213,10 +210,30 @@ type reconcilers struct {
 	groups *groups
 }
 
-// queueRolesOf queues the groups of a user just created or adopted:
-// their members wait for its account (see groupRun.present). Only a
-// running agent does: a sync without one reconciles the groups it is
-// asked for, after its users.
+// readSources returns what the agent reads of each user: the mapping,
+// provisioning.scope, and the union of their sources, with the roles
+// when groups are on (a user's roles say which groups to queue once it
+// exists). The reader loads exactly these, and the binlog watches exactly
+// these.
+func readSources(cfg *config.Config) (*mapping.Mapper, *mapping.Scope, drupal.Sources, error) {
+	mapper, err := mapping.New(cfg.Mapping)
+	if err != nil {
+		return nil, nil, drupal.Sources{}, err
+	}
+	scope, err := mapping.NewScope(cfg.Provisioning.ScopeClauses())
+	if err != nil {
+		return nil, nil, drupal.Sources{}, fmt.Errorf("provisioning.%w", err)
+	}
+	sources := mapper.Sources().Merge(scope.Sources())
+	sources.Roles = sources.Roles || cfg.Groups.Enabled
+	return mapper, scope, sources, nil
+}
+
+// queueRolesOf queues the groups of a user whose membership may have
+// changed: just created or adopted (their members wait for its account,
+// see groupRun.present), or gone out of or back into provisioning.scope.
+// Only a running agent does: a sync without one reconciles the groups it
+// is asked for, after its users.
 func (a *Agent) queueRolesOf(uid uint32, roles []string) {
 	if !a.life.running.Load() {
 		return

@@ -12,7 +12,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/drupal"
-	"github.com/scim-agent/scim-agent/mapping"
 	"github.com/scim-agent/scim-agent/scimclient"
 )
 
@@ -279,12 +278,11 @@ func isMySQLError(err error, number uint16) bool {
 // checkTables verifies that the Drupal tables the mapping reads exist
 // behind the prefix and that the account may SELECT from them.
 func checkTables(ctx context.Context, db *sql.DB, cfg *config.Config, schema string) CheckResult {
-	m, err := mapping.New(cfg.Mapping)
+	_, _, src, err := readSources(cfg)
 	if err != nil {
-		return failed("mysql.tables", err.Error(), "fix the mapping section")
+		return failed("mysql.tables", err.Error(), "fix the mapping section or provisioning.scope")
 	}
 	t := drupal.Tables{Prefix: cfg.MySQL.TablePrefix}
-	src := m.Sources()
 	tables := []string{t.Users(), t.FieldData()}
 	if src.Roles {
 		tables = append(tables, t.Roles())

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/state"
+	"github.com/scim-agent/scim-agent/mapping"
 	"github.com/scim-agent/scim-agent/scimclient"
 )
 
@@ -182,7 +185,7 @@ func (d *drift) compare(ctx context.Context, resources []scimclient.Resource) er
 	if err != nil {
 		return err
 	}
-	m := d.a.kinds.users.mapper
+	m, scope := d.a.kinds.users.mapper, d.a.kinds.users.scope
 	for _, uid := range uids {
 		acct, exists := accounts[uid]
 		switch {
@@ -190,6 +193,13 @@ func (d *drift) compare(ctx context.Context, resources []scimclient.Resource) er
 			d.rep.Orphans++
 			d.flagged = append(d.flagged, uid)
 		case acct.Values == nil:
+		case !scope.In(acct):
+			// Outside provisioning.scope: the account should be inactive
+			// (out_of_scope: deactivate), or no longer managed at all.
+			if d.a.cfg.Provisioning.OutOfScope != config.OutOfScopeDeactivate || mapping.Active(server[uid]) {
+				d.rep.Drifted++
+				d.flagged = append(d.flagged, uid)
+			}
 		case !m.Compare(m.Map(acct), server[uid]).Empty():
 			d.rep.Drifted++
 			d.flagged = append(d.flagged, uid)
@@ -214,20 +224,43 @@ func (d *drift) findMissing() {
 }
 
 // findUnprovisioned flags the Drupal users the state file has no record
-// of.
+// of, but those provisioning.scope leaves out.
 func (d *drift) findUnprovisioned(ctx context.Context) error {
 	for uids, err := range d.a.kinds.users.reader.UIDPages(ctx, syncPageSize) {
 		if err != nil {
 			return err
 		}
+		var unknown []uint32
 		for _, uid := range uids {
 			if !d.known[uid] && !d.a.cfg.Provisioning.Excluded(uid) {
-				d.rep.Unprovisioned++
-				d.flagged = append(d.flagged, uid)
+				unknown = append(unknown, uid)
 			}
 		}
+		if unknown, err = d.inScope(ctx, unknown); err != nil {
+			return err
+		}
+		d.rep.Unprovisioned += len(unknown)
+		d.flagged = append(d.flagged, unknown...)
 	}
 	return nil
+}
+
+// inScope returns the uids provisioning.scope takes (all of them without
+// a scope; a uid whose users row went meanwhile is kept, for its
+// reconcile to say so).
+func (d *drift) inScope(ctx context.Context, uids []uint32) ([]uint32, error) {
+	scope := d.a.kinds.users.scope
+	if scope.Everyone() || len(uids) == 0 {
+		return uids, nil
+	}
+	accounts, err := d.a.kinds.users.reader.LoadMany(ctx, uids)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(uids, func(uid uint32) bool {
+		a, ok := accounts[uid]
+		return ok && (a.Values == nil || !scope.In(a))
+	}), nil
 }
 
 // repair reconciles the flagged uids through the workers, comparing with

@@ -13,6 +13,7 @@ import (
 	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/drupal"
 	"github.com/scim-agent/scim-agent/internal/state"
+	"github.com/scim-agent/scim-agent/mapping"
 	"github.com/scim-agent/scim-agent/scimclient"
 )
 
@@ -34,6 +35,7 @@ const (
 type groups struct {
 	cfg      config.Groups
 	prov     config.Provisioning
+	scope    *mapping.Scope // provisioning.scope: only users in it are members
 	log      *zap.Logger
 	reader   *drupal.Reader
 	store    *state.Store
@@ -183,13 +185,16 @@ func (r *groupRun) present(ctx context.Context, role drupal.Role) (Result, *fail
 // members returns the SCIM ids of the users holding the role who are
 // members (provisioned: a SCIM id known), sorted, and how many holders
 // will be once their pending create is done. Excluded and parked users
-// are not members, nor are users whose create is switched off; a blocked
-// user stays one.
+// are not members, nor are users whose create is switched off, nor users
+// outside provisioning.scope (an account deactivated for leaving it, or a
+// holder never provisioned for being outside it); a blocked user stays
+// one.
 func (r *groupRun) members(ctx context.Context) (ids []string, pending int, f *failure) {
 	uids, err := r.reader.RoleHolders(ctx, r.role)
 	if err != nil {
 		return nil, 0, retry(OpGroupUpdate, err)
 	}
+	var unprovisioned []uint32
 	for _, uid := range uids {
 		if r.prov.Excluded(uid) {
 			continue
@@ -198,15 +203,39 @@ func (r *groupRun) members(ctx context.Context) (ids []string, pending int, f *f
 		switch {
 		case err != nil:
 			return nil, 0, retry(OpGroupUpdate, err)
+		case ok && acc.OutOfScope:
 		case ok && acc.SCIMID != "":
 			ids = append(ids, acc.SCIMID)
 		case ok && acc.Parked != nil, !r.prov.Allows(config.OpCreate):
 		default:
-			pending++
+			unprovisioned = append(unprovisioned, uid)
 		}
+	}
+	if pending, err = r.inScope(ctx, unprovisioned); err != nil {
+		return nil, 0, retry(OpGroupUpdate, err)
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), pending, nil
+}
+
+// inScope counts the holders not provisioned yet whose create is
+// pending: those provisioning.scope takes (read in one query; only when
+// there is a scope).
+func (r *groupRun) inScope(ctx context.Context, uids []uint32) (int, error) {
+	if r.scope.Everyone() || len(uids) == 0 {
+		return len(uids), nil
+	}
+	accounts, err := r.reader.LoadMany(ctx, uids)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, a := range accounts {
+		if a.Values != nil && r.scope.In(a) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // gone reconciles a role deleted in Drupal: its group is deleted

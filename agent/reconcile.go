@@ -16,7 +16,14 @@ func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Res
 	if k.kind == kindRole {
 		res, err = a.kinds.groups.reconcile(ctx, k.role, h)
 	} else {
+		if it.explain {
+			h.explain = &Explanation{UID: k.uid, DryRun: h.dry, Server: []ServerStep{}, Requests: []RequestStep{}}
+		}
 		res, err = a.kinds.users.reconcile(ctx, k.uid, h)
+		if h.explain != nil {
+			h.explain.finish(res, err)
+			res.Explain = h.explain
+		}
 	}
 	if err == nil && (!k.dry || a.opts.DryRun) {
 		a.tally.add(res.Outcome)
@@ -30,6 +37,9 @@ func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Res
 type Selection struct {
 	UIDs  []uint32
 	Roles []string
+	// Explain records each user's reconcile step by step in its Result
+	// (sync --explain).
+	Explain bool
 }
 
 // keys returns the selection's keys, each once, users first; dry marks
@@ -59,7 +69,7 @@ func (s Selection) keys(dry bool) []key {
 // anyAnswer a failed attempt is its key's answer (an operator's request);
 // else only a final result.
 func (a *Agent) reconcileNow(ctx context.Context, sel Selection, cause string, dry, anyAnswer bool) ([]Result, error) {
-	req := a.work.ask(sel.keys(dry), cause, true, anyAnswer)
+	req := a.work.askItem(sel.keys(dry), item{cause: cause, verify: true, explain: sel.Explain}, anyAnswer)
 	if err := a.work.wait(ctx, req); err != nil {
 		return nil, err
 	}
@@ -139,7 +149,7 @@ func (a *Agent) ReconcileAll(ctx context.Context, sel Selection, dryRun bool) ([
 		<-done
 	}()
 	// Users first: a group's members are the users' accounts.
-	users, err := a.reconcileNow(ctx, Selection{UIDs: sel.UIDs}, "manual", dryRun, true)
+	users, err := a.reconcileNow(ctx, Selection{UIDs: sel.UIDs, Explain: sel.Explain}, "manual", dryRun, true)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +160,7 @@ func (a *Agent) ReconcileAll(ctx context.Context, sel Selection, dryRun bool) ([
 	results := append(users, groups...)
 	// A create that waited for another key of the selection (a deletion
 	// done meanwhile) is tried once more.
-	var again Selection
+	again := Selection{Explain: sel.Explain}
 	for _, res := range results {
 		if res.Outcome == Waiting && res.Role == "" {
 			again.UIDs = append(again.UIDs, res.UID)

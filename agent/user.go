@@ -24,6 +24,7 @@ type users struct {
 	prov   config.Provisioning
 	log    *zap.Logger
 	mapper *mapping.Mapper
+	scope  *mapping.Scope // provisioning.scope: who is provisioned
 	reader *drupal.Reader
 	store  *state.Store
 	scim   *scimServer
@@ -33,9 +34,10 @@ type users struct {
 	noteCall func(method string, cr scimclient.Result, err error)
 	// requeue queues another uid (whose reconcile a create waits for).
 	requeue func(uid uint32, cause string)
-	// created tells that uid got an account (created or adopted) while
-	// holding roles: their groups may now add it.
-	created func(uid uint32, roles []string)
+	// membership tells that uid's groups may take it or drop it now: it
+	// got an account (created or adopted), or went out of or back into
+	// provisioning.scope, while holding roles.
+	membership func(uid uint32, roles []string)
 }
 
 // how says how one reconcile runs.
@@ -46,6 +48,9 @@ type how struct {
 	// attempt counts the tries of this reconcile (1 for the first, 0 when
 	// nobody retries it).
 	attempt int
+	// explain, when set, records the reconcile step by step (sync
+	// --explain).
+	explain *Explanation
 }
 
 // userRun is one user's reconcile in progress: the uid, its logger (every
@@ -66,6 +71,12 @@ type userRun struct {
 	// noFilter: this reconcile sends no value-filtered PATCH path (the
 	// server refused one).
 	noFilter bool
+	// scopeChanged: the user went out of or back into provisioning.scope
+	// as far as its groups go (its record marked, cleared or dropped).
+	scopeChanged bool
+	// quiet: a skip not worth a log line (a user outside the scope and
+	// never provisioned, like an excluded uid).
+	quiet bool
 }
 
 // reconcile makes the server's copy of uid equal to Drupal's user now. A
@@ -74,6 +85,7 @@ type userRun struct {
 // the credentials).
 func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error) {
 	if u.prov.Excluded(uid) {
+		h.explain.excluded(uid)
 		return Result{UID: uid, Outcome: Skipped, Detail: "uid is excluded"}, nil
 	}
 	log := u.log.With(zap.Uint32("uid", uid), zap.String("binlog_pos", h.cause))
@@ -83,6 +95,7 @@ func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error
 	if r.rec, r.known, err = u.store.Account(uid); err != nil {
 		return Result{}, err
 	}
+	h.explain.record(r.rec, r.known)
 	if !r.known {
 		r.rec = state.Account{UID: uid}
 	}
@@ -90,6 +103,7 @@ func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
+	h.explain.drupal(u.reader, acct, exists)
 	var res Result
 	var f *failure
 	if exists {
@@ -115,8 +129,8 @@ func (r *userRun) finish(res Result) Result {
 	res.UID = r.uid
 	if !r.dry {
 		r.settleGuard(res.Outcome)
-		if (res.Outcome == Created || res.Outcome == Adopted) && len(r.roles) > 0 && r.created != nil {
-			r.created(r.uid, r.roles)
+		if r.membershipChanged(res.Outcome) && len(r.roles) > 0 && r.membership != nil {
+			r.membership(r.uid, r.roles)
 		}
 	}
 	if res.Op == "" && res.Outcome != Unchanged && res.Outcome != Skipped {
@@ -132,11 +146,26 @@ func (r *userRun) finish(res Result) Result {
 	case Unchanged:
 		r.log.Debug(MsgReconcileUnchanged)
 	case Skipped:
-		r.log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+		if !r.quiet {
+			r.log.Info(MsgReconcileSkipped, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
+		}
 	case Waiting:
 		r.log.Info(MsgReconcileWaiting, zap.String("userName", res.UserName), zap.String("detail", res.Detail))
 	}
 	return res
+}
+
+// membershipChanged reports whether the reconcile, ending with o, may
+// have changed which groups hold the user: it got an account, or its
+// record now says it is in or out of provisioning.scope.
+func (r *userRun) membershipChanged(o Outcome) bool {
+	switch o {
+	case Created, Adopted:
+		return true
+	case Failed, Held, Waiting:
+		return false
+	}
+	return r.scopeChanged
 }
 
 // opFor is the operation an outcome reached comes from.
@@ -178,15 +207,30 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	res := Result{UserName: user.UserName()}
 	r.uuid = acct.UUID
 	r.roles, _ = acct.Values["roles"].([]string)
+	decision := r.scope.Evaluate(acct)
+	r.explain.desired(user)
+	r.explain.scope(decision)
+	in := decision.In
 	if prev := r.previousUUID(); r.known && prev != "" && prev != acct.UUID {
-		return r.replacePrevious(ctx, user, prev)
+		return r.replacePrevious(ctx, user, prev, in)
+	}
+	if !in {
+		return r.outOfScope(ctx, user)
+	}
+	if r.rec.OutOfScope {
+		// Back in scope: the account deactivated for leaving it is
+		// reactivated below (the active pushed was false), with what
+		// changed meanwhile, and its groups take it again.
+		r.rec.OutOfScope, r.scopeChanged = false, true
 	}
 	if user.UserName() == "" {
+		r.explain.decide(OpCreate, "no account of uid %d is known (no SCIM id in the state file)", r.uid)
 		return res, refused(OpCreate, "the account has no userName (its mapped source is empty)")
 	}
 	if r.rec.Creating && r.rec.SCIMID == "" {
 		// A POST started and its outcome was never saved: look before
 		// posting again.
+		r.explain.decide(OpCreate, "a POST /Users started and its outcome was never saved: the account is looked up before posting again")
 		found, f := r.lookup(ctx, OpCreate, user)
 		if f != nil {
 			return res, f
@@ -205,7 +249,12 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	case gone:
 		return r.createAgain(ctx, OpCreate, user)
 	case changes.Empty():
-		if r.rec.Parked != nil {
+		if r.verify {
+			r.explain.decide(actionNothing, "the server's copy matches Drupal on every mapped attribute")
+		} else {
+			r.explain.decide(actionNothing, "no mapped value changed since the last push")
+		}
+		if r.rec.Parked != nil || r.scopeChanged {
 			r.rec.Parked = nil
 			if err := r.save(); err != nil {
 				return res, retry(OpUpdate, err)
@@ -221,9 +270,13 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 // fingerprints of what was last pushed. gone reports that the account is
 // no longer on the server.
 func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Changes, gone bool, f *failure) {
+	var current scimclient.Resource
 	if r.verify {
-		current, cr, err := r.scim.client.GetUser(ctx, r.rec.SCIMID)
-		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users/"+r.rec.SCIMID, cr, err)
+		var cr scimclient.Result
+		var err error
+		current, cr, err = r.scim.client.GetUser(ctx, r.rec.SCIMID)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users/"+r.rec.SCIMID, nil, cr, err)
+		r.explain.got(r.rec.SCIMID, current, cr, err)
 		if scimclient.IsNotFound(err) {
 			return c, true, nil
 		}
@@ -235,9 +288,15 @@ func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Cha
 	} else {
 		c = r.mapper.Diff(user, r.rec.Pushed)
 	}
-	if r.rec.Gone && !c.Has("active") && user.Active() {
-		// Deleted-then-deactivated copy of an account that is back.
+	if (r.rec.Gone || r.scopeChanged && !r.rec.Active) && !c.Has("active") && user.Active() {
+		// Deleted-then-deactivated copy of an account that is back, or one
+		// deactivated for leaving the scope that is back in it.
 		c.Set = append(c.Set, "active")
+	}
+	if current != nil {
+		r.explain.compared(user, current, c)
+	} else {
+		r.explain.diffed(user, r.rec.Pushed, c)
 	}
 	return c, false, nil
 }
@@ -247,6 +306,7 @@ func (r *userRun) changes(ctx context.Context, user mapping.User) (c mapping.Cha
 func (r *userRun) createAgain(ctx context.Context, op string, user mapping.User) (Result, *failure) {
 	r.log.Warn(MsgSCIMRequest, zap.String("op", op), zap.String("userName", user.UserName()), zap.String("scim_id", r.rec.SCIMID),
 		zap.String("detail", "the account is gone from the server; creating it again"))
+	r.explain.decide(OpCreate, "the account %s is gone from the server: it is created again", r.rec.SCIMID)
 	r.rec.SCIMID, r.rec.Pushed = "", nil
 	r.forgetCopy()
 	return r.create(ctx, user)
@@ -255,6 +315,7 @@ func (r *userRun) createAgain(ctx context.Context, op string, user mapping.User)
 // update sends the changes, minus those whose operation is switched off.
 func (r *userRun) update(ctx context.Context, user mapping.User, changes mapping.Changes) (Result, *failure) {
 	res := Result{UserName: user.UserName()}
+	r.explain.decide(op(user, changes), "%s", differs(changes))
 	if changes.Has("active") && !r.prov.Allows(config.OpDeactivate) {
 		changes = changes.Without("active")
 	}
@@ -389,7 +450,8 @@ func (r *userRun) forget() error {
 // logCall writes the one line per SCIM call: info when it succeeded,
 // warn when the server refused it (the reconcile may still recover, e.g.
 // adopt after a 409; a parked uid gets its own error line).
-func (r *userRun) logCall(op, userName, method, path string, cr scimclient.Result, err error) {
+func (r *userRun) logCall(op, userName, method, path string, body any, cr scimclient.Result, err error) {
+	r.explain.request(op, method, path, body, cr, err)
 	fields := []zap.Field{
 		zap.String("op", op), zap.String("userName", userName), zap.String("scim_id", r.rec.SCIMID),
 		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
@@ -405,6 +467,7 @@ func (r *userRun) logCall(op, userName, method, path string, cr scimclient.Resul
 
 // dryRun logs a write that --dry-run does not send.
 func (r *userRun) dryRun(op, method, path string, body any) {
+	r.explain.unsent(op, method, path, body)
 	b, _ := json.Marshal(body)
 	r.log.Info(MsgSCIMDryRun, zap.String("op", op), zap.String("method", method), zap.String("path", path),
 		zap.String("body", string(b)))

@@ -17,6 +17,10 @@ import (
 // create POSTs the user, adopting the server's account on a 409.
 func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failure) {
 	res := Result{UserName: user.UserName()}
+	if r.explain != nil && r.explain.Decision.Action != OpCreate {
+		r.explain.decide(OpCreate, "no account of uid %d is known (no SCIM id in the state file)", r.uid)
+	}
+	r.explain.nothingThere(user)
 	if !r.prov.Allows(config.OpCreate) {
 		res.Outcome, res.Detail = Skipped, "create is switched off in provisioning.operations"
 		return res, nil
@@ -35,7 +39,7 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 	if err == nil {
 		r.rec.SCIMID, _ = created["id"].(string)
 	}
-	r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", cr, err)
+	r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", body, cr, err)
 	if scimclient.IsStatus(err, http.StatusConflict) {
 		found, f := r.lookup(ctx, OpCreate, user)
 		if f != nil {
@@ -78,17 +82,20 @@ func (r *userRun) lookup(ctx context.Context, op string, user mapping.User) (sci
 		}
 		filter := scimclient.FilterEq(by.attr, by.value)
 		list, cr, err := r.scim.client.ListUsers(ctx, filter, 1, 2)
-		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users?filter="+filter, cr, err)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, "/Users?filter="+filter, nil, cr, err)
 		if err != nil {
+			r.explain.lookedUp(filter, list, nil, cr, err)
 			return nil, classify(op, err)
 		}
 		for _, res := range list.Resources {
 			// A server that ignores or loosens the filter must not hand
 			// us somebody else's account.
 			if got, _ := res[by.attr].(string); matches(by.attr, got, by.value) {
+				r.explain.lookedUp(filter, list, res, cr, nil)
 				return res, nil
 			}
 		}
+		r.explain.lookedUp(filter, list, nil, cr, nil)
 	}
 	return nil, nil
 }
@@ -99,7 +106,7 @@ func (r *userRun) lookup(ctx context.Context, op string, user mapping.User) (sci
 func (r *userRun) scanUsers(ctx context.Context, op string, user mapping.User) (scimclient.Resource, *failure) {
 	list := func(ctx context.Context, start, count int) (scimclient.ListResponse, error) {
 		page, cr, err := r.scim.client.ListUsers(ctx, "", start, count)
-		r.logCall(OpLookup, user.UserName(), http.MethodGet, fmt.Sprintf("/Users?startIndex=%d&count=%d", start, count), cr, err)
+		r.logCall(OpLookup, user.UserName(), http.MethodGet, fmt.Sprintf("/Users?startIndex=%d&count=%d", start, count), nil, cr, err)
 		return page, err
 	}
 	found, err := scan(ctx, list, func(res scimclient.Resource) int {
@@ -143,11 +150,18 @@ func (r *userRun) claim(userName, externalID string, found scimclient.Resource) 
 		return "", 0, retry(OpCreate, err)
 	}
 	if other != 0 && other != r.uid {
+		r.explain.note("not taken: the state file holds it for uid %d", other)
 		return id, other, nil
 	}
 	if ext, _ := found["externalId"].(string); ext != "" && externalID != "" && ext != externalID {
+		r.explain.note("not taken: it carries externalId %s, not this user's %s", ext, externalID)
 		return "", 0, refused(OpCreate, fmt.Sprintf("userName %q is taken on the server by account %s, which belongs to externalId %s",
 			userName, id, ext))
+	}
+	if ext, _ := found["externalId"].(string); ext == "" {
+		r.explain.note("taken: no other uid's record holds it and it carries no externalId of another identity")
+	} else {
+		r.explain.note("taken: it carries this user's externalId and no other uid's record holds it")
 	}
 	return id, 0, nil
 }
@@ -199,7 +213,10 @@ func (r *userRun) adopt(ctx context.Context, user mapping.User, found scimclient
 	r.forgetCopy()
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpCreate), zap.String("userName", user.UserName()), zap.String("scim_id", id),
 		zap.String("detail", "adopted the server's existing account"))
-	return r.takeOver(ctx, user, id, r.mapper.Compare(user, found), Adopted)
+	changes := r.mapper.Compare(user, found)
+	r.explain.decide(actionAdopt, "the server already holds an account for userName %q (%s), found by a lookup: it is adopted and made to match", user.UserName(), id)
+	r.explain.compared(user, found, changes)
+	return r.takeOver(ctx, user, id, changes, Adopted)
 }
 
 // lenientCreate handles a POST whose answer is not the account sent: a
@@ -225,6 +242,8 @@ func (r *userRun) lenientCreate(ctx context.Context, user mapping.User, created 
 	detail += ": it is taken only if it is this user's, and made to match"
 	r.log.Warn(MsgLenientCreate, zap.String("userName", user.UserName()), zap.String("scim_id", answered),
 		zap.Int("status", cr.Status), zap.String("detail", detail))
+	r.explain.decide(actionAdopt, "%s", detail)
+	r.explain.compared(user, created, changes)
 	id, owner, f := r.claim(user.UserName(), user.ExternalID(), created)
 	if f != nil {
 		return res, f
@@ -307,11 +326,14 @@ func (r *userRun) previousUUID() string {
 // uuid than the one its account was made for): the previous person's
 // account is deprovisioned as a deletion would be (the deletion guard
 // counts it; with on_delete: deactivate it stays, inactive, and is no
-// longer managed) and the newcomer gets an account of its own. A held
-// deprovisioning holds the creation too.
-func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev string) (Result, *failure) {
+// longer managed) and the newcomer gets an account of its own, when
+// provisioning.scope takes it. A held deprovisioning holds the creation
+// too.
+func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev string, inScope bool) (Result, *failure) {
+	why := fmt.Sprintf("uid %d now belongs to uuid %s, not %s: the previous account is deprovisioned and a new one created", r.uid, r.uuid, prev)
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpDelete), zap.String("userName", r.rec.UserName), zap.String("scim_id", r.rec.SCIMID),
-		zap.String("detail", fmt.Sprintf("uid %d now belongs to uuid %s, not %s: the previous account is deprovisioned and a new one created", r.uid, r.uuid, prev)))
+		zap.String("detail", why))
+	r.explain.decide(r.prov.OnDelete, "%s", why)
 	uuid := r.uuid
 	r.uuid = "" // gone() deprovisions the previous person
 	res, f := r.gone(ctx)
@@ -327,5 +349,11 @@ func (r *userRun) replacePrevious(ctx context.Context, user mapping.User, prev s
 	}
 	r.rec, r.known = state.Account{UID: r.uid}, false
 	r.forgetCopy()
+	if !inScope {
+		// The newcomer is outside provisioning.scope: nothing to create.
+		res.UserName = user.UserName()
+		return res, nil
+	}
+	r.explain.decide(OpCreate, "%s", why)
 	return r.create(ctx, user)
 }

@@ -16,8 +16,21 @@ import (
 // deactivate with on_delete: deactivate. Only accounts the agent
 // provisioned are touched.
 func (r *userRun) gone(ctx context.Context) (Result, *failure) {
+	r.explain.decide(r.prov.OnDelete, "the Drupal user is gone (provisioning.on_delete: %s)", r.prov.OnDelete)
+	if r.prov.OnDelete == config.OpDeactivate {
+		return r.deprovision(ctx, r.deactivateGone)
+	}
+	return r.deprovision(ctx, r.deleteGone)
+}
+
+// deprovision ends the account the agent manages for uid with end (a
+// deletion or a deactivation), once it knows the account: a POST whose
+// outcome was never saved is looked up first. A uid with no account is
+// unchanged.
+func (r *userRun) deprovision(ctx context.Context, end func(context.Context, Result) (Result, *failure)) (Result, *failure) {
 	res := Result{UserName: r.rec.UserName, SCIMID: r.rec.SCIMID}
 	if !r.known || (r.rec.SCIMID == "" && !r.rec.Creating) {
+		r.explain.decide(actionNothing, "the agent provisioned no account for uid %d", r.uid)
 		res.Outcome = Unchanged
 		return res, nil
 	}
@@ -36,11 +49,9 @@ func (r *userRun) gone(ctx context.Context) (Result, *failure) {
 			return res, nil
 		}
 		r.rec.SCIMID = id
+		res.SCIMID = id
 	}
-	if r.prov.OnDelete == config.OpDeactivate {
-		return r.deactivateGone(ctx, res)
-	}
-	return r.deleteGone(ctx, res)
+	return end(ctx, res)
 }
 
 // findLostCreate looks for the account a POST whose outcome was never
@@ -78,7 +89,16 @@ func (r *userRun) findLostCreate(ctx context.Context) (id, detail string, f *fai
 func (r *userRun) deactivateGone(ctx context.Context, res Result) (Result, *failure) {
 	switch {
 	case r.rec.Gone:
+		r.explain.decide(actionNothing, "the Drupal user is gone and its account was deactivated already")
 		res.Outcome = Unchanged
+		return res, nil
+	case r.rec.OutOfScope && !r.rec.Active:
+		// Deactivated already, for leaving the scope.
+		r.rec.Gone = true
+		res.Outcome = Unchanged
+		if err := r.save(); err != nil {
+			return res, retry(OpDeactivate, err)
+		}
 		return res, nil
 	case !r.prov.Allows(config.OpDeactivate):
 		res.Outcome, res.Detail = Skipped, "deactivate is switched off in provisioning.operations"
@@ -88,6 +108,7 @@ func (r *userRun) deactivateGone(ctx context.Context, res Result) (Result, *fail
 		return res, nil
 	}
 	user := mapping.User{UID: r.uid, Values: map[string]any{"active": false, "userName": r.rec.UserName}}
+	r.explain.diffed(user, r.rec.Pushed, mapping.Changes{Set: []string{"active"}})
 	if f := r.send(ctx, OpDeactivate, user, mapping.Changes{Set: []string{"active"}}); f.notFound() {
 		res.Outcome = Deleted // already gone: nothing left to deactivate
 		if err := r.forget(); err != nil {
@@ -142,7 +163,7 @@ func (r *userRun) delete(ctx context.Context, path string) *failure {
 		if scimclient.IsNotFound(err) {
 			err = nil // already gone: the goal is met
 		}
-		r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, cr, err)
+		r.logCall(OpDelete, r.rec.UserName, http.MethodDelete, path, nil, cr, err)
 		switch {
 		case err == nil:
 			return nil

@@ -115,7 +115,7 @@ func (r *userRun) patch(ctx context.Context, name string, user mapping.User, cha
 	}
 	version := r.ifMatch()
 	res, cr, err := r.scim.client.PatchUser(ctx, id, ops, scimclient.IfMatch(version))
-	r.logCall(name, user.UserName(), http.MethodPatch, path, cr, err)
+	r.logCall(name, user.UserName(), http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops}, cr, err)
 	switch {
 	case filtered && scimclient.IsStatus(err, http.StatusBadRequest):
 		t := scimclient.ScimType(err)
@@ -249,7 +249,7 @@ func (r *userRun) put(ctx context.Context, name string, user mapping.User, chang
 	}
 	version := r.ifMatch()
 	res, cr, err := r.scim.client.ReplaceUser(ctx, id, current, scimclient.IfMatch(version))
-	r.logCall(name, user.UserName(), http.MethodPut, path, cr, err)
+	r.logCall(name, user.UserName(), http.MethodPut, path, current, cr, err)
 	if err != nil {
 		return classify(name, err)
 	}
@@ -279,7 +279,8 @@ func (r *userRun) patchOps(user mapping.User, c mapping.Changes, current scimcli
 // read GETs the server's copy of the account, for op, and notes it.
 func (r *userRun) read(ctx context.Context, op, userName string) (scimclient.Resource, *failure) {
 	current, cr, err := r.scim.client.GetUser(ctx, r.rec.SCIMID)
-	r.logCall(OpLookup, userName, http.MethodGet, "/Users/"+r.rec.SCIMID, cr, err)
+	r.logCall(OpLookup, userName, http.MethodGet, "/Users/"+r.rec.SCIMID, nil, cr, err)
+	r.explain.got(r.rec.SCIMID, current, cr, err)
 	if err != nil {
 		return nil, classify(op, err)
 	}

@@ -60,12 +60,15 @@ func sortedKeys(keys iter.Seq[key]) []key {
 type item struct {
 	cause  string // the newest cause (binlog position or command), for logs
 	verify bool   // compare with the server's copy, not only the fingerprints
-	seq    uint64 // the newest batch or request the reconcile covers
+	// explain: record the reconcile step by step in its Result (sync
+	// --explain).
+	explain bool
+	seq     uint64 // the newest batch or request the reconcile covers
 }
 
 // Merge combines the item a key waits with and a newer one.
 func (a item) Merge(b item) item {
-	return item{cause: b.cause, verify: a.verify || b.verify, seq: max(a.seq, b.seq)}
+	return item{cause: b.cause, verify: a.verify || b.verify, explain: a.explain || b.explain, seq: max(a.seq, b.seq)}
 }
 
 // errShuttingDown answers a request made while the queue closes.
@@ -121,13 +124,19 @@ func (w *work) transaction(keys []key, pos binlog.Position, at time.Time, cause 
 // request (anyAnswer: a failed attempt answers too). It returns nil once
 // the queue is closed (nobody would answer).
 func (w *work) ask(keys []key, cause string, verify, anyAnswer bool) *request {
+	return w.askItem(keys, item{cause: cause, verify: verify}, anyAnswer)
+}
+
+// askItem is ask for keys whose reconciles need it (its seq is set
+// here).
+func (w *work) askItem(keys []key, it item, anyAnswer bool) *request {
 	if w.queue.Closed() {
 		return nil
 	}
-	seq := w.seq.Next()
-	req := w.answers.Ask(keys, seq, anyAnswer)
+	it.seq = w.seq.Next()
+	req := w.answers.Ask(keys, it.seq, anyAnswer)
 	for _, k := range keys {
-		w.queue.Add(k, item{cause: cause, verify: verify, seq: seq})
+		w.queue.Add(k, it)
 	}
 	return req
 }
@@ -237,7 +246,7 @@ func (p *pool) handle(ctx context.Context, k key, it item) {
 	if ctx.Err() != nil {
 		return // stopping: the position keeps the change
 	}
-	wait := p.work.failed(k, it, Result{UID: k.uid, Role: k.role, Outcome: Failed, Detail: err.Error()})
+	wait := p.work.failed(k, it, Result{UID: k.uid, Role: k.role, Outcome: Failed, Detail: err.Error(), Explain: res.Explain})
 	who := zap.Uint32("uid", k.uid)
 	if k.kind == kindRole {
 		who = zap.String("role", k.role)

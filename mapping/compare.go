@@ -33,6 +33,10 @@ func (m *Mapper) Compare(u User, server map[string]any) Changes {
 	return c
 }
 
+// Value returns the value at a managed path of a SCIM resource as the
+// server holds it (nil when absent), for showing what differs.
+func Value(res map[string]any, path string) any { return lookup(res, path) }
+
 // lookup finds a path's value in a SCIM resource. Attribute names match
 // case-insensitively, as RFC 7643 §2.1 requires.
 func lookup(res map[string]any, path string) any {
@@ -387,4 +391,15 @@ func keyFor(obj map[string]any, name string) string {
 		}
 	}
 	return name
+}
+
+// Active reports a SCIM resource's active value as a server holds it:
+// true unless it says false (a lenient server's "False" too). A resource
+// without one is active, as RFC 7643 leaves it to the server.
+func Active(res map[string]any) bool {
+	v := field(res, "active")
+	if v == nil {
+		return true
+	}
+	return !equal("active", false, v)
 }

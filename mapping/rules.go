@@ -8,6 +8,7 @@
 package mapping
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -211,8 +212,11 @@ func parseSource(src string) (source, error) {
 		}
 		return source{kind: sourceField, field: field, column: field + "_" + prop}, nil
 	}
-	return source{}, fmt.Errorf("unknown source %q (use a users_field_data column such as name or mail, uuid, roles, field_<name>[.<property>] or const:<value>)", src)
+	return source{}, fmt.Errorf("%w %q (use a users_field_data column such as name or mail, uuid, roles, field_<name>[.<property>] or const:<value>)", errUnknownSource, src)
 }
+
+// errUnknownSource marks a source parseSource does not know.
+var errUnknownSource = errors.New("unknown source")
 
 // FromUUID reports whether path is mapped from the user's uuid.
 func (m *Mapper) FromUUID(path string) bool {
@@ -237,26 +241,26 @@ func (m *Mapper) Paths() []string {
 // Sources returns what the mapping reads, for the reader's query and for
 // the binlog filter (which changes count).
 func (m *Mapper) Sources() drupal.Sources {
+	srcs := make([]source, len(m.rules))
+	for i, r := range m.rules {
+		srcs[i] = r.source
+	}
+	return sourcesOf(srcs)
+}
+
+// sourcesOf returns what reading srcs takes: the users_field_data
+// columns, the roles, the configurable fields (each once, sorted).
+func sourcesOf(srcs []source) drupal.Sources {
 	var s drupal.Sources
-	seenCol, seenField := map[string]bool{}, map[string]bool{}
-	for _, r := range m.rules {
-		switch r.source.kind {
+	for _, src := range srcs {
+		switch src.kind {
 		case sourceFieldData:
-			if !seenCol[r.source.column] {
-				seenCol[r.source.column] = true
-				s.FieldDataColumns = append(s.FieldDataColumns, r.source.column)
-			}
+			s = s.Merge(drupal.Sources{FieldDataColumns: []string{src.column}})
 		case sourceRoles:
 			s.Roles = true
 		case sourceField:
-			f := drupal.Field{Name: r.source.field, Column: r.source.column}
-			if !seenField[f.Key()] {
-				seenField[f.Key()] = true
-				s.Fields = append(s.Fields, f)
-			}
+			s = s.Merge(drupal.Sources{Fields: []drupal.Field{{Name: src.field, Column: src.column}}})
 		}
 	}
-	sort.Strings(s.FieldDataColumns)
-	sort.Slice(s.Fields, func(i, j int) bool { return s.Fields[i].Key() < s.Fields[j].Key() })
 	return s
 }

@@ -29,12 +29,14 @@ func (m *Mapper) Map(a drupal.Account) User {
 	return u
 }
 
-func (r rule) raw(a drupal.Account) any {
-	switch r.source.kind {
+// raw returns the source's value in an account: a string, an int64, a
+// []string (roles) or nil (NULL).
+func (s source) raw(a drupal.Account) any {
+	switch s.kind {
 	case sourceConstant:
-		return r.source.value
+		return s.value
 	case sourceUsers:
-		switch r.source.column {
+		switch s.column {
 		case "uid":
 			return int64(a.UID)
 		case "uuid":
@@ -43,13 +45,13 @@ func (r rule) raw(a drupal.Account) any {
 			return a.Langcode
 		}
 	}
-	return a.Values[r.source.key()]
+	return a.Values[s.key()]
 }
 
 // value converts the rule's source value into the SCIM value of its path;
 // ok is false when the path has no value.
 func (r rule) value(a drupal.Account) (v any, ok bool) {
-	raw := r.raw(a)
+	raw := r.source.raw(a)
 	switch r.kind {
 	case kindBool:
 		switch x := raw.(type) {

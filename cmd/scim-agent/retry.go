@@ -29,5 +29,5 @@ func retryCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return reconcileCommand(ctx, *configPath, stdout, stderr, func(context.Context, *drupal.Reader, func() *state.Store, *config.Config) (picked, error) {
 		// Parked uids and roles are listed by whoever holds the state file.
 		return picked{sel: agent.Selection{UIDs: uids}, parked: *parked}, nil
-	}, false)
+	}, report{print: printResults})
 }

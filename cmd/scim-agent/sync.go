@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +18,8 @@ import (
 )
 
 func syncCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("sync", "sync --config FILE (--uid N | --name NAME | --mail MAIL | --role ID | --all) [--dry-run]",
-		"scim-agent sync --config /etc/scim-agent/config.yaml --name alice --dry-run", stderr)
+	fs := newFlagSet("sync", "sync --config FILE (--uid N | --name NAME | --mail MAIL | --role ID | --all) [--dry-run] [--explain [--json]]",
+		"scim-agent sync --config /etc/scim-agent/config.yaml --name alice --dry-run --explain", stderr)
 	configPath := fs.String("config", defaultConfig, "config file")
 	var uids uintList
 	fs.Var(&uids, "uid", "reconcile this uid (repeatable)")
@@ -28,8 +29,20 @@ func syncCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(&roles, "role", "reconcile this role's group (repeatable, or comma-separated)")
 	all := fs.Bool("all", false, "reconcile every user and group, and every managed account or group whose user or role is gone")
 	dryRun := fs.Bool("dry-run", false, "print the requests that would be sent; send nothing, save nothing")
+	explain := fs.Bool("explain", false, "print each step of the users' reconciles: Drupal rows, scope, desired resource, record, server, difference, decision, requests")
+	asJSON := fs.Bool("json", false, "with --explain: print the explanations as one JSON document")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *explain && (len(roles) > 0 || *all) {
+		fmt.Fprintln(stderr, "--explain explains users: give --uid, --name or --mail")
+		fs.Usage()
+		return errUsage
+	}
+	if *asJSON && !*explain {
+		fmt.Fprintln(stderr, "--json goes with --explain")
+		fs.Usage()
+		return errUsage
 	}
 	selectors := 0
 	for _, set := range []bool{len(uids) > 0, *name != "", *mail != "", len(roles) > 0, *all} {
@@ -58,8 +71,31 @@ func syncCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		default:
 			p.sel.UIDs = uids
 		}
+		p.sel.Explain = *explain
 		return p, err
-	}, *dryRun)
+	}, syncReport(*dryRun, *explain, *asJSON))
+}
+
+// syncReport says how sync reports: one line per result, or the
+// explanations as text or JSON (which show a dry run's requests: its log
+// lines are not needed then).
+func syncReport(dryRun, explain, asJSON bool) report {
+	switch {
+	case explain && asJSON:
+		return report{dryRun: dryRun, quiet: true, print: printExplanationsJSON}
+	case explain:
+		return report{dryRun: dryRun, quiet: true, print: printExplanations}
+	}
+	return report{dryRun: dryRun, print: printResults}
+}
+
+// report says how a command runs and reports its reconciles.
+type report struct {
+	dryRun bool
+	// quiet keeps a dry run's request lines out of stderr: the output
+	// shows them.
+	quiet bool
+	print func(io.Writer, []agent.Result) error
 }
 
 // allUIDs lists every Drupal uid and every uid the state file knows,
@@ -108,13 +144,14 @@ type selector func(ctx context.Context, r *drupal.Reader, store func() *state.St
 // user. When an agent is running (it holds the state file) the work is
 // handed to it over its control socket, so no uid is reconciled twice at
 // once; otherwise this process opens the state and does it itself.
-func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.Writer, pick selector, dryRun bool) error {
+func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.Writer, pick selector, rep report) error {
+	dryRun := rep.dryRun
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
 	}
 	logLevel := "warn"
-	if dryRun {
+	if dryRun && !rep.quiet {
 		logLevel = "info" // the dry-run lines are the point
 	}
 	log, err := logging.New(logLevel, cfg.Log.Format, stderr)
@@ -137,7 +174,7 @@ func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.
 		if perr != nil {
 			return perr
 		}
-		req := agent.SyncRequest{UIDs: p.sel.UIDs, Roles: p.sel.Roles, AllRoles: p.allRoles, Parked: p.parked, DryRun: dryRun}
+		req := agent.SyncRequest{UIDs: p.sel.UIDs, Roles: p.sel.Roles, AllRoles: p.allRoles, Parked: p.parked, DryRun: dryRun, Explain: p.sel.Explain}
 		if p.parked {
 			results, err = admin.retry(ctx, req)
 		} else {
@@ -161,7 +198,57 @@ func reconcileCommand(ctx context.Context, configPath string, stdout, stderr io.
 			return err
 		}
 	}
-	return printResults(stdout, results)
+	return rep.print(stdout, results)
+}
+
+// printExplanations writes each user's reconcile step by step, and
+// fails when any failed.
+func printExplanations(w io.Writer, results []agent.Result) error {
+	failed := 0
+	for i, r := range results {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if r.Explain == nil {
+			fmt.Fprintf(w, "uid %d: %s: %s (no explanation)\n", r.UID, r.Outcome, r.Detail)
+		} else if err := r.Explain.WriteText(w); err != nil {
+			return err
+		}
+		if r.Outcome == agent.Failed {
+			failed++
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(w, "\n%d of %d failed\n", failed, len(results))
+		return exitError{1}
+	}
+	return nil
+}
+
+// printExplanationsJSON writes the explanations as one JSON document,
+// {"explanations": [...]}, and fails when any reconcile failed.
+func printExplanationsJSON(w io.Writer, results []agent.Result) error {
+	doc := struct {
+		Explanations []*agent.Explanation `json:"explanations"`
+	}{Explanations: []*agent.Explanation{}}
+	failed := false
+	for _, r := range results {
+		e := r.Explain
+		if e == nil {
+			e = &agent.Explanation{UID: r.UID, Decision: agent.DecisionStep{Outcome: r.Outcome, Detail: r.Detail}}
+		}
+		doc.Explanations = append(doc.Explanations, e)
+		failed = failed || r.Outcome == agent.Failed
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	if failed {
+		return exitError{1}
+	}
+	return nil
 }
 
 // printResults writes one line per user and fails when any failed.

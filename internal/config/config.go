@@ -11,6 +11,7 @@ package config
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -201,6 +202,52 @@ type Provisioning struct {
 	MaxDeletes int `yaml:"max_deletes"`
 	// MaxDeletesWindow is the sliding window MaxDeletes counts over.
 	MaxDeletesWindow time.Duration `yaml:"max_deletes_window"`
+	// Scope says which users are provisioned: a user is in when any
+	// clause holds, and a clause holds when all its conditions do (see
+	// mapping.Scope). Empty means everyone.
+	Scope []ScopeClause `yaml:"scope"`
+	// OutOfScope is what becomes of the account of a user who leaves the
+	// scope: OutOfScopeDeactivate, OutOfScopeDelete or OutOfScopeIgnore.
+	OutOfScope string `yaml:"out_of_scope"`
+}
+
+// ScopeClause is one clause of provisioning.scope: conditions that must
+// all hold.
+type ScopeClause []ScopeCondition
+
+// ScopeCondition is one condition of a scope clause: a source as the
+// mapping names them, an operator, and the value or values it compares
+// with (mapping.Condition).
+type ScopeCondition struct {
+	Source string   `yaml:"source"`
+	Op     string   `yaml:"op"`
+	Value  *string  `yaml:"value"`
+	Values []string `yaml:"values"`
+}
+
+// What provisioning.out_of_scope may say.
+const (
+	// OutOfScopeDeactivate deactivates the account (the deletion guard
+	// counts it); the user coming back in scope reactivates it.
+	OutOfScopeDeactivate = "deactivate"
+	// OutOfScopeDelete deletes the account, as a Drupal deletion does.
+	OutOfScopeDelete = "delete"
+	// OutOfScopeIgnore leaves the account as it is and stops managing it
+	// (Entra's "skip out-of-scope deletions"); a later return adopts it.
+	OutOfScopeIgnore = "ignore"
+)
+
+// ScopeClauses returns provisioning.scope as the mapping's evaluator
+// takes it (mapping.NewScope).
+func (p Provisioning) ScopeClauses() [][]mapping.Condition {
+	out := make([][]mapping.Condition, len(p.Scope))
+	for i, clause := range p.Scope {
+		out[i] = make([]mapping.Condition, len(clause))
+		for j, c := range clause {
+			out[i][j] = mapping.Condition(c)
+		}
+	}
+	return out
 }
 
 // Allows reports whether op is switched on.
@@ -320,6 +367,9 @@ func (c *Config) applyDefaults(present func(path string) bool) {
 	}
 	if c.Provisioning.OnDelete == "" {
 		c.Provisioning.OnDelete = OpDelete
+	}
+	if c.Provisioning.OutOfScope == "" {
+		c.Provisioning.OutOfScope = OutOfScopeDeactivate
 	}
 	if !present("provisioning.exclude_uids") {
 		c.Provisioning.ExcludeUIDs = []uint32{0}
@@ -473,6 +523,10 @@ func (c *Config) validateProvisioning(fail func(path, format string, args ...any
 	if p.OnDelete != OpDelete && p.OnDelete != OpDeactivate {
 		fail("provisioning.on_delete", "%q is not one of delete, deactivate", p.OnDelete)
 	}
+	if !slices.Contains([]string{OutOfScopeDeactivate, OutOfScopeDelete, OutOfScopeIgnore}, p.OutOfScope) {
+		fail("provisioning.out_of_scope", "%q is not one of deactivate, delete, ignore", p.OutOfScope)
+	}
+	c.validateScope(fail)
 	if p.Workers < 1 || p.Workers > 256 {
 		fail("provisioning.workers", "%d is not between 1 and 256", p.Workers)
 	}
@@ -484,6 +538,30 @@ func (c *Config) validateProvisioning(fail func(path, format string, args ...any
 	}
 	if p.MaxDeletesWindow < 0 {
 		fail("provisioning.max_deletes_window", "must be positive")
+	}
+}
+
+// validateScope checks every condition of provisioning.scope, naming the
+// key at fault: an unknown source or operator, a value missing or out of
+// place, a pattern RE2 does not take.
+func (c *Config) validateScope(fail func(path, format string, args ...any)) {
+	_, err := mapping.NewScope(c.Provisioning.ScopeClauses())
+	var errs mapping.ScopeErrors
+	if !errors.As(err, &errs) {
+		if err != nil {
+			fail("provisioning.scope", "%v", err)
+		}
+		return
+	}
+	for _, e := range errs {
+		key := fmt.Sprintf("provisioning.scope[%d]", e.Clause)
+		if e.Condition >= 0 {
+			key += fmt.Sprintf("[%d]", e.Condition)
+		}
+		if e.Field != "" {
+			key += "." + e.Field
+		}
+		fail(key, "%s", e.Msg)
 	}
 }
 

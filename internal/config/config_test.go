@@ -185,6 +185,23 @@ func TestExampleConfigLoads(t *testing.T) {
 	if _, err := Parse(data, "config.yaml", vars); err != nil {
 		t.Fatalf("the example config.yaml does not load: %v", err)
 	}
+	// Its commented provisioning.scope works once uncommented.
+	var lines []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(l, "  # scope:"); ok {
+			l = "  scope:" + rest
+		} else if rest, ok := strings.CutPrefix(l, "  #   - ["); ok {
+			l = "    - [" + rest
+		}
+		lines = append(lines, l)
+	}
+	c, err := Parse([]byte(strings.Join(lines, "\n")), "config.yaml", vars)
+	if err != nil {
+		t.Fatalf("config.yaml with its scope example uncommented: %v", err)
+	}
+	if len(c.Provisioning.Scope) != 2 {
+		t.Fatalf("the scope example has %d clauses, want 2", len(c.Provisioning.Scope))
+	}
 }
 
 func TestDSNErrorNeverQuotesThePassword(t *testing.T) {

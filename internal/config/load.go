@@ -176,12 +176,18 @@ func walk(node *yaml.Node, t reflect.Type, path string, idx *index, lookupEnv fu
 		}
 		return nil
 	case yaml.SequenceNode:
+		if t.Kind() != reflect.Slice {
+			return &keyError{node.Line, fmt.Sprintf("%s: must be a single value, not a list", path)}
+		}
 		for i, item := range node.Content {
-			elem := t
-			if t.Kind() == reflect.Slice {
-				elem = t.Elem()
+			elem := t.Elem()
+			itemPath := fmt.Sprintf("%s[%d]", path, i)
+			if item.Kind == yaml.MappingNode || item.Kind == yaml.SequenceNode {
+				// A list of structs or lists (provisioning.scope): a
+				// problem with an item is reported at its line.
+				idx.keys[itemPath] = item.Line
 			}
-			if err := walk(item, elem, fmt.Sprintf("%s[%d]", path, i), idx, lookupEnv); err != nil {
+			if err := walk(item, elem, itemPath, idx, lookupEnv); err != nil {
 				return err
 			}
 		}
@@ -207,6 +213,11 @@ func walk(node *yaml.Node, t reflect.Type, path string, idx *index, lookupEnv fu
 				return err
 			}
 		}
+	case reflect.Slice:
+		if t == reflect.TypeFor[ScopeClause]() {
+			return &keyError{node.Line, fmt.Sprintf("%s: a clause is a list of conditions, not one: write - [{source: ..., op: ..., value: ...}]", path)}
+		}
+		return &keyError{node.Line, fmt.Sprintf("%s: must be a list, not a mapping", path)}
 	default:
 		return &keyError{node.Line, fmt.Sprintf("%s: must be a single value, not a mapping", path)}
 	}

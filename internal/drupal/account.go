@@ -1,5 +1,10 @@
 package drupal
 
+import (
+	"slices"
+	"strings"
+)
+
 // Table names of Drupal's user entity, without the site's prefix.
 const (
 	UsersTable     = "users"
@@ -40,4 +45,29 @@ type Sources struct {
 	Roles bool
 	// Fields are the configurable fields read.
 	Fields []Field
+}
+
+// Merge returns what reading both s and o takes: each column and field
+// once, sorted, and the roles when either reads them. The mapping and
+// provisioning.scope each name their sources; the reader and the binlog
+// filter take the union, and nothing else.
+func (s Sources) Merge(o Sources) Sources {
+	out := Sources{Roles: s.Roles || o.Roles}
+	seen := map[string]bool{}
+	for _, c := range append(append([]string{}, s.FieldDataColumns...), o.FieldDataColumns...) {
+		if !seen[c] {
+			seen[c] = true
+			out.FieldDataColumns = append(out.FieldDataColumns, c)
+		}
+	}
+	seenField := map[string]bool{}
+	for _, f := range append(append([]Field{}, s.Fields...), o.Fields...) {
+		if !seenField[f.Key()] {
+			seenField[f.Key()] = true
+			out.Fields = append(out.Fields, f)
+		}
+	}
+	slices.Sort(out.FieldDataColumns)
+	slices.SortFunc(out.Fields, func(a, b Field) int { return strings.Compare(a.Key(), b.Key()) })
+	return out
 }

@@ -170,6 +170,38 @@ func (r *Reader) scan(rows *sql.Rows) (Account, error) {
 	return a, nil
 }
 
+// TableValues is what reading an account took from one table, column by
+// column: an account described in Drupal's own terms, for explaining a
+// reconcile (sync --explain).
+type TableValues struct {
+	Table  string         `json:"table"`
+	Values map[string]any `json:"values"`
+}
+
+// Describe returns, table by table, what Load read of a: the users row,
+// the columns of its default users_field_data row, its roles and each
+// configurable field. Only the sources the reader was made for appear
+// (pass never does: no query selects it).
+func (r *Reader) Describe(a Account) []TableValues {
+	out := []TableValues{{Table: r.tables.Users(), Values: map[string]any{"uid": int64(a.UID), "uuid": a.UUID, "langcode": a.Langcode}}}
+	if a.Values == nil {
+		return out
+	}
+	data := map[string]any{}
+	for _, c := range r.sources.FieldDataColumns {
+		data[c] = a.Values[c]
+	}
+	out = append(out, TableValues{Table: r.tables.FieldData(), Values: data})
+	if r.sources.Roles {
+		roles, _ := a.Values["roles"].([]string)
+		out = append(out, TableValues{Table: r.tables.Roles(), Values: map[string]any{"roles_target_id": append([]string{}, roles...)}})
+	}
+	for _, f := range r.sources.Fields {
+		out = append(out, TableValues{Table: r.tables.Field(f.Name), Values: map[string]any{f.Column: a.Values[f.Key()]}})
+	}
+	return out
+}
+
 // normalize turns driver values into string, int64 or nil.
 func normalize(v any) any {
 	switch x := v.(type) {

@@ -299,3 +299,33 @@ func TestUIDsWaitsForPreparedInserts(t *testing.T) {
 		t.Fatalf("UIDs = %v, want [1 2]", uids)
 	}
 }
+
+// TestDescribe: an account described table by table holds what was read,
+// and only that (never pass, which no query selects).
+func TestDescribe(t *testing.T) {
+	ctx := context.Background()
+	r, site, _ := newReader(t, "d_")
+	uid, err := site.Create(ctx, drupaltest.User{Name: "ann", Mail: drupaltest.Str("ann@example.org"), Status: 1,
+		Roles: []string{"editor"}, Fields: map[string]string{"field_first_name": "Ann"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok, err := r.Load(ctx, uid)
+	if err != nil || !ok {
+		t.Fatalf("Load = %v, %v", ok, err)
+	}
+	got := r.Describe(a)
+	want := []drupal.TableValues{
+		{Table: "d_users", Values: map[string]any{"uid": int64(uid), "uuid": a.UUID, "langcode": "en"}},
+		{Table: "d_users_field_data", Values: map[string]any{"mail": "ann@example.org", "name": "ann", "preferred_langcode": "en",
+			"status": int64(1), "timezone": nil}},
+		{Table: "d_user__roles", Values: map[string]any{"roles_target_id": []string{"editor"}}},
+		{Table: "d_user__field_first_name", Values: map[string]any{"field_first_name_value": "Ann"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Describe =\n%#v\nwant\n%#v", got, want)
+	}
+	if d := r.Describe(drupal.Account{UID: 9, UUID: "u", Langcode: "en"}); len(d) != 1 {
+		t.Fatalf("an account without its data row: %#v", d)
+	}
+}

@@ -147,6 +147,11 @@ type Account struct {
 	// Gone marks an account whose Drupal user was deleted and which was
 	// deactivated on the server (provisioning.on_delete: deactivate).
 	Gone bool `json:"gone,omitempty"`
+	// OutOfScope marks an account the agent deactivated because its user
+	// left provisioning.scope (out_of_scope: deactivate), or found
+	// inactive then: it is no longer updated, is a member of no group,
+	// and is reactivated when the user comes back in scope.
+	OutOfScope bool `json:"out_of_scope,omitempty"`
 	// Creating is set before a POST and cleared once its outcome is
 	// saved: after a crash in between, the agent looks the account up on
 	// the server before posting again.
