@@ -154,6 +154,7 @@ type Server struct {
 
 	mu      sync.Mutex // guards the store
 	users   map[string]*user
+	names   names  // userName index of users
 	seq     uint64 // insertion order, for stable listing
 	version uint64 // source of meta.version
 
@@ -203,6 +204,7 @@ func Start(opts Options) (*Server, error) {
 		opts:    opts,
 		closed:  make(chan struct{}),
 		users:   map[string]*user{},
+		names:   names{},
 		patcher: newPatcher(),
 		issued:  map[string]time.Time{},
 		limiter: newRateLimiter(opts),
