@@ -29,6 +29,7 @@ package scimtest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -44,6 +45,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,6 +134,14 @@ type Options struct {
 	// certificate issued by this CA (mTLS): a client without one fails
 	// its TLS handshake. It implies TLS.
 	ClientCA *CA
+	// WorkPerRequest, when positive, makes the server spend CPU on every
+	// SCIM request before answering it: that many rounds of SHA-256, as a
+	// real server spends it on hashing a credential or writing its
+	// database. On a machine shared with the client the server, not the
+	// client, is then the bottleneck, as a production server of the
+	// capacity chosen would be (the benchmarks compare the agent's
+	// throughput with the server's own).
+	WorkPerRequest int
 }
 
 // Server is a running SCIM server. All methods are safe for concurrent use.
@@ -169,6 +179,9 @@ type Server struct {
 	tokensIssued  int
 	limited       int // requests answered 429 by the rate limit
 	limiter       *rate.Limiter
+
+	worked atomic.Int64  // rounds of Options.WorkPerRequest spent
+	digest atomic.Uint32 // the last round's result, kept so the work is done
 
 	lmu  sync.Mutex // guards reqs and the Requests they point to
 	reqs []*Request
@@ -417,6 +430,7 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 	if s.strictChecks(buf, r, body) {
 		ctx := context.WithValue(r.Context(), hookKey{}, hr)
 		ctx = context.WithValue(ctx, ifMatchKey{}, strings.Join(r.Header.Values("If-Match"), ","))
+		s.spend(s.opts.WorkPerRequest)
 		s.scim.ServeHTTP(buf, r.WithContext(ctx))
 		if hr.fault != nil {
 			rec.Faulted = true
@@ -727,3 +741,17 @@ type hookResult struct {
 }
 
 var errRejected = errors.New("scimtest: rejected by the Reject hook")
+
+// spend does rounds of SHA-256 (Options.WorkPerRequest) and counts them;
+// the count also keeps the compiler from dropping the work.
+func (s *Server) spend(rounds int) {
+	if rounds <= 0 {
+		return
+	}
+	var sum [sha256.Size]byte
+	for range rounds {
+		sum = sha256.Sum256(sum[:])
+	}
+	s.digest.Store(uint32(sum[0]))
+	s.worked.Add(int64(rounds))
+}

@@ -700,3 +700,16 @@ func TestStartRefusesNonLoopback(t *testing.T) {
 	defer s.Close()
 	eq(t, s.Token, "tok")
 }
+
+// TestWorkPerRequest: a server that spends CPU on each SCIM request
+// answers exactly as one that does not, and spends it on every request.
+func TestWorkPerRequest(t *testing.T) {
+	srv := New(t, Options{WorkPerRequest: 500})
+	created := do(t, srv, "POST", "/Users", userBody("worker"))
+	wantStatus(t, created, http.StatusCreated)
+	wantStatus(t, do(t, srv, "GET", "/Users/"+created.str("id"), nil), http.StatusOK)
+	wantSCIMError(t, do(t, srv, "POST", "/Users", userBody("WORKER")), http.StatusConflict, "uniqueness")
+	if got := srv.worked.Load(); got != 3*500 {
+		t.Fatalf("%d rounds spent, want 500 for each of 3 requests", got)
+	}
+}
