@@ -709,6 +709,9 @@ func TestWorkPerRequest(t *testing.T) {
 	wantStatus(t, created, http.StatusCreated)
 	wantStatus(t, do(t, srv, "GET", "/Users/"+created.str("id"), nil), http.StatusOK)
 	wantSCIMError(t, do(t, srv, "POST", "/Users", userBody("WORKER")), http.StatusConflict, "uniqueness")
+	if n := srv.UserCount(); n != 1 {
+		t.Fatalf("UserCount() = %d, want 1", n)
+	}
 	if got := srv.worked.Load(); got != 3*500 {
 		t.Fatalf("%d rounds spent, want 500 for each of 3 requests", got)
 	}

@@ -110,6 +110,14 @@ func (s *Server) Users() []User {
 	return out
 }
 
+// UserCount returns the number of accounts, cheaply (Users copies them
+// all): for a test polling a server that fills up.
+func (s *Server) UserCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.users)
+}
+
 // UserByID returns the account with the id.
 func (s *Server) UserByID(id string) (User, bool) {
 	s.mu.Lock()
