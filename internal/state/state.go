@@ -8,6 +8,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -46,9 +47,19 @@ func OpenExisting(path string, lockTimeout time.Duration) (*Store, error) {
 }
 
 // Store is an open state file. Its methods are safe for concurrent use.
+//
+// Its writes are grouped into transactions (one fsync each, ~2.5 ms on a
+// virtual disk): PutAccount, DeleteAccount and PutMeta return once their
+// write is durable, and the writes of every goroutine waiting at the same
+// time share one commit; PutAccountLater and DeleteAccountLater return at
+// once, their write visible to every read of this Store and made durable,
+// in order, by the next durable write or Flush (or within laterDelay). A
+// crash loses later writes not yet committed, never a durable one, and
+// never one staged before a durable write that returned.
 type Store struct {
 	db   *bolt.DB
 	path string
+	w    *writer
 }
 
 // Open opens (creating if needed) the state file at path, and its
@@ -104,14 +115,33 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init state %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, path: path, w: newWriter(db)}, nil
 }
 
 // Path returns the file's path.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close commits the writes still staged and closes the file.
+func (s *Store) Close() error {
+	err := s.w.close()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close state %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Flush makes every write made so far durable. The agent calls it before
+// it saves a binlog position, which must never pass a record it depends
+// on.
+func (s *Store) Flush() error {
+	if err := s.w.flush(); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
 
 // Account is what the agent knows of one Drupal uid's server account.
 type Account struct {
@@ -163,6 +193,9 @@ func uidKey(uid uint32) []byte {
 
 // Account returns the record of uid; ok is false when there is none.
 func (s *Store) Account(uid uint32) (a Account, ok bool, err error) {
+	if a, ok, found := s.w.account(uid); found {
+		return a, ok, nil
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketAccounts).Get(uidKey(uid))
 		if v == nil {
@@ -177,25 +210,31 @@ func (s *Store) Account(uid uint32) (a Account, ok bool, err error) {
 	return a, ok, nil
 }
 
-// PutAccount saves a record, durably.
+// PutAccount saves a record, durably: it returns once the record is on
+// disk (with every write staged before it).
 func (s *Store) PutAccount(a Account) error {
+	return s.putAccount(a, true)
+}
+
+// PutAccountLater saves a record without waiting for the disk: reads see
+// it at once, and it is durable after the next Flush or durable write.
+// Use it for records whose loss in a crash the agent recovers from by
+// itself (it replays from a position saved after a Flush).
+func (s *Store) PutAccountLater(a Account) error {
+	return s.putAccount(a, false)
+}
+
+func (s *Store) putAccount(a Account, durable bool) error {
+	a = a.clone()
 	a.Updated = time.Now().UTC()
 	v, err := json.Marshal(a)
 	if err != nil {
-		return err
+		return fmt.Errorf("save state of uid %d: %w", a.UID, err)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		accounts, ids := tx.Bucket(bucketAccounts), tx.Bucket(bucketSCIMIDs)
-		if err := unindex(accounts, ids, a.UID); err != nil {
-			return err
-		}
-		if a.SCIMID != "" {
-			if err := ids.Put([]byte(a.SCIMID), uidKey(a.UID)); err != nil {
-				return err
-			}
-		}
-		return accounts.Put(uidKey(a.UID), v)
-	})
+	n, err := s.w.stage([]pending{{acct: a, raw: v}}, nil)
+	if err == nil && durable {
+		err = s.w.wait(n)
+	}
 	if err != nil {
 		return fmt.Errorf("save state of uid %d: %w", a.UID, err)
 	}
@@ -220,25 +259,61 @@ func unindex(accounts, ids *bolt.Bucket, uid uint32) error {
 
 // UIDBySCIMID returns the uid whose record holds the SCIM id, if any.
 func (s *Store) UIDBySCIMID(id string) (uid uint32, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSCIMIDs).Get([]byte(id))
-		if len(v) == 4 {
-			uid, ok = binary.BigEndian.Uint32(v), true
+	for {
+		s.w.mu.Lock()
+		if u, found, _ := s.w.holderLocked(id, 0); found {
+			s.w.mu.Unlock()
+			return u, true, nil
 		}
-		return nil
-	})
-	return uid, ok, err
+		commits := s.w.commits
+		s.w.mu.Unlock()
+		var fileUID uint32
+		var inFile bool
+		err = s.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bucketSCIMIDs).Get([]byte(id))
+			if len(v) == 4 {
+				fileUID, inFile = binary.BigEndian.Uint32(v), true
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, false, err
+		}
+		s.w.mu.Lock()
+		if s.w.commits != commits {
+			// A commit changed the file since the staged writes were
+			// looked at: look again.
+			s.w.mu.Unlock()
+			continue
+		}
+		u, found, overridden := s.w.holderLocked(id, fileUID)
+		s.w.mu.Unlock()
+		switch {
+		case found:
+			return u, true, nil
+		case inFile && !overridden:
+			return fileUID, true, nil
+		}
+		return 0, false, nil
+	}
 }
 
-// DeleteAccount forgets uid.
+// DeleteAccount forgets uid, durably.
 func (s *Store) DeleteAccount(uid uint32) error {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		accounts := tx.Bucket(bucketAccounts)
-		if err := unindex(accounts, tx.Bucket(bucketSCIMIDs), uid); err != nil {
-			return err
-		}
-		return accounts.Delete(uidKey(uid))
-	})
+	return s.deleteAccount(uid, true)
+}
+
+// DeleteAccountLater forgets uid without waiting for the disk (see
+// PutAccountLater).
+func (s *Store) DeleteAccountLater(uid uint32) error {
+	return s.deleteAccount(uid, false)
+}
+
+func (s *Store) deleteAccount(uid uint32, durable bool) error {
+	n, err := s.w.stage([]pending{{acct: Account{UID: uid}, deleted: true}}, nil)
+	if err == nil && durable {
+		err = s.w.wait(n)
+	}
 	if err != nil {
 		return fmt.Errorf("delete state of uid %d: %w", uid, err)
 	}
@@ -246,8 +321,12 @@ func (s *Store) DeleteAccount(uid uint32) error {
 }
 
 // ForEachAccount calls fn for every record in uid order, inside one read
-// transaction; fn must not call other Store methods that write.
+// transaction (of the writes made before the call); fn must not call
+// other Store methods that write.
 func (s *Store) ForEachAccount(fn func(Account) error) error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
 			var a Account
@@ -273,6 +352,9 @@ func (s *Store) Parked() ([]Account, error) {
 
 // CountAccounts returns the number of records.
 func (s *Store) CountAccounts() (n int, err error) {
+	if err := s.Flush(); err != nil {
+		return 0, err
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketAccounts).Stats().KeyN
 		return nil
@@ -283,38 +365,47 @@ func (s *Store) CountAccounts() (n int, err error) {
 // Meta decodes the JSON value stored under key into v; ok is false when
 // there is none.
 func (s *Store) Meta(key string, v any) (ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMeta).Get([]byte(key))
-		if b == nil {
+	b, found := s.w.meta(key)
+	if !found {
+		err = s.db.View(func(tx *bolt.Tx) error {
+			b = bytes.Clone(tx.Bucket(bucketMeta).Get([]byte(key)))
 			return nil
-		}
-		ok = true
-		return json.Unmarshal(b, v)
-	})
+		})
+	}
+	if err == nil && b != nil {
+		ok, err = true, json.Unmarshal(b, v)
+	}
 	if err != nil {
 		return false, fmt.Errorf("read state %s: %w", key, err)
 	}
 	return ok, nil
 }
 
-// PutMeta stores v as JSON under key, durably.
+// PutMeta stores v as JSON under key, durably, with every write staged
+// before it (in the same transaction, or an earlier one).
 func (s *Store) PutMeta(key string, v any) error {
 	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+	if err == nil {
+		err = s.putMeta(key, b)
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put([]byte(key), b)
-	})
 	if err != nil {
 		return fmt.Errorf("save state %s: %w", key, err)
 	}
 	return nil
 }
 
-// DeleteMeta removes key.
+// DeleteMeta removes key, durably.
 func (s *Store) DeleteMeta(key string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Delete([]byte(key))
-	})
+	if err := s.putMeta(key, nil); err != nil {
+		return fmt.Errorf("delete state %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *Store) putMeta(key string, b []byte) error {
+	n, err := s.w.stage(nil, map[string][]byte{key: b})
+	if err != nil {
+		return err
+	}
+	return s.w.wait(n)
 }
