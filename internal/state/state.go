@@ -210,10 +210,80 @@ func (s *Store) Account(uid uint32) (a Account, ok bool, err error) {
 	return a, ok, nil
 }
 
+// Accounts returns the records of uids (those that have one), reading
+// the file once.
+func (s *Store) Accounts(uids []uint32) (map[uint32]Account, error) {
+	out := make(map[uint32]Account, len(uids))
+	var rest []uint32
+	for _, uid := range uids {
+		if a, ok, found := s.w.account(uid); !found {
+			rest = append(rest, uid)
+		} else if ok {
+			out[uid] = a
+		}
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAccounts)
+		for _, uid := range rest {
+			v := b.Get(uidKey(uid))
+			if v == nil {
+				continue
+			}
+			var a Account
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("uid %d: %w", uid, err)
+			}
+			out[uid] = a
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read state of %d uids: %w", len(uids), err)
+	}
+	return out, nil
+}
+
 // PutAccount saves a record, durably: it returns once the record is on
 // disk (with every write staged before it).
 func (s *Store) PutAccount(a Account) error {
 	return s.putAccount(a, true)
+}
+
+// PutAccounts saves records durably, in one commit.
+func (s *Store) PutAccounts(accts []Account) error {
+	if len(accts) == 0 {
+		return nil
+	}
+	ps := make([]pending, len(accts))
+	for i, a := range accts {
+		p, err := encode(a)
+		if err != nil {
+			return err
+		}
+		ps[i] = p
+	}
+	n, err := s.w.stage(ps, nil)
+	if err == nil {
+		err = s.w.wait(n)
+	}
+	if err != nil {
+		return fmt.Errorf("save state of %d uids: %w", len(accts), err)
+	}
+	return nil
+}
+
+// encode stamps a copy of a and encodes it for the file.
+func encode(a Account) (pending, error) {
+	a = a.clone()
+	a.Updated = time.Now().UTC()
+	v, err := json.Marshal(a)
+	if err != nil {
+		return pending{}, fmt.Errorf("save state of uid %d: %w", a.UID, err)
+	}
+	return pending{acct: a, raw: v}, nil
 }
 
 // PutAccountLater saves a record without waiting for the disk: reads see
@@ -225,13 +295,11 @@ func (s *Store) PutAccountLater(a Account) error {
 }
 
 func (s *Store) putAccount(a Account, durable bool) error {
-	a = a.clone()
-	a.Updated = time.Now().UTC()
-	v, err := json.Marshal(a)
+	p, err := encode(a)
 	if err != nil {
-		return fmt.Errorf("save state of uid %d: %w", a.UID, err)
+		return err
 	}
-	n, err := s.w.stage([]pending{{acct: a, raw: v}}, nil)
+	n, err := s.w.stage([]pending{p}, nil)
 	if err == nil && durable {
 		err = s.w.wait(n)
 	}

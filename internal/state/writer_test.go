@@ -264,3 +264,25 @@ func TestCloseWritesWhatIsStaged(t *testing.T) {
 		t.Fatalf("%d records after reopening, %v; want 100", n, err)
 	}
 }
+
+// TestAccountsReadsStagedAndFiledRecords: the batch read sees the same
+// records as Account, staged or on disk, and PutAccounts is durable.
+func TestAccountsReadsStagedAndFiledRecords(t *testing.T) {
+	s := openTest(t)
+	if err := s.PutAccounts([]Account{{UID: 1, UserName: "a"}, {UID: 2, UserName: "b"}, {UID: 3, UserName: "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	if c := crashImage(t, s); !has(t, c, 1) || !has(t, c, 3) {
+		t.Fatal("PutAccounts returned before its records were on disk")
+	}
+	s.PutAccountLater(Account{UID: 2, UserName: "b2"})
+	s.DeleteAccountLater(3)
+	s.PutAccountLater(Account{UID: 4, UserName: "d"})
+	got, err := s.Accounts([]uint32{1, 2, 3, 4, 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[1].UserName != "a" || got[2].UserName != "b2" || got[4].UserName != "d" {
+		t.Fatalf("Accounts = %+v, want 1 (filed), 2 and 4 (staged); 3 deleted, 5 none", got)
+	}
+}
