@@ -25,8 +25,12 @@ import (
 var (
 	bucketAccounts = []byte("accounts")
 	bucketMeta     = []byte("meta")
-	bucketSCIMIDs  = []byte("scim_ids") // SCIM id → uid, kept by PutAccount and DeleteAccount
+	bucketSCIMIDs  = []byte("scim_ids") // SCIM id → uid, kept by every account write
+	bucketParked   = []byte("parked")   // uid → nothing, for each parked record
+	bucketCounts   = []byte("counts")   // "accounts" → the number of records (8 bytes)
 )
+
+var countAccounts = []byte("accounts")
 
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("state file is in use by another scim-agent process")
@@ -92,30 +96,61 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 				return err
 			}
 		}
-		if tx.Bucket(bucketSCIMIDs) != nil {
-			return nil
-		}
-		// A file written before the index existed: build it.
-		ids, err := tx.CreateBucket(bucketSCIMIDs)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
-			var a Account
-			if err := json.Unmarshal(v, &a); err != nil {
-				return err
-			}
-			if a.SCIMID == "" {
-				return nil
-			}
-			return ids.Put([]byte(a.SCIMID), k)
-		})
+		return buildIndexes(tx)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init state %s: %w", path, err)
 	}
 	return &Store{db: db, path: path, w: newWriter(db)}, nil
+}
+
+// buildIndexes builds the indexes a file written before them lacks (the
+// SCIM ids, the parked uids, the count), with one pass over the records.
+func buildIndexes(tx *bolt.Tx) error {
+	if tx.Bucket(bucketSCIMIDs) != nil && tx.Bucket(bucketParked) != nil && tx.Bucket(bucketCounts) != nil {
+		return nil
+	}
+	for _, b := range [][]byte{bucketSCIMIDs, bucketParked, bucketCounts} {
+		if tx.Bucket(b) != nil {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+	}
+	ids, err := tx.CreateBucket(bucketSCIMIDs)
+	if err != nil {
+		return err
+	}
+	parked, err := tx.CreateBucket(bucketParked)
+	if err != nil {
+		return err
+	}
+	counts, err := tx.CreateBucket(bucketCounts)
+	if err != nil {
+		return err
+	}
+	var n uint64
+	err = tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+		a, err := unmarshalAccount(v)
+		if err != nil {
+			return fmt.Errorf("uid %d: %w", binary.BigEndian.Uint32(k), err)
+		}
+		n++
+		if a.Parked != nil {
+			if err := parked.Put(k, nil); err != nil {
+				return err
+			}
+		}
+		if a.SCIMID == "" {
+			return nil
+		}
+		return ids.Put([]byte(a.SCIMID), k)
+	})
+	if err != nil {
+		return err
+	}
+	return counts.Put(countAccounts, binary.BigEndian.AppendUint64(nil, n))
 }
 
 // Path returns the file's path.
@@ -202,7 +237,8 @@ func (s *Store) Account(uid uint32) (a Account, ok bool, err error) {
 			return nil
 		}
 		ok = true
-		return json.Unmarshal(v, &a)
+		a, err = unmarshalAccount(v)
+		return err
 	})
 	if err != nil {
 		return a, false, fmt.Errorf("read state of uid %d: %w", uid, err)
@@ -232,8 +268,8 @@ func (s *Store) Accounts(uids []uint32) (map[uint32]Account, error) {
 			if v == nil {
 				continue
 			}
-			var a Account
-			if err := json.Unmarshal(v, &a); err != nil {
+			a, err := unmarshalAccount(v)
+			if err != nil {
 				return fmt.Errorf("uid %d: %w", uid, err)
 			}
 			out[uid] = a
@@ -279,11 +315,7 @@ func (s *Store) PutAccounts(accts []Account) error {
 func encode(a Account) (pending, error) {
 	a = a.clone()
 	a.Updated = time.Now().UTC()
-	v, err := json.Marshal(a)
-	if err != nil {
-		return pending{}, fmt.Errorf("save state of uid %d: %w", a.UID, err)
-	}
-	return pending{acct: a, raw: v}, nil
+	return pending{acct: a, raw: marshalAccount(a)}, nil
 }
 
 // PutAccountLater saves a record without waiting for the disk: reads see
@@ -307,22 +339,6 @@ func (s *Store) putAccount(a Account, durable bool) error {
 		return fmt.Errorf("save state of uid %d: %w", a.UID, err)
 	}
 	return nil
-}
-
-// unindex drops the SCIM id index entry of uid's current record.
-func unindex(accounts, ids *bolt.Bucket, uid uint32) error {
-	old := accounts.Get(uidKey(uid))
-	if old == nil {
-		return nil
-	}
-	var prev Account
-	if err := json.Unmarshal(old, &prev); err != nil {
-		return err
-	}
-	if prev.SCIMID == "" {
-		return nil
-	}
-	return ids.Delete([]byte(prev.SCIMID))
 }
 
 // UIDBySCIMID returns the uid whose record holds the SCIM id, if any.
@@ -396,24 +412,49 @@ func (s *Store) ForEachAccount(fn func(Account) error) error {
 		return err
 	}
 	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAccounts).ForEach(func(_, v []byte) error {
-			var a Account
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("decode state record: %w", err)
+		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+			a, err := unmarshalAccount(v)
+			if err != nil {
+				return fmt.Errorf("decode state record of uid %d: %w", binary.BigEndian.Uint32(k), err)
 			}
 			return fn(a)
 		})
 	})
 }
 
-// Parked returns the records of every parked uid.
+// AccountUIDs returns the uids that have a record, in order, without
+// decoding the records.
+func (s *Store) AccountUIDs() ([]uint32, error) {
+	if err := s.Flush(); err != nil {
+		return nil, err
+	}
+	var uids []uint32
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAccounts).ForEach(func(k, _ []byte) error {
+			uids = append(uids, binary.BigEndian.Uint32(k))
+			return nil
+		})
+	})
+	return uids, err
+}
+
+// Parked returns the records of every parked uid (from their index: the
+// records of the others are not read).
 func (s *Store) Parked() ([]Account, error) {
+	if err := s.Flush(); err != nil {
+		return nil, err
+	}
 	var out []Account
-	err := s.ForEachAccount(func(a Account) error {
-		if a.Parked != nil {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		accounts := tx.Bucket(bucketAccounts)
+		return tx.Bucket(bucketParked).ForEach(func(k, _ []byte) error {
+			a, err := unmarshalAccount(accounts.Get(k))
+			if err != nil {
+				return fmt.Errorf("decode state record of uid %d: %w", binary.BigEndian.Uint32(k), err)
+			}
 			out = append(out, a)
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }
@@ -424,7 +465,7 @@ func (s *Store) CountAccounts() (n int, err error) {
 		return 0, err
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketAccounts).Stats().KeyN
+		n = int(binary.BigEndian.Uint64(tx.Bucket(bucketCounts).Get(countAccounts)))
 		return nil
 	})
 	return n, err

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -256,31 +258,57 @@ func (w *writer) run() {
 }
 
 // apply writes staged account and meta writes in one transaction, in uid
-// order (bbolt's pages are then touched once each), keeping the SCIM id
-// index in step.
+// order (bbolt's pages are then touched once each), keeping the indexes
+// (SCIM ids, parked uids, the count) in step.
 func apply(tx *bolt.Tx, accts map[uint32]pending, meta map[string][]byte) error {
-	accounts, ids := tx.Bucket(bucketAccounts), tx.Bucket(bucketSCIMIDs)
+	accounts, ids, parked, counts := tx.Bucket(bucketAccounts), tx.Bucket(bucketSCIMIDs), tx.Bucket(bucketParked), tx.Bucket(bucketCounts)
 	// uids are mostly appended in order: fill pages, do not half-split them.
 	accounts.FillPercent = 0.9
+	count := int64(binary.BigEndian.Uint64(counts.Get(countAccounts)))
 	for _, uid := range slices.Sorted(maps.Keys(accts)) {
-		p := accts[uid]
-		if err := unindex(accounts, ids, uid); err != nil {
-			return err
+		p, key := accts[uid], uidKey(uid)
+		if old := accounts.Get(key); old != nil {
+			count--
+			id, err := scimIDOf(old)
+			if err != nil {
+				return fmt.Errorf("uid %d: %w", uid, err)
+			}
+			if id != "" {
+				if err := ids.Delete([]byte(id)); err != nil {
+					return err
+				}
+			}
 		}
 		if p.deleted {
-			if err := accounts.Delete(uidKey(uid)); err != nil {
+			if err := accounts.Delete(key); err != nil {
+				return err
+			}
+			if err := parked.Delete(key); err != nil {
 				return err
 			}
 			continue
 		}
+		count++
 		if p.acct.SCIMID != "" {
-			if err := ids.Put([]byte(p.acct.SCIMID), uidKey(uid)); err != nil {
+			if err := ids.Put([]byte(p.acct.SCIMID), key); err != nil {
 				return err
 			}
 		}
-		if err := accounts.Put(uidKey(uid), p.raw); err != nil {
+		var err error
+		if p.acct.Parked != nil {
+			err = parked.Put(key, nil)
+		} else {
+			err = parked.Delete(key)
+		}
+		if err != nil {
 			return err
 		}
+		if err := accounts.Put(key, p.raw); err != nil {
+			return err
+		}
+	}
+	if err := counts.Put(countAccounts, binary.BigEndian.AppendUint64(nil, uint64(count))); err != nil {
+		return err
 	}
 	for k, v := range meta {
 		var err error
