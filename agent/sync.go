@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/scim-agent/scim-agent/internal/state"
 )
 
 // syncPageSize is how many uids a full sync reads and queues at once.
@@ -114,11 +112,4 @@ func (s *fullSync) wait(ctx context.Context, limit int) error {
 }
 
 // knownUIDs returns the uids of the state file's records, sorted.
-func (a *Agent) knownUIDs() ([]uint32, error) {
-	var uids []uint32
-	err := a.store.ForEachAccount(func(acc state.Account) error {
-		uids = append(uids, acc.UID)
-		return nil
-	})
-	return uids, err
-}
+func (a *Agent) knownUIDs() ([]uint32, error) { return a.store.AccountUIDs() }

@@ -43,6 +43,9 @@ type how struct {
 	// attempt counts the tries of this reconcile (1 for the first, 0 when
 	// nobody retries it).
 	attempt int
+	// pre is what the loader read for this reconcile; nil: read the user
+	// now.
+	pre *preload
 }
 
 // userRun is one user's reconcile in progress: the uid, its logger (every
@@ -50,11 +53,12 @@ type how struct {
 type userRun struct {
 	*users
 	how
-	uid   uint32
-	log   *zap.Logger
-	rec   state.Account
-	known bool   // rec came from the store
-	uuid  string // the Drupal user's uuid now ("" while gone)
+	uid    uint32
+	log    *zap.Logger
+	rec    state.Account
+	known  bool   // rec came from the store
+	uuid   string // the Drupal user's uuid now ("" while gone)
+	marked bool   // rec is the Creating record the loader saved for this reconcile's POST
 }
 
 // reconcile makes the server's copy of uid equal to Drupal's user now. A
@@ -75,8 +79,11 @@ func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error
 	if !r.known {
 		r.rec = state.Account{UID: uid}
 	}
-	acct, exists, err := u.reader.Load(ctx, uid)
-	if err != nil {
+	var acct drupal.Account
+	var exists bool
+	if h.pre != nil {
+		acct, exists, r.marked = h.pre.acct, h.pre.exists, h.pre.marked
+	} else if acct, exists, err = u.reader.Load(ctx, uid); err != nil {
 		return Result{}, err
 	}
 	var res Result
@@ -169,7 +176,7 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 	if user.UserName() == "" {
 		return res, refused(OpCreate, "the account has no userName (its mapped source is empty)")
 	}
-	if r.rec.Creating && r.rec.SCIMID == "" {
+	if r.rec.Creating && r.rec.SCIMID == "" && !r.markedFor(user) {
 		// A POST started and its outcome was never saved: look before
 		// posting again.
 		found, f := r.lookup(ctx, OpCreate, user)
@@ -415,25 +422,41 @@ func (r *userRun) park(res Result, f *failure) (Result, error) {
 	return res, nil
 }
 
-// save stores the record, unless this is a dry run.
+// save stores the record, unless this is a dry run, without waiting for
+// the disk: it is what the server now holds, and a crash that loses it
+// replays the change from a position saved after it (a position's save
+// commits every record staged before it), which finds the server's copy
+// as the record says, or (for a create, whose Creating record is
+// durable) looks it up.
 func (r *userRun) save() error {
+	return r.put(r.store.PutAccountLater)
+}
+
+// saveNow stores the record durably, unless this is a dry run: what must
+// be on disk before a request goes out.
+func (r *userRun) saveNow() error {
+	return r.put(r.store.PutAccount)
+}
+
+func (r *userRun) put(put func(state.Account) error) error {
 	if r.dry {
 		return nil
 	}
 	r.known = true
-	if err := r.store.PutAccount(r.rec); err != nil {
+	if err := put(r.rec); err != nil {
 		return err
 	}
 	r.parked.set(r.uid, r.rec.Parked != nil)
 	return nil
 }
 
-// forget drops the record of a deleted account.
+// forget drops the record of a deleted account (without waiting for the
+// disk, as save).
 func (r *userRun) forget() error {
 	if r.dry {
 		return nil
 	}
-	if err := r.store.DeleteAccount(r.uid); err != nil {
+	if err := r.store.DeleteAccountLater(r.uid); err != nil {
 		return err
 	}
 	r.known = false

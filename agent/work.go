@@ -36,6 +36,10 @@ type item struct {
 	cause  string // the newest cause (binlog position or command), for logs
 	verify bool   // compare with the server's copy, not only the fingerprints
 	seq    uint64 // the newest batch or request the reconcile covers
+	// pre is what the loader read once the key was held; never queued
+	// (a merge drops it, and so does a retry: each read is for one
+	// attempt).
+	pre *preload
 }
 
 // Merge combines the item a key waits with and a newer one.
@@ -176,18 +180,30 @@ type pool struct {
 	work      *work
 	reconcile func(ctx context.Context, k key, it item, attempt int) (Result, error)
 	log       *zap.Logger
+	// load, when set, reads the users of queued keys in batches ahead of
+	// the workers (preload.go); else each worker takes one key.
+	load *loader
 }
 
-// start starts n workers, which stop when the queue closes; wait waits
-// for them. ctx bounds the reconciles in flight.
+// start starts n workers (and the loader), which stop when the queue
+// closes; wait waits for them. ctx bounds the reconciles in flight.
 func (p *pool) start(ctx context.Context, n int) (wait func()) {
 	var wg sync.WaitGroup
+	next := p.work.queue.Get
+	if p.load != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.load.run(ctx)
+		}()
+		next = p.load.next
+	}
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				k, it, ok := p.work.queue.Get()
+				k, it, ok := next()
 				if !ok {
 					return
 				}
@@ -205,6 +221,7 @@ func (p *pool) start(ctx context.Context, n int) (wait func()) {
 func (p *pool) handle(ctx context.Context, k key, it item) {
 	attempt := p.work.retry.Attempts(k) + 1
 	res, err := p.reconcile(ctx, k, it, attempt)
+	it.pre = nil
 	if err == nil {
 		p.work.finished(k, it, res)
 		return
