@@ -22,6 +22,26 @@ var codecCases = []Account{
 		Parked:  &Parked{Op: "create", Status: 400, ScimType: "invalidValue", Detail: "emails.value: \"x\" is not an e-mail address", At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), Failures: 3},
 		Updated: time.Unix(0, 1).UTC()},
 	{UID: 8, Parked: &Parked{Op: "delete", Detail: ""}},
+	// Ids that are not canonical UUIDs, and paths the table does not know.
+	{UID: 9, SCIMID: "D30786CF-E563-4BFB-8E66-11B5F7B98F3C", ExternalID: "d30786cf-e563-4bfb-8e66-11b5f7b98f3", UUID: "d30786cf-e563-4bfb-8e66-11b5f7b98f3cx",
+		Pushed: map[string]uint64{"x-custom": 3, "name.givenName": 4, "": 5}},
+	{UID: 10, SCIMID: "1234", ExternalID: "d30786cfXe563-4bfb-8e66-11b5f7b98f3c", UUID: "g0786cf0-e563-4bfb-8e66-11b5f7b98f3c"},
+}
+
+// TestUUIDsAndPathsArePacked: what the compact form is for.
+func TestUUIDsAndPathsArePacked(t *testing.T) {
+	u := "d30786cf-e563-4bfb-8e66-11b5f7b98f3c"
+	a := Account{UID: 123456, SCIMID: "9fed6c2d-d48c-4869-b501-ef802b660a49", UserName: "user000001", ExternalID: u, UUID: u, Active: true,
+		Pushed:  map[string]uint64{"userName": 1, "externalId": 2, "emails": 3, "active": 4, "displayName": 5, "preferredLanguage": 6, "timezone": 7},
+		Updated: time.Now().UTC()}
+	if n := len(marshalAccount(a)); n > 125 {
+		t.Fatalf("a default mapping's record takes %d bytes, want at most 125", n)
+	}
+	for _, s := range []string{u, "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"} {
+		if b, ok := parseUUID(s); !ok || formatUUID(b[:]) != s {
+			t.Errorf("%s does not round-trip as a UUID", s)
+		}
+	}
 }
 
 // TestRecordCodecRoundTrips: every field survives the binary form, and a
@@ -103,8 +123,8 @@ func TestAFileOfJSONRecordsGetsItsIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if n, err := s.CountAccounts(); n != 4 || err != nil {
-		t.Fatalf("CountAccounts = %d, %v; want 4", n, err)
+	if n, err := s.CountAccounts(); n != len(codecCases)-1 || err != nil {
+		t.Fatalf("CountAccounts = %d, %v; want %d", n, err, len(codecCases)-1)
 	}
 	parked, err := s.Parked()
 	if err != nil || len(parked) != 2 || parked[0].UID != 7 || parked[1].UID != 8 {
@@ -125,7 +145,7 @@ func TestAFileOfJSONRecordsGetsItsIndexes(t *testing.T) {
 	if uid, ok, _ := s.UIDBySCIMID(a.SCIMID); !ok || uid != a.UID {
 		t.Fatalf("UIDBySCIMID = %d, %v", uid, ok)
 	}
-	if uids, err := s.AccountUIDs(); err != nil || !reflect.DeepEqual(uids, []uint32{1, 7, 8, 4294967295}) {
+	if uids, err := s.AccountUIDs(); err != nil || !reflect.DeepEqual(uids, []uint32{1, 7, 8, 9, 10, 4294967295}) {
 		t.Fatalf("AccountUIDs = %v, %v", uids, err)
 	}
 }

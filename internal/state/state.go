@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -25,9 +26,12 @@ import (
 var (
 	bucketAccounts = []byte("accounts")
 	bucketMeta     = []byte("meta")
-	bucketSCIMIDs  = []byte("scim_ids") // SCIM id → uid, kept by every account write
-	bucketParked   = []byte("parked")   // uid → nothing, for each parked record
-	bucketCounts   = []byte("counts")   // "accounts" → the number of records (8 bytes)
+	bucketParked   = []byte("parked") // uid → nothing, for each parked record
+	bucketCounts   = []byte("counts") // "accounts" → the number of records (8 bytes)
+	// bucketSCIMIDs was an index of SCIM ids (SCIM id → uid) in files
+	// written before it was kept in memory (see Store.UIDBySCIMID):
+	// deleted at Open.
+	bucketSCIMIDs = []byte("scim_ids")
 )
 
 var countAccounts = []byte("accounts")
@@ -61,9 +65,10 @@ func OpenExisting(path string, lockTimeout time.Duration) (*Store, error) {
 // crash loses later writes not yet committed, never a durable one, and
 // never one staged before a durable write that returned.
 type Store struct {
-	db   *bolt.DB
-	path string
-	w    *writer
+	db      *bolt.DB
+	path    string
+	w       *writer
+	buildMu sync.Mutex // one build of the SCIM id index at a time
 }
 
 // Open opens (creating if needed) the state file at path, and its
@@ -106,21 +111,23 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 }
 
 // buildIndexes builds the indexes a file written before them lacks (the
-// SCIM ids, the parked uids, the count), with one pass over the records.
+// parked uids, the count), with one pass over the records, and drops the
+// SCIM id index older files kept (it is kept in memory now).
 func buildIndexes(tx *bolt.Tx) error {
-	if tx.Bucket(bucketSCIMIDs) != nil && tx.Bucket(bucketParked) != nil && tx.Bucket(bucketCounts) != nil {
+	if tx.Bucket(bucketSCIMIDs) != nil {
+		if err := tx.DeleteBucket(bucketSCIMIDs); err != nil {
+			return err
+		}
+	}
+	if tx.Bucket(bucketParked) != nil && tx.Bucket(bucketCounts) != nil {
 		return nil
 	}
-	for _, b := range [][]byte{bucketSCIMIDs, bucketParked, bucketCounts} {
+	for _, b := range [][]byte{bucketParked, bucketCounts} {
 		if tx.Bucket(b) != nil {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
 		}
-	}
-	ids, err := tx.CreateBucket(bucketSCIMIDs)
-	if err != nil {
-		return err
 	}
 	parked, err := tx.CreateBucket(bucketParked)
 	if err != nil {
@@ -138,14 +145,9 @@ func buildIndexes(tx *bolt.Tx) error {
 		}
 		n++
 		if a.Parked != nil {
-			if err := parked.Put(k, nil); err != nil {
-				return err
-			}
+			return parked.Put(k, nil)
 		}
-		if a.SCIMID == "" {
-			return nil
-		}
-		return ids.Put([]byte(a.SCIMID), k)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -342,44 +344,78 @@ func (s *Store) putAccount(a Account, durable bool) error {
 }
 
 // UIDBySCIMID returns the uid whose record holds the SCIM id, if any.
+//
+// The index of SCIM ids is kept in memory, built from the records at the
+// first call (the agent asks only when the server already holds an
+// account it is about to create, a rare path): a file index would cost a
+// random insert into a B+tree, and its pages in the agent's memory, for
+// every account created. An entry is checked against the uid's current
+// record, so one left behind by a record that changed or went means
+// nothing.
 func (s *Store) UIDBySCIMID(id string) (uid uint32, ok bool, err error) {
-	for {
-		s.w.mu.Lock()
-		if u, found, _ := s.w.holderLocked(id, 0); found {
-			s.w.mu.Unlock()
-			return u, true, nil
-		}
-		commits := s.w.commits
-		s.w.mu.Unlock()
-		var fileUID uint32
-		var inFile bool
-		err = s.db.View(func(tx *bolt.Tx) error {
-			v := tx.Bucket(bucketSCIMIDs).Get([]byte(id))
-			if len(v) == 4 {
-				fileUID, inFile = binary.BigEndian.Uint32(v), true
+	if err := s.buildIDs(); err != nil {
+		return 0, false, fmt.Errorf("index SCIM ids: %w", err)
+	}
+	s.w.mu.Lock()
+	uid, ok = s.w.ids[id]
+	s.w.mu.Unlock()
+	if !ok {
+		return 0, false, nil
+	}
+	a, exists, err := s.Account(uid)
+	if err != nil {
+		return 0, false, err
+	}
+	if !exists || a.SCIMID != id {
+		return 0, false, nil
+	}
+	return uid, true, nil
+}
+
+// buildIDs builds the in-memory index of SCIM ids once: the records on
+// disk, then the writes staged and in flight (newer).
+func (s *Store) buildIDs() error {
+	s.w.mu.Lock()
+	built := s.w.ids != nil
+	s.w.mu.Unlock()
+	if built {
+		return nil
+	}
+	s.buildMu.Lock()
+	defer s.buildMu.Unlock()
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	if s.w.ids != nil {
+		return nil
+	}
+	ids := map[string]uint32{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
+			id, err := scimIDOf(v)
+			if err != nil {
+				return fmt.Errorf("uid %d: %w", binary.BigEndian.Uint32(k), err)
+			}
+			if id != "" {
+				ids[id] = binary.BigEndian.Uint32(k)
 			}
 			return nil
 		})
-		if err != nil {
-			return 0, false, err
-		}
-		s.w.mu.Lock()
-		if s.w.commits != commits {
-			// A commit changed the file since the staged writes were
-			// looked at: look again.
-			s.w.mu.Unlock()
-			continue
-		}
-		u, found, overridden := s.w.holderLocked(id, fileUID)
-		s.w.mu.Unlock()
-		switch {
-		case found:
-			return u, true, nil
-		case inFile && !overridden:
-			return fileUID, true, nil
-		}
-		return 0, false, nil
+	})
+	if err != nil {
+		return err
 	}
+	for _, m := range []map[uint32]pending{s.w.flight, s.w.staged} {
+		for uid, p := range m {
+			if !p.deleted && p.acct.SCIMID != "" {
+				ids[p.acct.SCIMID] = uid
+			}
+		}
+	}
+	s.w.ids = ids
+	return nil
 }
 
 // DeleteAccount forgets uid, durably.

@@ -3,7 +3,6 @@ package state
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -53,6 +52,7 @@ type writer struct {
 	tried      uint64             // the newest write it covered,
 	err        error              // and its error (nil when it succeeded)
 	commits    uint64             // commits that changed the file
+	ids        map[string]uint32  // SCIM id → uid, nil until built (Store.UIDBySCIMID)
 	closed     bool               // no more writes: the committer commits what is staged and returns
 	exited     bool               // the committer has returned
 	kick       chan struct{}      // wakes the committer
@@ -93,6 +93,9 @@ func (w *writer) stage(accts []pending, meta map[string][]byte) (uint64, error) 
 	}
 	for _, p := range accts {
 		w.staged[p.acct.UID] = p
+		if w.ids != nil && !p.deleted && p.acct.SCIMID != "" {
+			w.ids[p.acct.SCIMID] = p.acct.UID
+		}
 	}
 	maps.Copy(w.stagedMeta, meta)
 	w.seq++
@@ -163,23 +166,6 @@ func (w *writer) meta(key string) (v []byte, found bool) {
 		v, found = w.flightMeta[key]
 	}
 	return v, found
-}
-
-// holderLocked looks in the staged and committing writes for the uid
-// whose record now holds the SCIM id. overridden reports whether fileUID
-// (the file's holder) has a newer record there, which then does not hold
-// it. w.mu is held.
-func (w *writer) holderLocked(id string, fileUID uint32) (uid uint32, found, overridden bool) {
-	for _, m := range []map[uint32]pending{w.staged, w.flight} {
-		for u, p := range m {
-			if !p.deleted && p.acct.SCIMID == id {
-				return u, true, false
-			}
-		}
-	}
-	_, inStaged := w.staged[fileUID]
-	_, inFlight := w.flight[fileUID]
-	return 0, false, inStaged || inFlight
 }
 
 // run is the committer: it commits what is staged while a writer waits,
@@ -259,25 +245,16 @@ func (w *writer) run() {
 
 // apply writes staged account and meta writes in one transaction, in uid
 // order (bbolt's pages are then touched once each), keeping the indexes
-// (SCIM ids, parked uids, the count) in step.
+// (parked uids, the count) in step.
 func apply(tx *bolt.Tx, accts map[uint32]pending, meta map[string][]byte) error {
-	accounts, ids, parked, counts := tx.Bucket(bucketAccounts), tx.Bucket(bucketSCIMIDs), tx.Bucket(bucketParked), tx.Bucket(bucketCounts)
+	accounts, parked, counts := tx.Bucket(bucketAccounts), tx.Bucket(bucketParked), tx.Bucket(bucketCounts)
 	// uids are mostly appended in order: fill pages, do not half-split them.
 	accounts.FillPercent = 0.9
 	count := int64(binary.BigEndian.Uint64(counts.Get(countAccounts)))
 	for _, uid := range slices.Sorted(maps.Keys(accts)) {
 		p, key := accts[uid], uidKey(uid)
-		if old := accounts.Get(key); old != nil {
+		if accounts.Get(key) != nil {
 			count--
-			id, err := scimIDOf(old)
-			if err != nil {
-				return fmt.Errorf("uid %d: %w", uid, err)
-			}
-			if id != "" {
-				if err := ids.Delete([]byte(id)); err != nil {
-					return err
-				}
-			}
 		}
 		if p.deleted {
 			if err := accounts.Delete(key); err != nil {
@@ -289,11 +266,6 @@ func apply(tx *bolt.Tx, accts map[uint32]pending, meta map[string][]byte) error 
 			continue
 		}
 		count++
-		if p.acct.SCIMID != "" {
-			if err := ids.Put([]byte(p.acct.SCIMID), key); err != nil {
-				return err
-			}
-		}
 		var err error
 		if p.acct.Parked != nil {
 			err = parked.Put(key, nil)

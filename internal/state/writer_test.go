@@ -286,3 +286,24 @@ func TestAccountsReadsStagedAndFiledRecords(t *testing.T) {
 		t.Fatalf("Accounts = %+v, want 1 (filed), 2 and 4 (staged); 3 deleted, 5 none", got)
 	}
 }
+
+// TestSCIMIDIndexBuiltWithWritesStaged: the first lookup builds the index
+// from the file and the writes not yet on it; later writes keep it.
+func TestSCIMIDIndexBuiltWithWritesStaged(t *testing.T) {
+	s := openTest(t)
+	s.PutAccount(Account{UID: 1, SCIMID: "on-disk"})
+	s.PutAccountLater(Account{UID: 2, SCIMID: "staged"})
+	s.PutAccountLater(Account{UID: 1, SCIMID: "renamed"})
+	for id, want := range map[string]uint32{"on-disk": 0, "staged": 2, "renamed": 1} {
+		if uid, ok, err := s.UIDBySCIMID(id); err != nil || ok != (want != 0) || uid != want {
+			t.Errorf("UIDBySCIMID(%s) = %d, %v, %v; want %d", id, uid, ok, err, want)
+		}
+	}
+	s.PutAccountLater(Account{UID: 3, SCIMID: "later"})
+	s.DeleteAccountLater(2)
+	for id, want := range map[string]uint32{"later": 3, "staged": 0} {
+		if uid, ok, err := s.UIDBySCIMID(id); err != nil || ok != (want != 0) || uid != want {
+			t.Errorf("after more writes: UIDBySCIMID(%s) = %d, %v, %v; want %d", id, uid, ok, err, want)
+		}
+	}
+}
