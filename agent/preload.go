@@ -29,9 +29,15 @@ const pageLockWait = "1"
 type preload struct {
 	acct   drupal.Account
 	exists bool
+	// rec is the user's record (known: it has one), read with the batch
+	// (haveRec) while the key was held: only the key's reconcile writes
+	// it.
+	rec     state.Account
+	known   bool
+	haveRec bool
 	// marked is set when the loader saved, durably, the Creating record
-	// that the user's create saves before its POST: the reconcile starts
-	// with that POST (none was sent since) without saving it again.
+	// (rec) that the user's create saves before its POST: the reconcile
+	// starts with that POST (none was sent since) without saving it again.
 	marked bool
 }
 
@@ -124,20 +130,25 @@ func (l *loader) load(ctx context.Context, keys []key, items []item) {
 		acct, exists := accts[k.uid]
 		pre := &preload{acct: acct, exists: exists}
 		items[i].pre = pre
-		if recErr != nil || k.dry || l.dryRun {
+		if recErr != nil {
 			continue
 		}
-		rec, known := recs[k.uid]
-		if mark, ok := l.users.startsWithPOST(rec, known, acct, exists); ok {
+		pre.rec, pre.known = recs[k.uid]
+		pre.haveRec = true
+		if k.dry || l.dryRun {
+			continue
+		}
+		if mark, ok := l.users.startsWithPOST(pre.rec, pre.known, acct, exists); ok {
 			marks = append(marks, mark)
-			pre.marked = true
+			pre.rec, pre.known, pre.marked = mark, true, true
 		}
 	}
 	if err := l.users.store.PutAccounts(marks); err != nil {
-		// Not known to be on disk: each create saves its own record.
+		// Not known to be on disk: each reconcile reads its record, and
+		// its create saves its own.
 		for i := range items {
 			if items[i].pre != nil {
-				items[i].pre.marked = false
+				items[i].pre.haveRec, items[i].pre.marked = false, false
 			}
 		}
 	}

@@ -73,7 +73,9 @@ func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error
 	ctx = scimclient.ContextWithLogger(ctx, log)
 	r := &userRun{users: u, how: h, uid: uid, log: log}
 	var err error
-	if r.rec, r.known, err = u.store.Account(uid); err != nil {
+	if h.pre != nil && h.pre.haveRec {
+		r.rec, r.known = h.pre.rec, h.pre.known
+	} else if r.rec, r.known, err = u.store.Account(uid); err != nil {
 		return Result{}, err
 	}
 	if !r.known {
