@@ -20,7 +20,7 @@ func BenchmarkWorkQueue(b *testing.B) {
 	var i uint32
 	for b.Loop() {
 		i++
-		w.transaction([]key{userKey(i % 1000)}, binlog.Position{File: "bin.000001", Offset: i}, now, "")
+		w.transaction([]key{userKey(i % 1000)}, binlog.Position{File: "bin.000001", Offset: i}, now)
 		k, it, _ := w.queue.Get()
 		w.finished(k, it, Result{})
 		w.queue.Done(k)

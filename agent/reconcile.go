@@ -10,7 +10,7 @@ import (
 // place a reconcile starts. A one-off dry run on a live agent (a dry key)
 // counts towards neither status nor metrics.
 func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Result, error) {
-	h := how{cause: it.cause, dry: a.opts.DryRun || k.dry, verify: it.verify, attempt: attempt, pre: it.pre}
+	h := how{cause: a.work.causeOf(it), dry: a.opts.DryRun || k.dry, verify: it.verify, attempt: attempt, pre: it.pre}
 	res, err := a.users.reconcile(ctx, k.uid, h)
 	if err == nil && (!k.dry || a.opts.DryRun) {
 		a.tally.add(res.Outcome)

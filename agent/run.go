@@ -227,7 +227,7 @@ func (a *Agent) handleNotice(ctx context.Context, n binlog.Notice) error {
 		}
 	}
 	a.metrics.observeTransaction(len(keys))
-	if !a.work.transaction(keys, n.Pos, n.Time, n.Pos.String()) {
+	if !a.work.transaction(keys, n.Pos, n.Time) {
 		return ctx.Err()
 	}
 	return nil

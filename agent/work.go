@@ -33,7 +33,10 @@ func userKey(uid uint32) key { return key{kind: kindUser, uid: uid} }
 
 // item is what a queued key's reconcile needs, merged per key.
 type item struct {
-	cause  string // the newest cause (binlog position or command), for logs
+	// cause is the newest cause (a command), for logs; "" for a binlog
+	// transaction, whose position (causeOf) is not kept per item: a
+	// backlog holds one item per transaction.
+	cause  string
 	verify bool   // compare with the server's copy, not only the fingerprints
 	seq    uint64 // the newest batch or request the reconcile covers
 	// pre is what the loader read once the key was held; never queued
@@ -84,15 +87,27 @@ func newWork(maxOpen int) *work {
 // ends at pos; the safe position passes it once every key is handled. It
 // waits while too many transactions are incomplete (back-pressure) and
 // reports false once the queue is closed.
-func (w *work) transaction(keys []key, pos binlog.Position, at time.Time, cause string) bool {
+func (w *work) transaction(keys []key, pos binlog.Position, at time.Time) bool {
 	if len(keys) > 0 && !w.gate.Enter() {
 		return false
 	}
 	seq := w.marks.Add(keys, pos, at)
 	for _, k := range keys {
-		w.queue.Add(k, item{cause: cause, seq: seq})
+		w.queue.Add(k, item{seq: seq})
 	}
 	return true
+}
+
+// causeOf is the cause of an item's reconcile, for its logs: the command,
+// or the position of the binlog transaction (the newest it covers).
+func (w *work) causeOf(it item) string {
+	if it.cause != "" {
+		return it.cause
+	}
+	if pos, ok := w.marks.Position(it.seq); ok {
+		return pos.String()
+	}
+	return "binlog" // a full sync has covered the transaction since
 }
 
 // ask queues keys for a caller who waits for their results: a page of a
@@ -230,6 +245,6 @@ func (p *pool) handle(ctx context.Context, k key, it item) {
 		return // stopping: the position keeps the change
 	}
 	wait := p.work.failed(k, it, Result{UID: k.uid, Outcome: Failed, Detail: err.Error()})
-	p.log.Warn(MsgReconcileError, zap.Uint32("uid", k.uid), zap.String("binlog_pos", it.cause),
+	p.log.Warn(MsgReconcileError, zap.Uint32("uid", k.uid), zap.String("binlog_pos", p.work.causeOf(it)),
 		zap.Int("attempt", attempt), zap.Int64("retry_in_ms", wait.Milliseconds()), zap.Error(err))
 }

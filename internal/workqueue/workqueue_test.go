@@ -294,3 +294,28 @@ func TestQueueGetBatchHoldsEachKey(t *testing.T) {
 		t.Fatal("GetBatch after Close returned keys")
 	}
 }
+
+// TestWatermarkPositionOfAWaitingBatch: the position of a batch is known
+// while it waits, and no longer once it is complete.
+func TestWatermarkPositionOfAWaitingBatch(t *testing.T) {
+	seq := &Sequence{}
+	w := NewWatermark[int, string](seq)
+	a := w.Add([]int{1}, "pos-a", time.Now())
+	b := w.Add([]int{2}, "pos-b", time.Now())
+	request := seq.Next()
+	for _, tc := range []struct {
+		seq  uint64
+		want string
+	}{{a, "pos-a"}, {b, "pos-b"}, {request, ""}, {b + 100, ""}} {
+		if got, ok := w.Position(tc.seq); ok != (tc.want != "") || got != tc.want {
+			t.Errorf("Position(%d) = %q, %v; want %q", tc.seq, got, ok, tc.want)
+		}
+	}
+	w.Done(1, a)
+	if _, ok := w.Position(a); ok {
+		t.Error("a complete batch still has a position")
+	}
+	if got, ok := w.Position(b); !ok || got != "pos-b" {
+		t.Errorf("Position(b) = %q, %v after a's completion", got, ok)
+	}
+}
