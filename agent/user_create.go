@@ -36,9 +36,9 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 			return res, retry(OpCreate, err)
 		}
 	}
-	created, cr, err := r.scim.client.CreateUser(ctx, body)
+	id, cr, err := r.scim.client.CreateUserID(ctx, body)
 	if err == nil {
-		r.rec.SCIMID, _ = created["id"].(string)
+		r.rec.SCIMID = id
 	}
 	r.logCall(OpCreate, user.UserName(), http.MethodPost, "/Users", cr, err)
 	if scimclient.IsStatus(err, http.StatusConflict) {
@@ -54,7 +54,6 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 	if err != nil {
 		return res, classify(OpCreate, err)
 	}
-	id := r.rec.SCIMID
 	if id == "" {
 		return res, refused(OpCreate, "the server's answer to POST /Users holds no id")
 	}

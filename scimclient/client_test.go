@@ -748,3 +748,47 @@ func TestEncodedTokenNeverLeaks(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateUserIDReadsTheIDAlone: the id and version CreateUser would
+// give, from answers of every shape a server sends.
+func TestCreateUserIDReadsTheIDAlone(t *testing.T) {
+	srv := scimtest.New(t, scimtest.Options{})
+	c := newClient(t, srv)
+	ctx := context.Background()
+	id, res, err := c.CreateUserID(ctx, user("idonly"))
+	full, ok := srv.UserByUserName("idonly")
+	if err != nil || !ok || id != full.ID || res.Status != http.StatusCreated || res.Version != full.Version {
+		t.Fatalf("CreateUserID = %q, %+v, %v; want %s, version %s", id, res, err, full.ID, full.Version)
+	}
+	scim := scimtest.MediaType
+	for _, tc := range []struct {
+		name    string
+		body    string
+		header  http.Header
+		wantID  string
+		version string
+		wantErr bool
+	}{
+		{"a number for an id", `{"id": 7, "meta": {"version": "W/\"3\""}}`, nil, "", `W/"3"`, false},
+		{"no meta", `{"id": "abc"}`, nil, "abc", "", false},
+		{"meta not an object", `{"id": "abc", "meta": "x"}`, nil, "abc", "", false},
+		{"the ETag header first", `{"id": "abc", "meta": {"version": "W/\"3\""}}`, http.Header{"Etag": {`W/"9"`}}, "abc", `W/"9"`, false},
+		{"null", `null`, nil, "", "", true},
+		{"an array", `[{"id": "abc"}]`, nil, "", "", true},
+		{"not JSON", `{"id": `, nil, "", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Inject(scimtest.Fault{Method: "POST", Times: 1, Status: http.StatusCreated, Body: []byte(tc.body), ContentType: scim, Header: tc.header})
+			id, res, err := c.CreateUserID(ctx, user("shape"))
+			if tc.wantErr {
+				if !errors.Is(err, ErrInvalidResponse) {
+					t.Fatalf("CreateUserID = %q, %v; want ErrInvalidResponse", id, err)
+				}
+				return
+			}
+			if err != nil || id != tc.wantID || res.Version != tc.version {
+				t.Fatalf("CreateUserID = %q, %q, %v; want %q, %q", id, res.Version, err, tc.wantID, tc.version)
+			}
+		})
+	}
+}
