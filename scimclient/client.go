@@ -340,6 +340,20 @@ func (a answer) decode(method, path string, v any) error {
 	return decodeJSON(method, path, a.header, a.body, v)
 }
 
+// checkJSON checks what decode would of an answer (its Content-Type,
+// that it is JSON) without decoding it.
+func (a answer) checkJSON(method, path string) error {
+	if err := checkContentType(method, path, a.header); err != nil {
+		return err
+	}
+	if !json.Valid(a.body) {
+		var v any
+		err := json.Unmarshal(a.body, &v) // to say what is wrong
+		return fmt.Errorf("scim %s %s: %w: %v", method, path, ErrInvalidResponse, err)
+	}
+	return nil
+}
+
 // do runs one call: cl.method on cl.path (below the base URL) with an
 // optional query and JSON body. A final status not in cl.ok becomes an
 // *Error.
@@ -643,12 +657,20 @@ func marshal(v any) ([]byte, error) {
 }
 
 // decodeJSON decodes a successful answer, which must be JSON.
-func decodeJSON(method, path string, header http.Header, body []byte, v any) error {
+// checkContentType fails an answer whose Content-Type is not JSON.
+func checkContentType(method, path string, header http.Header) error {
 	if ct := header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != MediaType && mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 			return fmt.Errorf("scim %s %s: %w: Content-Type %q is not JSON", method, path, ErrInvalidResponse, ct)
 		}
+	}
+	return nil
+}
+
+func decodeJSON(method, path string, header http.Header, body []byte, v any) error {
+	if err := checkContentType(method, path, header); err != nil {
+		return err
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("scim %s %s: %w: %v", method, path, ErrInvalidResponse, err)

@@ -2,6 +2,7 @@ package scimclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -790,5 +791,32 @@ func TestCreateUserIDReadsTheIDAlone(t *testing.T) {
 				t.Fatalf("CreateUserID = %q, %q, %v; want %q, %q", id, res.Version, err, tc.wantID, tc.version)
 			}
 		})
+	}
+}
+
+// TestMemberReadsTopLevelMembersOnly: member finds a member of the
+// object itself, not one nested in a value or written in a string.
+func TestMemberReadsTopLevelMembersOnly(t *testing.T) {
+	for _, tc := range []struct {
+		obj, name, want string
+		ok              bool
+	}{
+		{`{"id":"a"}`, "id", `"a"`, true},
+		{` { "x" : {"id":"nested"} , "s":"{\"id\":\"in a string\"}", "l":[{"id":1},"]"], "id" : "top" } `, "id", `"top"`, true},
+		{`{"\u0069d":"escaped key"}`, "id", `"escaped key"`, true},
+		{`{"id":"first","id":"last"}`, "id", `"last"`, true},
+		{`{"id":12.5e3,"n":null}`, "id", `12.5e3`, true},
+		{`{"meta":{"version":"W/\"1\""}}`, "meta", `{"version":"W/\"1\""}`, true},
+		{`{"idx":"a","i":"b"}`, "id", ``, false},
+		{`{}`, "id", ``, false},
+		{`["id"]`, "id", ``, false},
+	} {
+		if !json.Valid([]byte(tc.obj)) {
+			t.Fatalf("test input %s is not JSON", tc.obj)
+		}
+		got, ok := member([]byte(tc.obj), tc.name)
+		if ok != tc.ok || string(got) != tc.want {
+			t.Errorf("member(%s, %q) = %s, %v; want %s, %v", tc.obj, tc.name, got, ok, tc.want, tc.ok)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package scimclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,26 +111,102 @@ func (c *Client) CreateUserID(ctx context.Context, r Resource) (id string, res R
 	if len(a.body) == 0 {
 		return "", res, fmt.Errorf("scim %s %s: %w: %d without a resource", http.MethodPost, path, ErrInvalidResponse, a.status)
 	}
-	var out struct {
-		ID   json.RawMessage `json:"id"`
-		Meta json.RawMessage `json:"meta"`
-	}
-	if err := a.decode(http.MethodPost, path, &out); err != nil {
+	if err := a.checkJSON(http.MethodPost, path); err != nil {
 		return "", res, err
 	}
 	if b := strings.TrimLeft(string(a.body), " \t\r\n"); !strings.HasPrefix(b, "{") {
 		return "", res, fmt.Errorf("scim %s %s: %w: the answer is not a resource", http.MethodPost, path, ErrInvalidResponse)
 	}
-	_ = json.Unmarshal(out.ID, &id) // a number or an object is no id
+	if raw, ok := member(a.body, "id"); ok {
+		_ = json.Unmarshal(raw, &id) // a number or an object is no id
+	}
 	res.Version = strings.TrimSpace(a.header.Get("ETag"))
-	if res.Version == "" {
-		var meta struct {
-			Version any `json:"version"`
+	if meta, ok := member(a.body, "meta"); res.Version == "" && ok {
+		if raw, ok := member(meta, "version"); ok {
+			_ = json.Unmarshal(raw, &res.Version)
 		}
-		_ = json.Unmarshal(out.Meta, &meta)
-		res.Version, _ = meta.Version.(string)
 	}
 	return id, res, nil
+}
+
+// member returns the value of the last member called name of obj, when
+// obj is a JSON object; obj must be valid JSON (json.Valid). It reads one
+// member of an answer without decoding the rest.
+func member(obj []byte, name string) (json.RawMessage, bool) {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil, false
+	}
+	var found json.RawMessage
+	ok := false
+	for i = skipSpace(obj, i+1); i < len(obj) && obj[i] != '}'; {
+		keyEnd := endOfValue(obj, i)
+		key := obj[i:keyEnd]
+		i = skipSpace(obj, skipSpace(obj, keyEnd)+1) // past the ':'
+		end := endOfValue(obj, i)
+		if keyIs(key, name) {
+			found, ok = obj[i:end], true
+		}
+		if i = skipSpace(obj, end); i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+	return found, ok
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endOfValue returns the index just past the JSON value that starts at i.
+func endOfValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return len(b)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = endOfValue(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
+		j++
+	}
+	return j
+}
+
+// keyIs reports whether the quoted JSON string key is name.
+func keyIs(key []byte, name string) bool {
+	if len(key) >= 2 && !bytes.ContainsRune(key, '\\') {
+		return string(key[1:len(key)-1]) == name
+	}
+	var s string
+	return json.Unmarshal(key, &s) == nil && s == name
 }
 
 // GetUser reads /Users/{id}; Result.Version is the version to pass to
