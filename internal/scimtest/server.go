@@ -142,6 +142,12 @@ type Options struct {
 	// capacity chosen would be (the benchmarks compare the agent's
 	// throughput with the server's own).
 	WorkPerRequest int
+	// WaitPerWrite, when positive, holds the answer to every write
+	// (POST, PUT, PATCH, DELETE) of /Users that long after applying it,
+	// as a server's database commit does: the requests wait in parallel,
+	// holding no lock and no CPU, so a server that mostly waits is
+	// bounded by how many requests its clients keep in flight.
+	WaitPerWrite time.Duration
 }
 
 // Server is a running SCIM server. All methods are safe for concurrent use.
@@ -181,6 +187,7 @@ type Server struct {
 	limiter       *rate.Limiter
 
 	worked atomic.Int64  // rounds of Options.WorkPerRequest spent
+	waited atomic.Int64  // writes held for Options.WaitPerWrite
 	digest atomic.Uint32 // the last round's result, kept so the work is done
 
 	lmu  sync.Mutex // guards reqs and the Requests they point to
@@ -432,6 +439,7 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 		ctx = context.WithValue(ctx, ifMatchKey{}, strings.Join(r.Header.Values("If-Match"), ","))
 		s.spend(s.opts.WorkPerRequest)
 		s.scim.ServeHTTP(buf, r.WithContext(ctx))
+		s.commitWait(r)
 		if hr.fault != nil {
 			rec.Faulted = true
 			s.applyFault(w, r, hr.fault)
@@ -754,4 +762,20 @@ func (s *Server) spend(rounds int) {
 	}
 	s.digest.Store(uint32(sum[0]))
 	s.worked.Add(int64(rounds))
+}
+
+// commitWait holds a write's answer for Options.WaitPerWrite, ending
+// early when the client goes away or the server closes.
+func (s *Server) commitWait(r *http.Request) {
+	if s.opts.WaitPerWrite <= 0 || r.Method == http.MethodGet || !strings.HasPrefix(relPath(r.URL.Path), "/Users") {
+		return
+	}
+	s.waited.Add(1)
+	t := time.NewTimer(s.opts.WaitPerWrite)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	case <-s.closed:
+	}
 }
