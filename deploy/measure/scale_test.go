@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -49,6 +50,7 @@ func syncScale(b *testing.B, users int) {
 	if n != users {
 		b.Fatalf("%d POSTs for %d users", n, users)
 	}
+	tenths := tenthRates(env.SCIM)
 	p.waitFor("readiness after the initial sync", time.Minute, p.ready)
 	synced := p.mem()
 	b.ReportMetric(1e6/rate, "µs/user")
@@ -56,6 +58,7 @@ func syncScale(b *testing.B, users int) {
 	b.ReportMetric(float64(synced.hwm)/1024, "sync-peak-RSS-MiB")
 	b.Logf("sync of %d users: %.0f users/s (%.0f µs/user), agent CPU %.0f µs/user; after it VmRSS %.1f MiB (anon %.1f, file %.1f), peak %.1f MiB",
 		users, rate, 1e6/rate, cpu/float64(users)*1e6, kib(synced.rss), kib(synced.anon), kib(synced.file), kib(synced.hwm))
+	b.Logf("users/s in each tenth of the sync: %.0f", tenths)
 	if users < 100000 {
 		p.stop()
 		return
@@ -84,6 +87,23 @@ func syncScale(b *testing.B, users int) {
 	})
 	b.Logf("backlog of %d mail changes drained in %s; peak RSS %.1f MiB", users, time.Since(start).Round(time.Second), kib(p.mem().hwm))
 	p.stop()
+}
+
+// tenthRates is the POSTs a second in each tenth of the server's log (in
+// order of answer): a sync whose cost grows with the site slows down
+// from tenth to tenth.
+func tenthRates(srv *scimtest.Server) []float64 {
+	var ends []time.Time
+	for _, r := range srv.RequestsMatching(http.MethodPost, "/Users") {
+		ends = append(ends, r.Time.Add(r.Duration))
+	}
+	slices.SortFunc(ends, time.Time.Compare)
+	var rates []float64
+	for i := 1; i <= 10 && len(ends) >= 20; i++ {
+		from, to := ends[(i-1)*len(ends)/10], ends[i*len(ends)/10-1]
+		rates = append(rates, float64(len(ends)/10)/to.Sub(from).Seconds())
+	}
+	return rates
 }
 
 // loadAhead bounds the keys the agent holds outside its queue (read
