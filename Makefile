@@ -56,10 +56,17 @@ test: ensure-mariadb ensure-promtool vet
 
 # Micro-benchmarks run for the default time; the end-to-end backlog
 # benchmarks drain a fixed backlog of 2000 changes (their set-up is not
-# timed, so an open-ended b.N would grow without bound).
+# timed, so an open-ended b.N would grow without bound); the measurements
+# of deploy/measure run the agent's binary as a process of its own (the
+# SCIM server's capacity against the agent's, syncs of 10,000 and 100,000
+# users with 100,000 changes pending, the commit-to-request delay), once
+# each: about 10 minutes in all on a 2-core machine.
+MEASURED := Provision|SyncScale|CommitToRequest
+
 bench: ensure-mariadb
-	$(GO) test -run '^$$' -bench . -skip 'Backlog' -benchmem -count=1 $(PKGS)
+	$(GO) test -run '^$$' -bench . -skip 'Backlog|$(MEASURED)' -benchmem -count=1 $(PKGS)
 	$(GO) test -run '^$$' -bench 'Backlog' -benchtime=2000x -benchmem -count=1 ./agent/
+	$(GO) test -run '^$$' -bench '$(MEASURED)' -benchtime=1x -count=1 -timeout 60m ./deploy/measure/
 
 clean:
 	rm -rf bin

@@ -10,7 +10,7 @@ import (
 // place a reconcile starts. A one-off dry run on a live agent (a dry key)
 // counts towards neither status nor metrics.
 func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Result, error) {
-	h := how{cause: it.cause, dry: a.opts.DryRun || k.dry, verify: it.verify, attempt: attempt}
+	h := how{cause: a.work.causeOf(it), dry: a.opts.DryRun || k.dry, verify: it.verify, attempt: attempt, pre: it.pre}
 	var res Result
 	var err error
 	if k.kind == kindRole {
@@ -182,8 +182,9 @@ func (a *Agent) ReconcileAll(ctx context.Context, sel Selection, dryRun bool) ([
 		}
 	}
 	// No saver runs here: what the guard held, sent or dropped is saved
-	// now, or held deletions would be lost with this process.
-	return results, errors.Join(a.guard.Flush(), ctx.Err())
+	// now, or held deletions would be lost with this process, and so are
+	// the records the results report.
+	return results, errors.Join(a.guard.Flush(), a.store.Flush(), ctx.Err())
 }
 
 // ApproveDeletes releases the deletion guard and queues every held uid

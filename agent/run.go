@@ -126,7 +126,8 @@ func (a *Agent) startLoops(ctx context.Context) (stop func()) {
 // startWorkers starts the configured number of workers; done is closed
 // once they all returned (after the queue closes).
 func (a *Agent) startWorkers(ctx context.Context) (done <-chan struct{}) {
-	p := &pool{work: a.work, reconcile: a.reconcile, log: a.log}
+	p := &pool{work: a.work, reconcile: a.reconcile, log: a.log,
+		load: newLoader(a.work.queue, a.kinds.users, a.pages, a.opts.DryRun)}
 	wait := p.start(ctx, a.cfg.Provisioning.Workers)
 	ch := make(chan struct{})
 	go func() {
@@ -231,7 +232,7 @@ func (a *Agent) handleNotice(ctx context.Context, n binlog.Notice) error {
 		}
 	}
 	a.metrics.observeTransaction(len(keys))
-	if !a.work.transaction(keys, n.Pos, n.Time, n.Pos.String()) {
+	if !a.work.transaction(keys, n.Pos, n.Time) {
 		return ctx.Err()
 	}
 	return nil

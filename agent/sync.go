@@ -153,11 +153,4 @@ func (a *Agent) roleKeys(ctx context.Context) ([]key, error) {
 }
 
 // knownUIDs returns the uids of the state file's records, sorted.
-func (a *Agent) knownUIDs() ([]uint32, error) {
-	var uids []uint32
-	err := a.store.ForEachAccount(func(acc state.Account) error {
-		uids = append(uids, acc.UID)
-		return nil
-	})
-	return uids, err
-}
+func (a *Agent) knownUIDs() ([]uint32, error) { return a.store.AccountUIDs() }

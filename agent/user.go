@@ -51,6 +51,9 @@ type how struct {
 	// explain, when set, records the reconcile step by step (sync
 	// --explain).
 	explain *Explanation
+	// pre is what the loader read for this reconcile; nil: read the user
+	// now.
+	pre *preload
 }
 
 // userRun is one user's reconcile in progress: the uid, its logger (every
@@ -77,6 +80,9 @@ type userRun struct {
 	// quiet: a skip not worth a log line (a user outside the scope and
 	// never provisioned, like an excluded uid).
 	quiet bool
+	// marked: rec is the Creating record the loader saved for this
+	// reconcile's POST.
+	marked bool
 }
 
 // reconcile makes the server's copy of uid equal to Drupal's user now. A
@@ -92,15 +98,20 @@ func (u *users) reconcile(ctx context.Context, uid uint32, h how) (Result, error
 	ctx = scimclient.ContextWithLogger(ctx, log)
 	r := &userRun{users: u, how: h, uid: uid, log: log}
 	var err error
-	if r.rec, r.known, err = u.store.Account(uid); err != nil {
+	if h.pre != nil && h.pre.haveRec {
+		r.rec, r.known = h.pre.rec, h.pre.known
+	} else if r.rec, r.known, err = u.store.Account(uid); err != nil {
 		return Result{}, err
 	}
 	h.explain.record(r.rec, r.known)
 	if !r.known {
 		r.rec = state.Account{UID: uid}
 	}
-	acct, exists, err := u.reader.Load(ctx, uid)
-	if err != nil {
+	var acct drupal.Account
+	var exists bool
+	if h.pre != nil {
+		acct, exists, r.marked = h.pre.acct, h.pre.exists, h.pre.marked
+	} else if acct, exists, err = u.reader.Load(ctx, uid); err != nil {
 		return Result{}, err
 	}
 	h.explain.drupal(u.reader, acct, exists)
@@ -227,7 +238,7 @@ func (r *userRun) present(ctx context.Context, acct drupal.Account) (Result, *fa
 		r.explain.decide(OpCreate, "no account of uid %d is known (no SCIM id in the state file)", r.uid)
 		return res, refused(OpCreate, "the account has no userName (its mapped source is empty)")
 	}
-	if r.rec.Creating && r.rec.SCIMID == "" {
+	if r.rec.Creating && r.rec.SCIMID == "" && !r.markedFor(user) {
 		// A POST started and its outcome was never saved: look before
 		// posting again.
 		r.explain.decide(OpCreate, "a POST /Users started and its outcome was never saved: the account is looked up before posting again")
@@ -421,25 +432,43 @@ func (r *userRun) park(res Result, f *failure) (Result, error) {
 	return res, nil
 }
 
-// save stores the record, unless this is a dry run.
+// save stores the record, unless this is a dry run, without waiting for
+// the disk: it is what the server now holds, and a crash that loses it
+// replays the change from a position saved after it (a position's save
+// commits every record staged before it), which finds the server's copy
+// as the record says, or (for a create, whose Creating record is
+// durable) looks it up.
 func (r *userRun) save() error {
+	return r.keep(r.store.PutAccountLater)
+}
+
+// saveNow stores the record durably, unless this is a dry run: what must
+// be on disk before a request goes out.
+func (r *userRun) saveNow() error {
+	return r.keep(r.store.PutAccount)
+}
+
+// keep stores the record with put (durably or not), unless this is a dry
+// run, and keeps the parked tally in step.
+func (r *userRun) keep(put func(state.Account) error) error {
 	if r.dry {
 		return nil
 	}
 	r.known = true
-	if err := r.store.PutAccount(r.rec); err != nil {
+	if err := put(r.rec); err != nil {
 		return err
 	}
 	r.parked.set(userKey(r.uid), r.rec.Parked != nil)
 	return nil
 }
 
-// forget drops the record of a deleted account.
+// forget drops the record of a deleted account (without waiting for the
+// disk, as save).
 func (r *userRun) forget() error {
 	if r.dry {
 		return nil
 	}
-	if err := r.store.DeleteAccount(r.uid); err != nil {
+	if err := r.store.DeleteAccountLater(r.uid); err != nil {
 		return err
 	}
 	r.known = false

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/scim-agent/scim-agent/internal/config"
+	"github.com/scim-agent/scim-agent/internal/drupal"
 	"github.com/scim-agent/scim-agent/internal/state"
 	"github.com/scim-agent/scim-agent/mapping"
 	"github.com/scim-agent/scim-agent/scimclient"
@@ -31,9 +32,13 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 		res.Outcome = Created
 		return res, nil
 	}
-	r.rec.Creating, r.rec.UserName, r.rec.ExternalID, r.rec.UUID = true, user.UserName(), user.ExternalID(), r.uuid
-	if err := r.save(); err != nil {
-		return res, retry(OpCreate, err)
+	if !r.markedFor(user) {
+		// Durably: after a crash the agent must know a POST may have
+		// gone out, and look before posting again.
+		r.rec.Creating, r.rec.UserName, r.rec.ExternalID, r.rec.UUID = true, user.UserName(), user.ExternalID(), r.uuid
+		if err := r.saveNow(); err != nil {
+			return res, retry(OpCreate, err)
+		}
 	}
 	created, cr, err := r.scim.client.CreateUser(ctx, body)
 	if err == nil {
@@ -67,6 +72,43 @@ func (r *userRun) create(ctx context.Context, user mapping.User) (Result, *failu
 	}
 	res.Outcome, res.SCIMID = Created, id
 	return res, nil
+}
+
+// markedFor reports whether the record the loader saved before this
+// reconcile is the one create saves before its POST for user (see
+// preload.marked).
+func (r *userRun) markedFor(user mapping.User) bool {
+	return r.marked && r.rec.Creating && r.rec.SCIMID == "" && r.rec.UserName == user.UserName() &&
+		r.rec.ExternalID == user.ExternalID() && r.rec.UUID == r.uuid
+}
+
+// startsWithPOST returns the record create saves before its POST when
+// the reconcile of a user whose record is rec (known: the store has one)
+// and whose rows are acct (exists: it has them) begins with that POST:
+// the user has its users_field_data row and a userName, is the person
+// the record was made for, has no account on the server and no POST of
+// unknown outcome, and creates are switched on. present takes the same
+// steps in the same order; the loader saves these records for a whole
+// batch in one commit.
+func (u *users) startsWithPOST(rec state.Account, known bool, acct drupal.Account, exists bool) (state.Account, bool) {
+	if !exists || acct.Values == nil || !u.prov.Allows(config.OpCreate) {
+		return rec, false
+	}
+	if !known {
+		rec = state.Account{UID: acct.UID}
+	}
+	if !u.scope.Evaluate(acct).In {
+		return rec, false // never created (or released) while out of scope
+	}
+	user := u.mapper.Map(acct)
+	if prev := u.previousUUID(rec); known && prev != "" && prev != acct.UUID {
+		return rec, false
+	}
+	if user.UserName() == "" || rec.SCIMID != "" || rec.Creating {
+		return rec, false
+	}
+	rec.Creating, rec.UserName, rec.ExternalID, rec.UUID = true, user.UserName(), user.ExternalID(), acct.UUID
+	return rec, true
 }
 
 // lookup finds the server's account of user, for the operation op: by
@@ -312,12 +354,14 @@ func (r *userRun) adoptHeld(ctx context.Context, user mapping.User, id string, r
 // previousUUID returns the uuid of the person uid's account was made for,
 // or "" when unknown. Records older than state.Account.UUID have it as
 // their externalId when the mapping takes externalId from the uuid.
-func (r *userRun) previousUUID() string {
-	if r.rec.UUID != "" {
-		return r.rec.UUID
+func (r *userRun) previousUUID() string { return r.users.previousUUID(r.rec) }
+
+func (u *users) previousUUID(rec state.Account) string {
+	if rec.UUID != "" {
+		return rec.UUID
 	}
-	if r.mapper.FromUUID("externalId") {
-		return r.rec.ExternalID
+	if u.mapper.FromUUID("externalId") {
+		return rec.ExternalID
 	}
 	return ""
 }

@@ -58,12 +58,19 @@ func sortedKeys(keys iter.Seq[key]) []key {
 
 // item is what a queued key's reconcile needs, merged per key.
 type item struct {
-	cause  string // the newest cause (binlog position or command), for logs
-	verify bool   // compare with the server's copy, not only the fingerprints
+	// cause is the newest cause (a command), for logs; "" for a binlog
+	// transaction, whose position (causeOf) is not kept per item: a
+	// backlog holds one item per transaction.
+	cause  string
+	verify bool // compare with the server's copy, not only the fingerprints
 	// explain: record the reconcile step by step in its Result (sync
 	// --explain).
 	explain bool
 	seq     uint64 // the newest batch or request the reconcile covers
+	// pre is what the loader read once the key was held; never queued
+	// (a merge drops it, and so does a retry: each read is for one
+	// attempt).
+	pre *preload
 }
 
 // Merge combines the item a key waits with and a newer one.
@@ -108,15 +115,27 @@ func newWork(maxOpen int) *work {
 // ends at pos; the safe position passes it once every key is handled. It
 // waits while too many transactions are incomplete (back-pressure) and
 // reports false once the queue is closed.
-func (w *work) transaction(keys []key, pos binlog.Position, at time.Time, cause string) bool {
+func (w *work) transaction(keys []key, pos binlog.Position, at time.Time) bool {
 	if len(keys) > 0 && !w.gate.Enter() {
 		return false
 	}
 	seq := w.marks.Add(keys, pos, at)
 	for _, k := range keys {
-		w.queue.Add(k, item{cause: cause, seq: seq})
+		w.queue.Add(k, item{seq: seq})
 	}
 	return true
+}
+
+// causeOf is the cause of an item's reconcile, for its logs: the command,
+// or the position of the binlog transaction (the newest it covers).
+func (w *work) causeOf(it item) string {
+	if it.cause != "" {
+		return it.cause
+	}
+	if pos, ok := w.marks.Position(it.seq); ok {
+		return pos.String()
+	}
+	return "binlog" // a full sync has covered the transaction since
 }
 
 // ask queues keys for a caller who waits for their results: a page of a
@@ -210,18 +229,30 @@ type pool struct {
 	work      *work
 	reconcile func(ctx context.Context, k key, it item, attempt int) (Result, error)
 	log       *zap.Logger
+	// load, when set, reads the users of queued keys in batches ahead of
+	// the workers (preload.go); else each worker takes one key.
+	load *loader
 }
 
-// start starts n workers, which stop when the queue closes; wait waits
-// for them. ctx bounds the reconciles in flight.
+// start starts n workers (and the loader), which stop when the queue
+// closes; wait waits for them. ctx bounds the reconciles in flight.
 func (p *pool) start(ctx context.Context, n int) (wait func()) {
 	var wg sync.WaitGroup
+	next := p.work.queue.Get
+	if p.load != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.load.run(ctx)
+		}()
+		next = p.load.next
+	}
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				k, it, ok := p.work.queue.Get()
+				k, it, ok := next()
 				if !ok {
 					return
 				}
@@ -239,6 +270,7 @@ func (p *pool) start(ctx context.Context, n int) (wait func()) {
 func (p *pool) handle(ctx context.Context, k key, it item) {
 	attempt := p.work.retry.Attempts(k) + 1
 	res, err := p.reconcile(ctx, k, it, attempt)
+	it.pre = nil
 	if err == nil {
 		p.work.finished(k, it, res)
 		return
@@ -251,6 +283,6 @@ func (p *pool) handle(ctx context.Context, k key, it item) {
 	if k.kind == kindRole {
 		who = zap.String("role", k.role)
 	}
-	p.log.Warn(MsgReconcileError, who, zap.String("binlog_pos", it.cause),
+	p.log.Warn(MsgReconcileError, who, zap.String("binlog_pos", p.work.causeOf(it)),
 		zap.Int("attempt", attempt), zap.Int64("retry_in_ms", wait.Milliseconds()), zap.Error(err))
 }

@@ -1,8 +1,6 @@
 package mapping
 
 import (
-	"encoding/json"
-	"hash/fnv"
 	"sort"
 	"strconv"
 	"strings"
@@ -186,13 +184,6 @@ func (u User) Fingerprints() map[string]uint64 {
 		fp[path] = fingerprint(v)
 	}
 	return fp
-}
-
-func fingerprint(v any) uint64 {
-	b, _ := json.Marshal(v) // map keys are sorted: the encoding is canonical
-	h := fnv.New64a()
-	h.Write(b)
-	return h.Sum64()
 }
 
 // Changes lists the paths whose value must change on the server.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"os"
 
 	"go.uber.org/zap"
 
@@ -24,6 +25,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	tuneGC(os.Getenv)
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, stdout)
 	if err != nil {
 		return err

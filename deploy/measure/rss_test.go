@@ -1,9 +1,16 @@
-// Package measure sizes the agent's memory for the deployment examples:
-// it runs the real binary against a private MariaDB and the in-process
-// SCIM server under a realistic load and reads the kernel's own RSS
-// accounting (VmRSS and VmHWM in /proc/<pid>/status).
+// Package measure measures the agent's binary as operators run it: a
+// process of its own against a private MariaDB and the in-process SCIM
+// server, its CPU and memory read from the kernel's own accounting
+// (/proc/<pid>/stat and status).
 //
-// It runs only on request, since it takes minutes:
+// The benchmarks (make bench runs them once each, -benchtime=1x) compare
+// the agent's throughput with the SCIM server's own capacity and report
+// its CPU per user (BenchmarkProvision), sync sites of 10,000 and 100,000
+// users and hold 100,000 changes pending (BenchmarkSyncScale), and time
+// a create from its COMMIT to its POST (BenchmarkCommitToRequest).
+//
+// TestRSSUnderLoad sizes the agent's memory for the deployment examples;
+// it runs only on request, since it takes minutes:
 //
 //	SCIM_AGENT_MEASURE=1 go test ./deploy/measure/ -run RSS -v -timeout 30m
 //
@@ -37,7 +44,11 @@ import (
 	"github.com/scim-agent/scim-agent/internal/testdb"
 )
 
-func TestMain(m *testing.M) { os.Exit(testdb.RunMain(m)) }
+func TestMain(m *testing.M) {
+	code := testdb.RunMain(m)
+	removeBinary()
+	os.Exit(code)
+}
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -84,19 +95,25 @@ func readMem(pid int) (memSample, error) {
 // /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s, the
 // USER_HZ of every Linux architecture Go supports here).
 func cpuSeconds(pid int) (float64, error) {
+	user, sys, err := cpuTimes(pid)
+	return user + sys, err
+}
+
+// cpuTimes is cpuSeconds split into user and system time.
+func cpuTimes(pid int) (user, sys float64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) may hold spaces: count from after it.
 	_, rest, ok := strings.Cut(string(b), ") ")
 	f := strings.Fields(rest)
 	if !ok || len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, b)
+		return 0, 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, b)
 	}
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100, nil
+	return utime / 100, stime / 100, nil
 }
 
 // sampler reads the process's memory every 50ms and keeps the largest
@@ -312,7 +329,7 @@ func TestRSSUnderLoad(t *testing.T) {
 
 // parallel runs fn(0..n-1) on 4 goroutines and fails the test on the
 // first error.
-func parallel(t *testing.T, n int, fn func(i int) error) {
+func parallel(t testing.TB, n int, fn func(i int) error) {
 	t.Helper()
 	var next atomic.Int64
 	var wg sync.WaitGroup

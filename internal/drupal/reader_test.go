@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/scim-agent/scim-agent/internal/agenttest"
 	"github.com/scim-agent/scim-agent/internal/drupal"
@@ -327,5 +328,137 @@ func TestDescribe(t *testing.T) {
 	}
 	if d := r.Describe(drupal.Account{UID: 9, UUID: "u", Langcode: "en"}); len(d) != 1 {
 		t.Fatalf("an account without its data row: %#v", d)
+	}
+}
+
+// TestLoadPageWaitsForUncommittedWrites proves the page's barrier: a page
+// read while a write to one of its users is still uncommitted returns the
+// written values, as Load does for one user.
+func TestLoadPageWaitsForUncommittedWrites(t *testing.T) {
+	tests := []struct {
+		name  string
+		write func(tx *sql.Tx, uid uint32) error
+		check func(a drupal.Account, ok bool) error
+	}{
+		{"Drupal save", func(tx *sql.Tx, uid uint32) error {
+			tx.Exec("UPDATE users SET uuid = uuid WHERE uid = ?", uid)
+			tx.Exec("DELETE FROM users_field_data WHERE uid = ?", uid)
+			_, err := tx.Exec(`INSERT INTO users_field_data (uid, langcode, preferred_langcode, name, mail, status, created, changed, access, login, default_langcode)
+				VALUES (?, 'en', 'en', 'w', 'new@example.org', 1, 1, 2, 0, 0, 1)`, uid)
+			return err
+		}, func(a drupal.Account, ok bool) error {
+			if !ok || a.Values["mail"] != "new@example.org" {
+				return fmt.Errorf("mail %v, want the committed new@example.org", a.Values["mail"])
+			}
+			return nil
+		}},
+		{"field table alone", func(tx *sql.Tx, uid uint32) error {
+			_, err := tx.Exec("UPDATE user__field_first_name SET field_first_name_value = 'Neu' WHERE entity_id = ?", uid)
+			return err
+		}, func(a drupal.Account, ok bool) error {
+			if got := a.Values["field_first_name.field_first_name_value"]; !ok || got != "Neu" {
+				return fmt.Errorf("first name %v, want the committed Neu", got)
+			}
+			return nil
+		}},
+		{"roles alone", func(tx *sql.Tx, uid uint32) error {
+			_, err := tx.Exec("INSERT INTO user__roles (bundle, deleted, entity_id, revision_id, langcode, delta, roles_target_id) VALUES ('user', 0, ?, ?, 'en', 0, 'editor')", uid, uid)
+			return err
+		}, func(a drupal.Account, ok bool) error {
+			if got, _ := a.Values["roles"].([]string); !ok || !reflect.DeepEqual(got, []string{"editor"}) {
+				return fmt.Errorf("roles %v, want the committed [editor]", a.Values["roles"])
+			}
+			return nil
+		}},
+		{"deletion", func(tx *sql.Tx, uid uint32) error {
+			tx.Exec("DELETE FROM users WHERE uid = ?", uid)
+			_, err := tx.Exec("DELETE FROM users_field_data WHERE uid = ?", uid)
+			return err
+		}, func(a drupal.Account, ok bool) error {
+			if ok {
+				return fmt.Errorf("the deleted user read as %v", a.Values)
+			}
+			return nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			r, site, db := newReader(t, "")
+			var uids []uint32
+			for i := range 5 {
+				uid, err := site.Create(ctx, drupaltest.User{Name: fmt.Sprintf("w%d", i), Mail: drupaltest.Str("old@example.org"), Status: 1,
+					Fields: map[string]string{"field_first_name": "Alt"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				uids = append(uids, uid)
+			}
+			written := uids[3]
+			tx, err := db.DB.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if err := tt.write(tx, written); err != nil {
+				t.Fatal(err)
+			}
+
+			done := make(chan map[uint32]drupal.Account, 1)
+			loadCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() {
+				page, err := r.LoadPage(loadCtx, append(uids, 9999))
+				if err != nil && loadCtx.Err() == nil {
+					t.Error(err)
+				}
+				done <- page
+			}()
+			returned := false
+			waiting := agenttest.Poll(10*time.Second, func() bool {
+				var waits int
+				q := "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%LOCK IN SHARE MODE' AND TIME_MS > 200"
+				if err := db.DB.QueryRow(q).Scan(&waits); err == nil && waits > 0 {
+					return true
+				}
+				select {
+				case page := <-done:
+					t.Errorf("LoadPage returned %v before the write committed", page[written].Values)
+					returned = true
+					return true
+				default:
+					return false
+				}
+			})
+			if returned {
+				t.FailNow()
+			}
+			if !waiting {
+				t.Fatal("the page read never waited for the uncommitted write")
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			page := <-done
+			a, ok := page[written]
+			if err := tt.check(a, ok); err != nil {
+				t.Fatalf("LoadPage read %v", err)
+			}
+			want := len(uids)
+			if _, present := page[written]; !present {
+				want--
+			}
+			if _, ok := page[9999]; ok || len(page) != want {
+				t.Fatalf("page of %d accounts, want %d (uid 9999 has none)", len(page), want)
+			}
+			for _, uid := range uids {
+				if uid == written {
+					continue
+				}
+				if want, _, _ := r.Load(ctx, uid); !reflect.DeepEqual(page[uid], want) {
+					t.Fatalf("uid %d paged as %+v, Load reads %+v", uid, page[uid], want)
+				}
+			}
+		})
 	}
 }

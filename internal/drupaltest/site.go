@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -137,6 +138,72 @@ func (s *Site) create(ctx context.Context, db txBeginner, u User, explicitUID bo
 		}
 	}
 	return u.UID, tx.Commit()
+}
+
+// CreateMany inserts users the way a bulk import (a migration's SQL, a
+// restore) does: many users per transaction, each table written with
+// multi-row INSERTs, in one transaction per call. Users with UID 0 get
+// the uids after the largest one. Translations and fields are not
+// written. It returns the uids in order.
+func (s *Site) CreateMany(ctx context.Context, users []User) ([]uint32, error) {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var next uint32
+	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(uid), 0) FROM "+s.t("users")+" FOR UPDATE").Scan(&next); err != nil {
+		return nil, fmt.Errorf("read the largest uid: %w", err)
+	}
+	uids := make([]uint32, len(users))
+	for i := range users {
+		u := &users[i]
+		u.fillDefaults()
+		if u.UID == 0 {
+			next++
+			u.UID = next
+		}
+		uids[i] = u.UID
+	}
+	const chunk = 500 // rows per INSERT, well under max_allowed_packet
+	changed := time.Now().Unix()
+	for start := 0; start < len(users); start += chunk {
+		part := users[start:min(start+chunk, len(users))]
+		var base, data, roles []any
+		var nRoles int
+		for _, u := range part {
+			base = append(base, u.UID, u.UUID, u.Langcode)
+			data = append(data, u.UID, u.Langcode, u.PreferredLangcode, u.Name, u.Pass, u.Mail, nullIfEmpty(u.Timezone),
+				u.Status, u.Created, changed, u.Access, u.Login, u.Mail)
+			for d, role := range u.Roles {
+				roles = append(roles, u.UID, u.UID, u.Langcode, d, role)
+				nRoles++
+			}
+		}
+		stmts := []struct {
+			q    string
+			row  string
+			n    int
+			args []any
+		}{
+			{"INSERT INTO " + s.t("users") + " (uid, uuid, langcode) VALUES ", "(?, ?, ?)", len(part), base},
+			{"INSERT INTO " + s.t("users_field_data") + ` (uid, langcode, preferred_langcode, preferred_admin_langcode,
+				name, pass, mail, timezone, status, created, changed, access, login, init, default_langcode) VALUES `,
+				"(?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)", len(part), data},
+			{"INSERT INTO " + s.t("user__roles") + " (bundle, deleted, entity_id, revision_id, langcode, delta, roles_target_id) VALUES ",
+				"('user', 0, ?, ?, ?, ?, ?)", nRoles, roles},
+		}
+		for _, st := range stmts {
+			if st.n == 0 {
+				continue
+			}
+			q := st.q + st.row + strings.Repeat(", "+st.row, st.n-1)
+			if _, err := tx.ExecContext(ctx, q, st.args...); err != nil {
+				return nil, fmt.Errorf("bulk insert of uids %d..%d: %w", part[0].UID, part[len(part)-1].UID, err)
+			}
+		}
+	}
+	return uids, tx.Commit()
 }
 
 func (s *Site) insertFieldData(ctx context.Context, tx *sql.Tx, u User) error {

@@ -3,7 +3,9 @@ package drupaltest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
@@ -50,5 +52,43 @@ func TestSiteWritePatterns(t *testing.T) {
 	}
 	if _, err := site.Load(ctx, uid); !errors.Is(err, drupaltest.ErrNoUser) {
 		t.Fatalf("after delete: %v", err)
+	}
+}
+
+// TestCreateMany: a bulk import leaves the rows Create would (without
+// translations and fields), with uids after the largest.
+func TestCreateMany(t *testing.T) {
+	ctx := context.Background()
+	db := testdb.NewTestDatabase(t, "")
+	site := &drupaltest.Site{DB: db.DB}
+	first, err := site.Create(ctx, drupaltest.User{Name: "first", Status: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := make([]drupaltest.User, 1201)
+	for i := range users {
+		users[i] = drupaltest.User{Name: fmt.Sprintf("bulk%04d", i), Mail: drupaltest.Str(fmt.Sprintf("bulk%04d@example.org", i)), Status: i % 2,
+			Timezone: "Europe/Berlin"}
+		if i%3 == 0 {
+			users[i].Roles = []string{"editor", "admin"}
+		}
+	}
+	uids, err := site.CreateMany(ctx, users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(uids) != len(users) || uids[0] != first+1 || uids[len(uids)-1] != first+uint32(len(users)) {
+		t.Fatalf("uids %d..%d (%d), want %d..%d", uids[0], uids[len(uids)-1], len(uids), first+1, first+uint32(len(users)))
+	}
+	for _, i := range []int{0, 1, 600, 1200} {
+		u, err := site.Load(ctx, uids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := users[i]
+		if u.Name != want.Name || *u.Mail != *want.Mail || u.Status != want.Status || u.Timezone != "Europe/Berlin" ||
+			!slices.Equal(u.Roles, want.Roles) || u.UUID == "" || u.Langcode != "en" {
+			t.Fatalf("user %d read back as %+v, want %+v", i, u, want)
+		}
 	}
 }

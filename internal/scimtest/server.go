@@ -31,6 +31,7 @@ package scimtest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -46,6 +47,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,6 +160,20 @@ type Options struct {
 	// certificate issued by this CA (mTLS): a client without one fails
 	// its TLS handshake. It implies TLS.
 	ClientCA *CA
+	// WorkPerRequest, when positive, makes the server spend CPU on every
+	// SCIM request before answering it: that many rounds of SHA-256, as a
+	// real server spends it on hashing a credential or writing its
+	// database. On a machine shared with the client the server, not the
+	// client, is then the bottleneck, as a production server of the
+	// capacity chosen would be (the benchmarks compare the agent's
+	// throughput with the server's own).
+	WorkPerRequest int
+	// WaitPerWrite, when positive, holds the answer to every write
+	// (POST, PUT, PATCH, DELETE) of /Users that long after applying it,
+	// as a server's database commit does: the requests wait in parallel,
+	// holding no lock and no CPU, so a server that mostly waits is
+	// bounded by how many requests its clients keep in flight.
+	WaitPerWrite time.Duration
 }
 
 // Server is a running SCIM server. All methods are safe for concurrent use.
@@ -183,6 +199,7 @@ type Server struct {
 	mu      sync.Mutex // guards the store
 	users   map[string]*user
 	groups  map[string]*user // the groups, kept like users
+	names   names            // userName index of users
 	seq     uint64           // insertion order, for stable listing
 	version uint64           // source of meta.version
 
@@ -198,6 +215,10 @@ type Server struct {
 	tokensIssued  int
 	limited       int // requests answered 429 by the rate limit
 	limiter       *rate.Limiter
+
+	worked atomic.Int64  // rounds of Options.WorkPerRequest spent
+	waited atomic.Int64  // writes held for Options.WaitPerWrite
+	digest atomic.Uint32 // the last round's result, kept so the work is done
 
 	lmu  sync.Mutex // guards reqs and the Requests they point to
 	reqs []*Request
@@ -234,6 +255,7 @@ func Start(opts Options) (*Server, error) {
 		closed:       make(chan struct{}),
 		users:        map[string]*user{},
 		groups:       map[string]*user{},
+		names:        names{},
 		patcher:      newPatcher(),
 		groupPatcher: newGroupPatcher(),
 		issued:       map[string]time.Time{},
@@ -448,7 +470,9 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 	if s.strictChecks(buf, r, body) {
 		ctx := context.WithValue(r.Context(), hookKey{}, hr)
 		ctx = context.WithValue(ctx, ifMatchKey{}, strings.Join(r.Header.Values("If-Match"), ","))
+		s.spend(s.opts.WorkPerRequest)
 		s.scim.ServeHTTP(buf, r.WithContext(ctx))
+		s.commitWait(r)
 		if hr.fault != nil {
 			rec.Faulted = true
 			s.applyFault(w, r, hr.fault)
@@ -758,3 +782,33 @@ type hookResult struct {
 }
 
 var errRejected = errors.New("scimtest: rejected by the Reject hook")
+
+// spend does rounds of SHA-256 (Options.WorkPerRequest) and counts them;
+// the count also keeps the compiler from dropping the work.
+func (s *Server) spend(rounds int) {
+	if rounds <= 0 {
+		return
+	}
+	var sum [sha256.Size]byte
+	for range rounds {
+		sum = sha256.Sum256(sum[:])
+	}
+	s.digest.Store(uint32(sum[0]))
+	s.worked.Add(int64(rounds))
+}
+
+// commitWait holds a write's answer for Options.WaitPerWrite, ending
+// early when the client goes away or the server closes.
+func (s *Server) commitWait(r *http.Request) {
+	if s.opts.WaitPerWrite <= 0 || r.Method == http.MethodGet || !strings.HasPrefix(relPath(r.URL.Path), "/Users") {
+		return
+	}
+	s.waited.Add(1)
+	t := time.NewTimer(s.opts.WaitPerWrite)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	case <-s.closed:
+	}
+}

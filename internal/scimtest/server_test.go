@@ -700,3 +700,38 @@ func TestStartRefusesNonLoopback(t *testing.T) {
 	defer s.Close()
 	eq(t, s.Token, "tok")
 }
+
+// TestWorkPerRequest: a server that spends CPU on each SCIM request
+// answers exactly as one that does not, and spends it on every request.
+func TestWorkPerRequest(t *testing.T) {
+	srv := New(t, Options{WorkPerRequest: 500})
+	created := do(t, srv, "POST", "/Users", userBody("worker"))
+	wantStatus(t, created, http.StatusCreated)
+	wantStatus(t, do(t, srv, "GET", "/Users/"+created.str("id"), nil), http.StatusOK)
+	wantSCIMError(t, do(t, srv, "POST", "/Users", userBody("WORKER")), http.StatusConflict, "uniqueness")
+	if n := srv.UserCount(); n != 1 {
+		t.Fatalf("UserCount() = %d, want 1", n)
+	}
+	if got := srv.worked.Load(); got != 3*500 {
+		t.Fatalf("%d rounds spent, want 500 for each of 3 requests", got)
+	}
+}
+
+// TestWaitPerWrite: a server that waits after each write (a database
+// commit) answers as one that does not, and waits for writes only.
+func TestWaitPerWrite(t *testing.T) {
+	const wait = 20 * time.Millisecond
+	srv := New(t, Options{WaitPerWrite: wait})
+	start := time.Now()
+	created := do(t, srv, "POST", "/Users", userBody("waiter"))
+	wantStatus(t, created, http.StatusCreated)
+	if took := time.Since(start); took < wait {
+		t.Fatalf("the POST was answered after %s, before its %s commit wait", took, wait)
+	}
+	wantStatus(t, do(t, srv, "GET", "/Users/"+created.str("id"), nil), http.StatusOK)
+	wantStatus(t, do(t, srv, "PATCH", "/Users/"+created.str("id"), patchBody(map[string]any{"op": "replace", "path": "active", "value": false})), http.StatusOK)
+	wantStatus(t, do(t, srv, "DELETE", "/Users/"+created.str("id"), ""), http.StatusNoContent)
+	if n := srv.waited.Load(); n != 3 {
+		t.Fatalf("%d writes waited, want the POST, PATCH and DELETE", n)
+	}
+}

@@ -73,6 +73,8 @@ type user struct {
 	created, modified time.Time
 	version           string
 	seq               uint64
+	nameKey           string // the userName index key it is filed under (see names)
+	named             bool
 }
 
 func (u *user) snapshot() User {
@@ -108,6 +110,14 @@ func (s *Server) Users() []User {
 	return out
 }
 
+// UserCount returns the number of accounts, cheaply (Users copies them
+// all): for a test polling a server that fills up.
+func (s *Server) UserCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.users)
+}
+
 // UserByID returns the account with the id.
 func (s *Server) UserByID(id string) (User, bool) {
 	s.mu.Lock()
@@ -124,10 +134,8 @@ func (s *Server) UserByID(id string) (User, bool) {
 func (s *Server) UserByUserName(name string) (User, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, u := range s.sortedLocked() {
-		if n, ok := u.attrs["userName"].(string); ok && strings.EqualFold(n, name) {
-			return u.snapshot(), true
-		}
+	if holders := s.names.holders(name); len(holders) > 0 {
+		return holders[0].snapshot(), true
 	}
 	return User{}, false
 }
@@ -173,7 +181,7 @@ func (s *Server) Edit(id string, fn func(attrs map[string]any)) bool {
 	if !ok {
 		return false
 	}
-	u.attrs = a
+	s.setAttrsLocked(u, a)
 	s.touchLocked(u)
 	return true
 }
@@ -183,8 +191,7 @@ func (s *Server) Edit(id string, fn func(attrs map[string]any)) bool {
 func (s *Server) Remove(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.users[id]
-	delete(s.users, id)
+	ok := s.removeLocked(id)
 	s.dropMemberLocked(id)
 	return ok
 }
@@ -192,9 +199,11 @@ func (s *Server) Remove(id string) bool {
 func (s *Server) insertLocked(id string, attrs map[string]any) *user {
 	now := time.Now().UTC()
 	s.seq++
-	u := &user{id: id, attrs: attrs, created: now, seq: s.seq}
+	u := &user{id: id, created: now, seq: s.seq}
 	s.touchLocked(u)
 	u.modified = now
+	s.removeLocked(id) // Seed may reuse an id
+	s.setAttrsLocked(u, attrs)
 	s.users[id] = u
 	return u
 }
@@ -222,9 +231,9 @@ func sortedRecords(m map[string]*user) []*user {
 // takenLocked reports whether another account than id holds the userName
 // of attrs, compared case-insensitively.
 func (s *Server) takenLocked(attrs map[string]any, id string) bool {
-	name, _ := attrs["userName"].(string)
-	for _, u := range s.users {
-		if n, ok := u.attrs["userName"].(string); ok && u.id != id && strings.EqualFold(n, name) {
+	name, _ := userNameOf(attrs)
+	for _, u := range s.names.holders(name) {
+		if u.id != id {
 			return true
 		}
 	}
@@ -234,11 +243,9 @@ func (s *Server) takenLocked(attrs map[string]any, id string) bool {
 // holderLocked returns the account holding the userName of attrs
 // (compared case-insensitively), or nil.
 func (s *Server) holderLocked(attrs map[string]any) *user {
-	name, _ := attrs["userName"].(string)
-	for _, u := range s.sortedLocked() {
-		if n, ok := u.attrs["userName"].(string); ok && strings.EqualFold(n, name) {
-			return u
-		}
+	name, _ := userNameOf(attrs)
+	if holders := s.names.holders(name); len(holders) > 0 {
+		return holders[0]
 	}
 	return nil
 }
@@ -395,7 +402,7 @@ func (h userHandler) Replace(r *http.Request, id string, attributes scim.Resourc
 	if s.takenLocked(attrs, id) {
 		return scim.Resource{}, scimerrors.ScimErrorUniqueness
 	}
-	u.attrs = attrs
+	s.setAttrsLocked(u, attrs)
 	s.touchLocked(u)
 	return u.resource(), nil
 }
@@ -451,7 +458,7 @@ func (h userHandler) Patch(r *http.Request, id string, operations []scim.PatchOp
 			s.mu.Unlock()
 			return scim.Resource{}, scimerrors.ScimErrorUniqueness
 		}
-		u.attrs = attrs
+		s.setAttrsLocked(u, attrs)
 		s.touchLocked(u)
 		res := u.resource()
 		s.mu.Unlock()
@@ -475,7 +482,7 @@ func (h userHandler) Delete(r *http.Request, id string) error {
 	if err := checkVersionLocked(s.ifMatch(r), u); err != nil {
 		return err
 	}
-	delete(s.users, id)
+	s.removeLocked(id)
 	s.dropMemberLocked(id)
 	return nil
 }

@@ -86,6 +86,32 @@ func (q *Queue[K, I]) Get() (k K, it I, ok bool) {
 	return k, it, true
 }
 
+// GetBatch is Get for a caller that reads the data of many keys at once:
+// it waits for one queued key, then takes up to max of those queued, in
+// order, each held until its Done. ok is false once the queue is closed.
+func (q *Queue[K, I]) GetBatch(max int) (keys []K, items []I, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.order) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if q.closed {
+		return nil, nil, false
+	}
+	n := min(max, len(q.order))
+	keys, items = make([]K, n), make([]I, n)
+	var zero K
+	for i := range n {
+		k := q.order[i]
+		q.order[i] = zero
+		keys[i], items[i] = k, q.dirty[k]
+		delete(q.dirty, k)
+		q.busy[k] = true
+	}
+	q.order = q.order[n:]
+	return keys, items, true
+}
+
 // Done releases k. When k was added while held, it is queued again.
 func (q *Queue[K, I]) Done(k K) {
 	q.mu.Lock()

@@ -1,6 +1,8 @@
 package workqueue
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,25 +31,41 @@ type Watermark[K comparable, P any] struct {
 	seq *Sequence
 
 	mu      sync.Mutex
-	pending map[K][]*batch[P] // key → incomplete batches naming it, oldest first
-	line    []*batch[P]       // batches not yet passed by the safe position, oldest first
-	open    int               // incomplete batches
+	pending waiting[K, P] // key → incomplete batches naming it, oldest first
+	line    []*batch[P]   // batches not yet passed by the safe position, oldest first
+	open    int           // incomplete batches
 	safe    P
-	safeAt  time.Time
+	safeAt  int64 // unix nanoseconds (see nanos)
 	hasSafe bool
 }
 
-// batch is one unit of arrival with a position.
+// batch is one unit of arrival with a position. A binlog backlog holds
+// one per transaction, so it is kept small: its time is unix nanoseconds.
 type batch[P any] struct {
 	seq       uint64
 	remaining int
 	pos       P
-	at        time.Time
+	at        int64
+}
+
+// nanos and fromNanos convert a batch's time, the zero time to 0.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 // NewWatermark returns a Watermark numbering its batches from seq.
 func NewWatermark[K comparable, P any](seq *Sequence) *Watermark[K, P] {
-	return &Watermark[K, P]{seq: seq, pending: map[K][]*batch[P]{}}
+	return &Watermark[K, P]{seq: seq, pending: waiting[K, P]{first: map[K]*batch[P]{}, more: map[K][]*batch[P]{}}}
 }
 
 // Add records a batch naming keys (duplicates count once), with the
@@ -57,13 +75,11 @@ func NewWatermark[K comparable, P any](seq *Sequence) *Watermark[K, P] {
 func (w *Watermark[K, P]) Add(keys []K, pos P, at time.Time) uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	b := &batch[P]{seq: w.seq.Next(), pos: pos, at: at}
+	b := &batch[P]{seq: w.seq.Next(), pos: pos, at: nanos(at)}
 	for _, k := range keys {
-		if p := w.pending[k]; len(p) > 0 && p[len(p)-1] == b {
-			continue
+		if w.pending.add(k, b) {
+			b.remaining++
 		}
-		b.remaining++
-		w.pending[k] = append(w.pending[k], b)
 	}
 	if b.remaining > 0 {
 		w.open++
@@ -72,7 +88,7 @@ func (w *Watermark[K, P]) Add(keys []K, pos P, at time.Time) uint64 {
 	// position on: merge them, so a long stall of one key does not pile
 	// up a record per transaction.
 	if n := len(w.line); n > 0 && b.remaining == 0 && w.line[n-1].remaining == 0 {
-		w.line[n-1].pos, w.line[n-1].at = pos, at
+		w.line[n-1].pos, w.line[n-1].at = pos, nanos(at)
 	} else {
 		w.line = append(w.line, b)
 	}
@@ -86,25 +102,14 @@ func (w *Watermark[K, P]) Add(keys []K, pos P, at time.Time) uint64 {
 func (w *Watermark[K, P]) Done(k K, upTo uint64) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	p := w.pending[k]
 	completed := 0
-	keep := p[:0]
-	for _, b := range p {
-		if b.seq > upTo {
-			keep = append(keep, b)
-			continue
-		}
+	w.pending.done(k, upTo, func(b *batch[P]) {
 		b.remaining--
 		if b.remaining == 0 {
 			w.open--
 			completed++
 		}
-	}
-	if len(keep) == 0 {
-		delete(w.pending, k)
-	} else {
-		w.pending[k] = keep
-	}
+	})
 	w.advance()
 	return completed
 }
@@ -125,7 +130,20 @@ func (w *Watermark[K, P]) advance() {
 func (w *Watermark[K, P]) Safe() (pos P, at time.Time, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.safe, w.safeAt, w.hasSafe
+	return w.safe, fromNanos(w.safeAt), w.hasSafe
+}
+
+// Position returns the position of the incomplete batch numbered seq;
+// ok is false when no such batch waits (it is complete, forgotten, or
+// seq numbers a request).
+func (w *Watermark[K, P]) Position(seq uint64) (pos P, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i, found := slices.BinarySearchFunc(w.line, seq, func(b *batch[P], seq uint64) int { return cmp.Compare(b.seq, seq) })
+	if !found || w.line[i].remaining == 0 {
+		return pos, false
+	}
+	return w.line[i].pos, true
 }
 
 // Oldest returns the commit time of the oldest batch not yet passed.
@@ -135,7 +153,7 @@ func (w *Watermark[K, P]) Oldest() (time.Time, bool) {
 	if len(w.line) == 0 {
 		return time.Time{}, false
 	}
-	return w.line[0].at, true
+	return fromNanos(w.line[0].at), true
 }
 
 // Open returns the number of incomplete batches.
@@ -149,7 +167,7 @@ func (w *Watermark[K, P]) Open() int {
 func (w *Watermark[K, P]) Waits(k K) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.pending[k]) > 0
+	return w.pending.first[k] != nil
 }
 
 // Forget drops the positions of the batches recorded so far: a full
@@ -161,10 +179,70 @@ func (w *Watermark[K, P]) Forget() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	dropped := w.open
-	clear(w.pending)
+	clear(w.pending.first)
+	clear(w.pending.more)
 	w.line = nil
 	w.open = 0
 	var zero P
-	w.safe, w.safeAt, w.hasSafe = zero, time.Time{}, false
+	w.safe, w.safeAt, w.hasSafe = zero, 0, false
 	return dropped
+}
+
+// waiting maps each key to the incomplete batches naming it, oldest
+// first: the oldest alone in first (most keys of a backlog wait for one
+// transaction: a pointer, not a slice, each), the others in more.
+type waiting[K comparable, P any] struct {
+	first map[K]*batch[P]
+	more  map[K][]*batch[P]
+}
+
+// add records that b names k; false when it already did (a key named
+// twice in one batch).
+func (w waiting[K, P]) add(k K, b *batch[P]) bool {
+	first := w.first[k]
+	switch more := w.more[k]; {
+	case first == nil:
+		w.first[k] = b
+	case first == b || len(more) > 0 && more[len(more)-1] == b:
+		return false
+	default:
+		w.more[k] = append(more, b)
+	}
+	return true
+}
+
+// done drops the batches naming k up to upTo, calling fn for each.
+func (w waiting[K, P]) done(k K, upTo uint64, fn func(*batch[P])) {
+	first := w.first[k]
+	if first == nil {
+		return
+	}
+	more := w.more[k]
+	if len(more) == 0 {
+		if first.seq <= upTo {
+			fn(first)
+			delete(w.first, k)
+		}
+		return
+	}
+	all := append([]*batch[P]{first}, more...)
+	keep := all[:0]
+	for _, b := range all {
+		if b.seq > upTo {
+			keep = append(keep, b)
+			continue
+		}
+		fn(b)
+	}
+	switch {
+	case len(keep) == 0:
+		delete(w.first, k)
+		delete(w.more, k)
+	case len(keep) == 1:
+		w.first[k] = keep[0]
+		delete(w.more, k)
+	default:
+		w.first[k] = keep[0]
+		w.more[k] = append([]*batch[P](nil), keep[1:]...)
+	}
 }

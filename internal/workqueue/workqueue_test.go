@@ -252,3 +252,64 @@ func TestAnswers(t *testing.T) {
 		t.Fatalf("answers still waited for: %v", a.byKey)
 	}
 }
+
+// TestQueueGetBatchHoldsEachKey: a batch takes the queued keys in order,
+// each held like a Get's until its Done.
+func TestQueueGetBatchHoldsEachKey(t *testing.T) {
+	q := NewQueue[int, item]()
+	for k := 1; k <= 5; k++ {
+		q.Add(k, item{seq: uint64(k)})
+	}
+	keys, items, ok := q.GetBatch(3)
+	if !ok || len(keys) != 3 || keys[0] != 1 || keys[2] != 3 || items[1].seq != 2 {
+		t.Fatalf("GetBatch(3) = %v, %v, %v; want keys 1-3 with their items", keys, items, ok)
+	}
+	q.Add(2, item{seq: 9}) // held: queued again after its Done only
+	if keys, _, _ := q.GetBatch(10); len(keys) != 2 || keys[0] != 4 || keys[1] != 5 {
+		t.Fatalf("second GetBatch = %v, want the rest, 4 and 5", keys)
+	}
+	q.Done(2)
+	if keys, items, _ := q.GetBatch(10); len(keys) != 1 || keys[0] != 2 || items[0].seq != 9 {
+		t.Fatalf("after Done(2): %v %v, want 2 again with seq 9", keys, items)
+	}
+	for _, k := range []int{1, 2, 3, 4, 5} {
+		q.Done(k)
+	}
+	if !q.Idle() {
+		t.Fatal("not idle after every Done")
+	}
+	done := make(chan bool)
+	go func() {
+		_, _, ok := q.GetBatch(1)
+		done <- ok
+	}()
+	q.Close()
+	if <-done {
+		t.Fatal("GetBatch after Close returned keys")
+	}
+}
+
+// TestWatermarkPositionOfAWaitingBatch: the position of a batch is known
+// while it waits, and no longer once it is complete.
+func TestWatermarkPositionOfAWaitingBatch(t *testing.T) {
+	seq := &Sequence{}
+	w := NewWatermark[int, string](seq)
+	a := w.Add([]int{1}, "pos-a", time.Now())
+	b := w.Add([]int{2}, "pos-b", time.Now())
+	request := seq.Next()
+	for _, tc := range []struct {
+		seq  uint64
+		want string
+	}{{a, "pos-a"}, {b, "pos-b"}, {request, ""}, {b + 100, ""}} {
+		if got, ok := w.Position(tc.seq); ok != (tc.want != "") || got != tc.want {
+			t.Errorf("Position(%d) = %q, %v; want %q", tc.seq, got, ok, tc.want)
+		}
+	}
+	w.Done(1, a)
+	if _, ok := w.Position(a); ok {
+		t.Error("a complete batch still has a position")
+	}
+	if got, ok := w.Position(b); !ok || got != "pos-b" {
+		t.Errorf("Position(b) = %q, %v after a's completion", got, ok)
+	}
+}

@@ -1,0 +1,124 @@
+package measure
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/scim-agent/scim-agent/internal/agenttest"
+	"github.com/scim-agent/scim-agent/internal/scimtest"
+)
+
+// The two kinds of SCIM server of BenchmarkProvision, each taking ~1,200
+// creates/s from 4 clients on this 2-core machine, the capacity of the
+// independent server the agent was first measured against. (Without a
+// cost of its own the in-process server takes ~10,000 a second, and the
+// agent, not the server, is the bottleneck: see BenchmarkSyncScale.)
+var provisionServers = []struct {
+	name string
+	opts scimtest.Options
+}{
+	// cpu-bound spends ~1.4 ms of CPU a request and nothing else: on two
+	// cores it competes with the agent and MariaDB, so every µs of the
+	// agent's CPU is taken from the server's capacity.
+	{"cpu-bound", scimtest.Options{WorkPerRequest: 12000}},
+	// commit-bound spends ~0.3 ms of CPU and waits 2.5 ms for its
+	// database's commit on every write, as a production server does: its
+	// capacity is what its clients keep in flight.
+	{"commit-bound", scimtest.Options{WorkPerRequest: 2500, WaitPerWrite: 2500 * time.Microsecond}},
+}
+
+// BenchmarkProvision compares the agent with the SCIM server's own
+// capacity, in one run for each kind of server (provisionServers). 4
+// clients POST the agent's bodies straight at a server, half of them
+// before and half after the agent's turn (the machine is shared: this
+// brackets the agent's measurement in time). The
+// agent's binary, with its default 4 workers, provisions a site of users
+// into a server of the same kind (its initial sync), then, restarted
+// after backlog Drupal creates made while it was stopped, drains them.
+// Both are measured the same way, from the server's log: POSTs from the
+// first one's arrival to the last one's answer.
+//
+// It reports each ratio (agent / direct), the agent's CPU (user + system
+// of its own process, from /proc; the SCIM server's and MariaDB's are
+// not in it) per user provisioned, its statements to MariaDB per user
+// during the sync (MariaDB's user statistics) and its peak RSS.
+// SCIM_AGENT_BENCH_USERS (default 20000) and SCIM_AGENT_BENCH_BACKLOG
+// (default 5000) size it. One op is the whole comparison: run it with
+// -benchtime=1x.
+func BenchmarkProvision(b *testing.B) {
+	for _, srv := range provisionServers {
+		b.Run(srv.name, func(b *testing.B) {
+			agentBinary(b)
+			for range b.N {
+				provision(b, srv.opts)
+			}
+		})
+	}
+}
+
+func provision(b *testing.B, opts scimtest.Options) {
+	users := envInt("SCIM_AGENT_BENCH_USERS", 20000)
+	backlog := envInt("SCIM_AGENT_BENCH_BACKLOG", 5000)
+	const token = "bench-token"
+	opts.Token = token
+
+	direct := scimtest.New(b, opts)
+	half := users / 2
+	bodies := agentBodies(b, "user", 2*half)
+	postAll(b, direct, token, bodies[:half], 4)
+	before, beforeRate := throughput(direct)
+	direct.ResetRequests()
+
+	env := agenttest.New(b, agenttest.Options{SCIM: opts})
+	dir := b.TempDir()
+	bulkCreate(b, env.Site, "user", users)
+	c := benchConfig(env, dir)
+	statements := dbStatements(b, env)
+
+	p := startAgent(b, env, c, dir)
+	p.waitFor("the initial sync's accounts on the server", 30*time.Minute, func() bool { return env.SCIM.UserCount() == users })
+	syncUser, syncSys := p.cpuSplit()
+	p.waitFor("readiness after the initial sync", time.Minute, p.ready)
+	syncStatements := dbStatements(b, env) - statements
+	n, agentSync := throughput(env.SCIM)
+	if n != users {
+		b.Fatalf("%d POSTs during the sync of %d users", n, users)
+	}
+	syncRSS := p.mem().hwm
+	p.stop()
+
+	env.SCIM.ResetRequests()
+	parallel(b, backlog, func(i int) error {
+		_, err := env.Site.Create(context.Background(), siteUser("late", i))
+		return err
+	})
+	p = startAgent(b, env, c, dir)
+	p.waitFor("the backlog's accounts on the server", 30*time.Minute, func() bool { return env.SCIM.UserCount() == users+backlog })
+	backlogUser, backlogSys := p.cpuSplit()
+	n, agentBacklog := throughput(env.SCIM)
+	if n != backlog {
+		b.Fatalf("%d POSTs for a backlog of %d creates", n, backlog)
+	}
+	backlogRSS := p.mem().hwm
+	p.stop()
+
+	postAll(b, direct, token, bodies[half:], 4)
+	after, afterRate := throughput(direct)
+	// Every direct POST over the time they took.
+	capacity := float64(before+after) / (float64(before)/beforeRate + float64(after)/afterRate)
+
+	perUser := func(s float64, n int) float64 { return s / float64(n) * 1e6 }
+	b.ReportMetric(agentSync/capacity, "sync-ratio")
+	b.ReportMetric(agentBacklog/capacity, "backlog-ratio")
+	b.ReportMetric(perUser(syncUser+syncSys, users), "sync-cpu-µs/user")
+	b.ReportMetric(perUser(backlogUser+backlogSys, backlog), "backlog-cpu-µs/user")
+	b.ReportMetric(float64(syncStatements)/float64(users), "sync-db-statements/user")
+	b.ReportMetric(kib(max(syncRSS, backlogRSS)), "peak-RSS-MiB")
+	b.Logf("server alone: %.0f creates/s (%.0f before the agent, %.0f after); agent: sync of %d users %.0f/s (ratio %.2f), backlog of %d creates %.0f/s (ratio %.2f)",
+		capacity, beforeRate, afterRate, users, agentSync, agentSync/capacity, backlog, agentBacklog, agentBacklog/capacity)
+	b.Logf("agent CPU per user: sync %.0f µs (%.0f user, %.0f system), backlog %.0f µs (%.0f user, %.0f system); %d statements to MariaDB in the sync (%.4f/user); peak RSS %.1f MiB",
+		perUser(syncUser+syncSys, users), perUser(syncUser, users), perUser(syncSys, users),
+		perUser(backlogUser+backlogSys, backlog), perUser(backlogUser, backlog), perUser(backlogSys, backlog),
+		syncStatements, float64(syncStatements)/float64(users), kib(max(syncRSS, backlogRSS)))
+}
