@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
@@ -52,6 +53,54 @@ func TestFullSyncReadsDrupalInPages(t *testing.T) {
 	}
 	if got := h.scim.UserCount(); got != users {
 		t.Fatalf("%d accounts on the server, want %d", got, users)
+	}
+	h.assertServerMatchesDB()
+}
+
+// TestAPreparedTransactionHoldsItsUsersRead: the binlog names a user at
+// its XA transaction's PREPARE, long before the COMMIT makes the change
+// visible. The loader's read of the batch waits for the transaction's
+// locks only a second, then hands the user over unread; the reconcile then
+// waits for them itself, and sends the committed mail, not the old one.
+func TestAPreparedTransactionHoldsItsUsersRead(t *testing.T) {
+	h := newHarness(t)
+	uid := h.create(drupaltest.User{Name: "xavier", Mail: str("old@example.org"), Status: 1})
+	h.start()
+	h.settle()
+	ctx := context.Background()
+	conn, err := h.db.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waits := func() int {
+		var name string
+		var n int
+		h.srv.Root().QueryRow("SHOW GLOBAL STATUS LIKE 'Innodb_row_lock_waits'").Scan(&name, &n)
+		return n
+	}
+	before := waits()
+	for _, q := range []string{"XA START 'held'", "UPDATE users_field_data SET mail = 'new@example.org' WHERE uid = ?", "XA END 'held'", "XA PREPARE 'held'"} {
+		var args []any
+		if q[0] == 'U' {
+			args = []any{uid}
+		}
+		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// Two lock waits: the loader's (given up after a second), then the
+	// reconcile's own.
+	eventually(t, "the loader's read and then the reconcile's to wait for the prepared transaction", func() bool { return waits() >= before+2 })
+	if su := h.mustServerUser(uid); su.Get("emails") == nil || !strings.Contains(fmt.Sprint(su.Get("emails")), "old@example.org") {
+		t.Fatalf("the server's account changed before the COMMIT: %v", su.Get("emails"))
+	}
+	if _, err := conn.ExecContext(ctx, "XA COMMIT 'held'"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if su := h.mustServerUser(uid); !strings.Contains(fmt.Sprint(su.Get("emails")), "new@example.org") {
+		t.Fatalf("the server holds %v, want the committed new@example.org", su.Get("emails"))
 	}
 	h.assertServerMatchesDB()
 }

@@ -78,14 +78,21 @@ func NewReader(db *sql.DB, tables Tables, sources Sources) *Reader {
 	// binlog can hand us a transaction a moment before InnoDB makes it
 	// visible; waiting for its row locks guarantees the read that follows
 	// sees it. In autocommit the shared locks last one statement.
-	barrier := "SELECT COUNT(*) FROM " + quote(tables.Users()) + " u LEFT JOIN " + quote(tables.FieldData()) + " d ON d.uid = u.uid"
+	//
+	// Each table is read through its primary key, the rows themselves: an
+	// UPDATE of a column no index holds (mail, status) locks only those,
+	// and a read the optimizer would serve from a secondary index that
+	// covers the join (users_field_data's uid, default_langcode, langcode)
+	// locked nothing that update holds.
+	const rows = " FORCE INDEX (PRIMARY)"
+	barrier := "SELECT COUNT(*) FROM " + quote(tables.Users()) + " u" + rows + " LEFT JOIN " + quote(tables.FieldData()) + " d" + rows + " ON d.uid = u.uid"
 	if sources.Roles {
-		barrier += " LEFT JOIN " + quote(tables.Roles()) + " r ON r.entity_id = u.uid"
+		barrier += " LEFT JOIN " + quote(tables.Roles()) + " r" + rows + " ON r.entity_id = u.uid"
 	}
 	// Mapped field tables too: a module or migration may write one alone.
 	for i, f := range sources.Fields {
 		alias := fmt.Sprintf("f%d", i)
-		barrier += " LEFT JOIN " + quote(tables.Field(f.Name)) + " " + alias + " ON " + alias + ".entity_id = u.uid"
+		barrier += " LEFT JOIN " + quote(tables.Field(f.Name)) + " " + alias + rows + " ON " + alias + ".entity_id = u.uid"
 	}
 	r.barrierFrom = barrier + " WHERE u.uid"
 	r.barrier = r.barrierFrom + " = ? LOCK IN SHARE MODE"

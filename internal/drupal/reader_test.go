@@ -462,3 +462,88 @@ func TestLoadPageWaitsForUncommittedWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestBarrierWaitsForAnUpdateOfAColumnNoIndexHolds: a module, drush or a
+// migration may UPDATE one column of users_field_data (mail, status) in
+// place. Such an update leaves the table's secondary indexes alone, so a
+// barrier reading the rows through one of them locked nothing the update
+// holds and read the old values while it was uncommitted (or prepared,
+// for an XA transaction: then the change was lost). Load and LoadPage
+// must wait for it.
+func TestBarrierWaitsForAnUpdateOfAColumnNoIndexHolds(t *testing.T) {
+	readers := []struct {
+		name string
+		read func(r *drupal.Reader, ctx context.Context, uid uint32) (drupal.Account, error)
+	}{
+		{"Load", func(r *drupal.Reader, ctx context.Context, uid uint32) (drupal.Account, error) {
+			a, _, err := r.Load(ctx, uid)
+			return a, err
+		}},
+		{"LoadPage", func(r *drupal.Reader, ctx context.Context, uid uint32) (drupal.Account, error) {
+			page, err := r.LoadPage(ctx, []uint32{uid, uid + 1})
+			return page[uid], err
+		}},
+	}
+	updates := []struct {
+		column, value string
+		want          any
+	}{{"mail", "'new@example.org'", "new@example.org"}, {"status", "0", int64(0)}}
+	for _, rd := range readers {
+		for _, up := range updates {
+			t.Run(rd.name+"/"+up.column, func(t *testing.T) {
+				ctx := context.Background()
+				r, site, db := newReader(t, "")
+				uid, err := site.Create(ctx, drupaltest.User{Name: "w", Mail: drupaltest.Str("old@example.org"), Status: 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := site.Create(ctx, drupaltest.User{Name: "v", Status: 1}); err != nil {
+					t.Fatal(err)
+				}
+				tx, err := db.DB.BeginTx(ctx, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback()
+				if _, err := tx.Exec("UPDATE users_field_data SET "+up.column+" = "+up.value+" WHERE uid = ?", uid); err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan drupal.Account, 1)
+				readCtx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				go func() {
+					a, err := rd.read(r, readCtx, uid)
+					if err != nil && readCtx.Err() == nil {
+						t.Error(err)
+					}
+					done <- a
+				}()
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					var waits int
+					if err := db.DB.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%LOCK IN SHARE MODE' AND TIME_MS > 200").Scan(&waits); err != nil {
+						t.Fatal(err)
+					}
+					if waits > 0 {
+						break
+					}
+					select {
+					case a := <-done:
+						t.Fatalf("read %s = %v before the UPDATE committed", up.column, a.Values[up.column])
+					default:
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("the read never waited for the uncommitted UPDATE")
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				if a := <-done; a.Values[up.column] != up.want {
+					t.Fatalf("read %s = %v, want the committed %v", up.column, a.Values[up.column], up.want)
+				}
+			})
+		}
+	}
+}
