@@ -165,6 +165,7 @@ func TestControlSocketWithTheTCPListenerOff(t *testing.T) {
 	h.start()
 	h.waitSocket()
 	h.settle()
+	h.waitReady() // settled with nothing to do may precede the binlog's connection
 	if h.agent.AdminAddr() != "" {
 		t.Fatalf("a TCP listener on %s with admin.listen empty", h.agent.AdminAddr())
 	}
