@@ -26,7 +26,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -89,8 +88,7 @@ type Agent struct {
 	opts    Options
 	log     *zap.Logger
 	db      *sql.DB
-	pageDB  *sql.DB        // the loader's pool: sessions with a short lock wait
-	pages   *drupal.Reader // reads batches through pageDB
+	pages   *drupal.Reader // reads batches, waiting for writes in flight only pageLockWait
 	store   *state.Store
 	stream  *binlog.Streamer
 	scim    *scimServer
@@ -121,10 +119,7 @@ func Open(ctx context.Context, opts Options) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.db, err = openDB(cfg.MySQL.DSN, cfg.Provisioning.Workers+4, nil); err != nil {
-		return nil, err
-	}
-	if a.pageDB, err = openDB(cfg.MySQL.DSN, 2, map[string]string{"innodb_lock_wait_timeout": pageLockWait}); err != nil {
+	if a.db, err = openDB(cfg.MySQL.DSN, cfg.Provisioning.Workers+4); err != nil {
 		return nil, err
 	}
 	if a.scim, err = openSCIM(cfg, a.log, a.metrics, a.health); err != nil {
@@ -146,7 +141,7 @@ func Open(ctx context.Context, opts Options) (_ *Agent, err error) {
 		membership: a.queueRolesOf}
 	a.kinds.groups = &groups{cfg: cfg.Groups, prov: cfg.Provisioning, scope: scope, log: a.log, reader: reader, store: a.store,
 		scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall}
-	a.pages = reader.WithDB(a.pageDB)
+	a.pages = reader.WithLockPatience(pageLockWait)
 	a.stream, err = binlog.Open(ctx, binlog.Config{
 		DSN:         cfg.MySQL.DSN,
 		ServerID:    cfg.MySQL.ServerID,
@@ -208,9 +203,6 @@ func (a *Agent) Close() error {
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}
-	if a.pageDB != nil {
-		errs = append(errs, a.pageDB.Close())
-	}
 	return errors.Join(errs...)
 }
 
@@ -262,10 +254,10 @@ func (a *Agent) noteCall(method string, cr scimclient.Result, err error) {
 	a.health.note(cr, err)
 }
 
-// openDB opens a pool the reader uses, its sessions setting vars. Roles
+// openDB opens a pool the reader uses. Roles
 // are read with GROUP_CONCAT, whose default limit (1 KiB) could cut a
 // long role list.
-func openDB(dsn string, maxConns int, vars map[string]string) (*sql.DB, error) {
+func openDB(dsn string, maxConns int) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysql.dsn: %w", err)
@@ -274,7 +266,6 @@ func openDB(dsn string, maxConns int, vars map[string]string) (*sql.DB, error) {
 		cfg.Params = map[string]string{}
 	}
 	cfg.Params["group_concat_max_len"] = "1048576"
-	maps.Copy(cfg.Params, vars)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -331,7 +322,7 @@ func OpenReader(cfg *config.Config) (*drupal.Reader, func() error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := openDB(cfg.MySQL.DSN, 2, nil)
+	db, err := openDB(cfg.MySQL.DSN, 2)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/scim-agent/scim-agent/internal/drupal"
 	"github.com/scim-agent/scim-agent/internal/state"
@@ -15,12 +16,13 @@ import (
 // alone is read alone, at once.
 const loadBatch = 250
 
-// pageLockWait is the innodb_lock_wait_timeout of the loader's sessions.
-// A transaction that holds a user's rows longer (an XA transaction
-// prepared and not yet committed) would hold the whole batch: after this
-// long the batch is handed to the workers unread, and each reconcile
-// reads (and waits for) its own user, as without the loader.
-const pageLockWait = "1"
+// pageLockWait is how long the loader's read of a batch waits for a
+// write in flight. A transaction that holds a user's rows longer (an XA
+// transaction prepared and not yet committed) would hold the whole
+// batch: after this long the batch is handed to the workers unread, and
+// each reconcile reads (and waits for) its own user, as without the
+// loader.
+const pageLockWait = time.Second
 
 // preload is what the loader read for a key's reconcile while the key
 // was already held (no other reconcile of the user can run until the

@@ -16,6 +16,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -46,14 +47,17 @@ type Reader struct {
 	selectList  string // the SELECT list and FROM clause shared by every query
 	load        string
 	page        string
-	barrier     string // the barrier of one uid
+	barrier     string // the barrier of one uid, without its locking clause
 	barrierFrom string // the barrier's query up to its WHERE clause on u.uid
+
+	locks    *locks        // the server's locking clause and the conflicts seen
+	patience time.Duration // how long a locking read waits for a write in flight; 0: until ctx ends
 }
 
 // NewReader prepares the queries for sources. db should have
 // group_concat_max_len large enough for a user's role list.
 func NewReader(db *sql.DB, tables Tables, sources Sources) *Reader {
-	r := &Reader{db: db, tables: tables, sources: sources}
+	r := &Reader{db: db, tables: tables, sources: sources, locks: &locks{}}
 	var cols []string
 	cols = append(cols, "u.uid", "u.uuid", "u.langcode", "d.uid IS NOT NULL")
 	for _, c := range sources.FieldDataColumns {
@@ -77,7 +81,8 @@ func NewReader(db *sql.DB, tables Tables, sources Sources) *Reader {
 	// The barrier is a locking read of the rows a Drupal write locks. The
 	// binlog can hand us a transaction a moment before InnoDB makes it
 	// visible; waiting for its row locks guarantees the read that follows
-	// sees it. In autocommit the shared locks last one statement.
+	// sees it. In autocommit the shared locks last one statement, and
+	// the read never waits for a lock while it holds others (locking.go).
 	//
 	// Each table is read through its primary key, the rows themselves: an
 	// UPDATE of a column no index holds (mail, status) locks only those,
@@ -95,15 +100,17 @@ func NewReader(db *sql.DB, tables Tables, sources Sources) *Reader {
 		barrier += " LEFT JOIN " + quote(tables.Field(f.Name)) + " " + alias + rows + " ON " + alias + ".entity_id = u.uid"
 	}
 	r.barrierFrom = barrier + " WHERE u.uid"
-	r.barrier = r.barrierFrom + " = ? LOCK IN SHARE MODE"
+	r.barrier = r.barrierFrom + " = ?"
 	return r
 }
 
 // Load reads the current state of uid; ok is false when the users row
 // does not exist (the account was deleted, or never was).
 func (r *Reader) Load(ctx context.Context, uid uint32) (a Account, ok bool, err error) {
-	var n int
-	if err := r.db.QueryRowContext(ctx, r.barrier, uid).Scan(&n); err != nil {
+	if err := r.locked(ctx, func(share string) error {
+		var n int
+		return r.db.QueryRowContext(ctx, r.barrier+share, uid).Scan(&n)
+	}); err != nil {
 		return a, false, fmt.Errorf("wait for writes to uid %d: %w", uid, err)
 	}
 	rows, err := r.db.QueryContext(ctx, r.load, uid)
@@ -242,22 +249,10 @@ func (r *Reader) FindByMail(ctx context.Context, mail string) ([]uint32, error) 
 }
 
 func (r *Reader) find(ctx context.Context, column, value string) ([]uint32, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT uid FROM "+quote(r.tables.FieldData())+
+	uids, err := scanColumn[uint32](ctx, r.db, "SELECT uid FROM "+quote(r.tables.FieldData())+
 		" WHERE "+column+" = ? AND default_langcode = 1 ORDER BY uid", value)
 	if err != nil {
 		return nil, fmt.Errorf("find users by %s: %w", column, err)
-	}
-	defer rows.Close()
-	var uids []uint32
-	for rows.Next() {
-		var uid uint32
-		if err := rows.Scan(&uid); err != nil {
-			return nil, err
-		}
-		uids = append(uids, uid)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	if len(uids) == 0 {
 		return nil, fmt.Errorf("%s %q: %w", column, value, ErrNotFound)
@@ -274,15 +269,13 @@ func (r *Reader) find(ctx context.Context, column, value string) ([]uint32, erro
 // long before it commits). A full sync notes its binlog position first
 // and streams from it afterwards, so it must list every uid a transaction
 // before that position created; waiting for the rows' locks makes it see
-// them. A lock wait timeout (a transaction prepared for longer than
-// innodb_lock_wait_timeout) is waited out again.
-func (r *Reader) UIDs(ctx context.Context, from uint32, limit int) ([]uint32, error) {
-	for {
-		uids, err := r.uids(ctx, from, limit)
-		if !isMySQLError(err, erLockWaitTimeout) || ctx.Err() != nil {
-			return uids, err
-		}
-	}
+// them, however long a prepared transaction holds them (locking.go).
+func (r *Reader) UIDs(ctx context.Context, from uint32, limit int) (uids []uint32, err error) {
+	err = r.locked(ctx, func(share string) error {
+		uids, err = r.uids(ctx, from, limit, share)
+		return err
+	})
+	return uids, err
 }
 
 // UIDPages walks every uid in order, size at a time (see UIDs): the one
@@ -307,29 +300,35 @@ func (r *Reader) UIDPages(ctx context.Context, size int) iter.Seq2[[]uint32, err
 	}
 }
 
-// erLockWaitTimeout is ER_LOCK_WAIT_TIMEOUT.
-const erLockWaitTimeout = 1205
-
 func isMySQLError(err error, number uint16) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && me.Number == number
 }
 
-func (r *Reader) uids(ctx context.Context, from uint32, limit int) ([]uint32, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT uid FROM "+quote(r.tables.Users())+" WHERE uid >= ? ORDER BY uid LIMIT ? LOCK IN SHARE MODE", from, limit)
+func (r *Reader) uids(ctx context.Context, from uint32, limit int, share string) ([]uint32, error) {
+	uids, err := scanColumn[uint32](ctx, r.db, "SELECT uid FROM "+quote(r.tables.Users())+" WHERE uid >= ? ORDER BY uid LIMIT ?"+share, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list uids from %d: %w", from, err)
 	}
+	return uids, nil
+}
+
+// scanColumn runs q and returns its one column, row by row.
+func scanColumn[T any](ctx context.Context, db *sql.DB, q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
-	uids := make([]uint32, 0, limit)
+	var out []T
 	for rows.Next() {
-		var uid uint32
-		if err := rows.Scan(&uid); err != nil {
+		var v T
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		uids = append(uids, uid)
+		out = append(out, v)
 	}
-	return uids, rows.Err()
+	return out, rows.Err()
 }
 
 // Count returns the number of rows in the users table.
@@ -360,21 +359,14 @@ func (r *Reader) LoadPage(ctx context.Context, uids []uint32) (map[uint32]Accoun
 	for i, uid := range uids {
 		args[i] = uid
 	}
-	var n int
-	q := r.barrierFrom + " IN (?" + strings.Repeat(", ?", len(uids)-1) + ") LOCK IN SHARE MODE"
-	if err := r.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+	q := r.barrierFrom + " IN (?" + strings.Repeat(", ?", len(uids)-1) + ")"
+	if err := r.locked(ctx, func(share string) error {
+		var n int
+		return r.db.QueryRowContext(ctx, q+share, args...).Scan(&n)
+	}); err != nil {
 		return nil, fmt.Errorf("wait for writes to %d users (uids %d to %d): %w", len(uids), slices.Min(uids), slices.Max(uids), err)
 	}
 	return r.LoadMany(ctx, uids)
-}
-
-// WithDB returns a reader of the same tables and sources that reads
-// through another pool (one whose sessions set a short
-// innodb_lock_wait_timeout, say).
-func (r *Reader) WithDB(db *sql.DB) *Reader {
-	c := *r
-	c.db = db
-	return &c
 }
 
 // LoadMany reads the accounts of uids with one query (no barrier: callers

@@ -39,8 +39,10 @@ type Role struct {
 // visible yet.
 func (r *Reader) Role(ctx context.Context, id string) (role Role, ok bool, err error) {
 	var data []byte
-	err = r.db.QueryRowContext(ctx, "SELECT data FROM "+quote(r.tables.Config())+
-		" WHERE collection = '' AND name = ? LOCK IN SHARE MODE", RoleConfigPrefix+id).Scan(&data)
+	err = r.locked(ctx, func(share string) error {
+		return r.db.QueryRowContext(ctx, "SELECT data FROM "+quote(r.tables.Config())+
+			" WHERE collection = '' AND name = ?"+share, RoleConfigPrefix+id).Scan(&data)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return Role{ID: id}, false, nil
 	}
@@ -68,22 +70,13 @@ func decodeRole(id string, data []byte) (Role, error) {
 
 // RoleHolders returns the uids holding role id, sorted, with a locking
 // read (it waits for grants and revocations in flight).
-func (r *Reader) RoleHolders(ctx context.Context, id string) ([]uint32, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT DISTINCT entity_id FROM "+quote(r.tables.Roles())+
-		" WHERE roles_target_id = ? AND deleted = 0 ORDER BY entity_id LOCK IN SHARE MODE", id)
+func (r *Reader) RoleHolders(ctx context.Context, id string) (uids []uint32, err error) {
+	err = r.locked(ctx, func(share string) error {
+		uids, err = scanColumn[uint32](ctx, r.db, "SELECT DISTINCT entity_id FROM "+quote(r.tables.Roles())+
+			" WHERE roles_target_id = ? AND deleted = 0 ORDER BY entity_id"+share, id)
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read the holders of role %s: %w", id, err)
-	}
-	defer rows.Close()
-	var uids []uint32
-	for rows.Next() {
-		var uid uint32
-		if err := rows.Scan(&uid); err != nil {
-			return nil, err
-		}
-		uids = append(uids, uid)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read the holders of role %s: %w", id, err)
 	}
 	return uids, nil
@@ -91,23 +84,17 @@ func (r *Reader) RoleHolders(ctx context.Context, id string) ([]uint32, error) {
 
 // RoleIDs returns the machine names of every role, sorted, with a
 // locking read (see UIDs).
-func (r *Reader) RoleIDs(ctx context.Context) ([]string, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT name FROM "+quote(r.tables.Config())+
-		" WHERE collection = '' AND name LIKE 'user.role.%' ORDER BY name LOCK IN SHARE MODE")
+func (r *Reader) RoleIDs(ctx context.Context) (ids []string, err error) {
+	err = r.locked(ctx, func(share string) error {
+		ids, err = scanColumn[string](ctx, r.db, "SELECT name FROM "+quote(r.tables.Config())+
+			" WHERE collection = '' AND name LIKE 'user.role.%' ORDER BY name"+share)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list roles: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, err
-		}
-		ids = append(ids, strings.TrimPrefix(name, RoleConfigPrefix))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list roles: %w", err)
+	for i, name := range ids {
+		ids[i] = strings.TrimPrefix(name, RoleConfigPrefix)
 	}
 	return ids, nil
 }
