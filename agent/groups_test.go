@@ -433,3 +433,167 @@ func TestGroupsInADryRunAndBehindTheGuard(t *testing.T) {
 		t.Fatal("the approved group deletion was not sent")
 	}
 }
+
+// A 409 on POST /Groups adopts the server's group of the role, found by
+// externalId before displayName, and never a group that is not the
+// role's: one carrying another externalId, or one the agent already
+// provisions for another role. Those park the role and leave the group
+// alone.
+func TestGroupAdoptionAfterA409(t *testing.T) {
+	tests := []struct {
+		name   string
+		scim   scimtest.Options
+		seed   map[string]any // the group already on the server
+		labels map[string]string
+		check  func(t *testing.T, h *harness, seeded string, ann uint32)
+	}{
+		{"by externalId", scimtest.Options{UniqueGroupExternalID: true},
+			map[string]any{"displayName": "Staff (old label)", "externalId": "staff"}, map[string]string{"staff": "Staff"},
+			func(t *testing.T, h *harness, seeded string, ann uint32) {
+				if g := h.mustGroup("staff"); g.ID != seeded || g.DisplayName() != "Staff" || !slices.Equal(g.Members(), h.memberIDs(ann)) {
+					t.Fatalf("staff = %+v, want the group %s adopted, renamed Staff, with ann", g.Attributes, seeded)
+				}
+			}},
+		{"another externalId", scimtest.Options{},
+			map[string]any{"displayName": "Staff", "externalId": "another-directory"}, map[string]string{"staff": "Staff"},
+			func(t *testing.T, h *harness, seeded string, ann uint32) {
+				h.wantRoleParked("staff", "another-directory")
+				h.wantUntouched(seeded, "Staff", "another-directory")
+			}},
+		{"another role's group", scimtest.Options{},
+			nil, map[string]string{"staff": "Staff", "team": "STAFF"},
+			func(t *testing.T, h *harness, _ string, ann uint32) {
+				// Whichever role's POST came first holds the name; the
+				// other is parked naming it.
+				parked, err := ParkedGroups(h.agent.store)
+				if err != nil || len(parked) != 1 {
+					t.Fatalf("parked groups = %+v, %v; want one of staff and team", parked, err)
+				}
+				holder := map[string]string{"staff": "team", "team": "staff"}[parked[0].Role]
+				if !strings.Contains(parked[0].Detail, "for role "+holder) {
+					t.Fatalf("role %s parked with %q, want it naming role %s", parked[0].Role, parked[0].Detail, holder)
+				}
+				if g := h.mustGroup(holder); !slices.Equal(g.Members(), h.memberIDs(ann)) {
+					t.Fatalf("%s = %+v, want its own members kept", holder, g.Attributes)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, withGroups(""), withSCIM(tt.scim))
+			ctx := context.Background()
+			var roles []string
+			for id, label := range tt.labels {
+				if err := h.site.CreateRole(ctx, id, label); err != nil {
+					t.Fatal(err)
+				}
+				roles = append(roles, id)
+			}
+			ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: roles})
+			var seeded string
+			if tt.seed != nil {
+				seeded = h.scim.SeedGroup(tt.seed)
+			}
+			h.start()
+			h.settle()
+			if n := h.scim.CountRequests("POST", "/Groups"); n < 1 {
+				t.Fatalf("%d POST /Groups", n)
+			}
+			tt.check(t, h, seeded, ann)
+		})
+	}
+}
+
+// wantRoleParked fails unless role is parked with a detail naming what.
+func (h *harness) wantRoleParked(role, what string) {
+	h.t.Helper()
+	parked, err := ParkedGroups(h.agent.store)
+	if err != nil || len(parked) != 1 || parked[0].Role != role || !strings.Contains(parked[0].Detail, what) {
+		h.t.Fatalf("parked groups = %+v, %v; want role %s parked naming %s", parked, err, role, what)
+	}
+}
+
+// wantUntouched fails unless the group id is still as seeded (label,
+// externalId, no members) and got no write.
+func (h *harness) wantUntouched(id, label, externalID string) {
+	h.t.Helper()
+	g, ok := h.scim.GroupByID(id)
+	if !ok || g.DisplayName() != label || g.ExternalID() != externalID || len(g.Members()) != 0 {
+		h.t.Fatalf("the server's group %s = %+v (found %v), want it untouched", id, g.Attributes, ok)
+	}
+	for _, m := range []string{"PATCH", "PUT", "DELETE"} {
+		if n := h.scim.CountRequests(m, "/Groups/"+id); n != 0 {
+			h.t.Fatalf("%d %s of a group that is not the role's", n, m)
+		}
+	}
+}
+
+// A server without PATCH gets each change of a group as a PUT of the
+// whole group; no PATCH is ever sent.
+func TestGroupsOnAServerWithoutPATCHAreReplaced(t *testing.T) {
+	h := newHarness(t, withGroups(""), withSCIM(scimtest.Options{DisablePatch: true}))
+	ctx := context.Background()
+	for id, label := range map[string]string{"editor": "Editors", "staff": "Staff"} {
+		if err := h.site.CreateRole(ctx, id, label); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"editor"}})
+	ben := h.create(drupaltest.User{Name: "ben", Status: 1, Roles: []string{"editor"}})
+	h.start()
+	h.settle()
+	h.update(ann, func(u *drupaltest.User) { u.Roles = []string{"staff"} })
+	if err := h.site.RenameRole(ctx, "editor", "Rédaction"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if g := h.mustGroup("editor"); !slices.Equal(g.Members(), h.memberIDs(ben)) || g.DisplayName() != "Rédaction" {
+		t.Fatalf("editor = %+v, want ben alone, labelled Rédaction", g.Attributes)
+	}
+	if g := h.mustGroup("staff"); !slices.Equal(g.Members(), h.memberIDs(ann)) {
+		t.Fatalf("staff = %+v, want ann", g.Attributes)
+	}
+	if n := h.scim.CountRequests("PATCH", ""); n != 0 {
+		t.Fatalf("%d PATCHes to a server without PATCH", n)
+	}
+	if n := h.scim.CountRequests("PUT", "/Groups/"); n < 2 {
+		t.Fatalf("%d PUT /Groups, want the changes of both groups replaced", n)
+	}
+}
+
+// A new user holding three roles whose groups exist: one POST /Users,
+// then one PATCH of each group, nothing else.
+func TestNewUserWithThreeRolesIsOnePOSTAndOnePATCHPerGroup(t *testing.T) {
+	h := newHarness(t, withGroups(""))
+	ctx := context.Background()
+	roles := []string{"editor", "staff", "tester"}
+	for _, id := range roles {
+		if err := h.site.CreateRole(ctx, id, strings.ToUpper(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start()
+	h.settle()
+	h.scim.ResetRequests()
+	ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: roles})
+	h.settle()
+	patched := map[string]int{}
+	for _, r := range h.scim.Requests() {
+		switch {
+		case r.Method == "POST" && r.Path == "/Users", r.Method == "GET":
+		case r.Method == "PATCH" && strings.HasPrefix(r.Path, "/Groups/"):
+			patched[r.Path]++
+		default:
+			t.Fatalf("unexpected %s %s", r.Method, r.Path)
+		}
+	}
+	if n := h.scim.CountRequests("POST", "/Users"); n != 1 {
+		t.Fatalf("%d POST /Users, want 1", n)
+	}
+	for _, id := range roles {
+		g := h.mustGroup(id)
+		if patched["/Groups/"+g.ID] != 1 || !slices.Equal(g.Members(), h.memberIDs(ann)) {
+			t.Fatalf("group %s: %d PATCHes, members %v; want one PATCH adding ann", id, patched["/Groups/"+g.ID], g.Members())
+		}
+	}
+}

@@ -207,15 +207,20 @@ func (s *Server) groupResource(g *user) scim.Resource {
 type groupHandler struct{ s *Server }
 
 // checkGroupLocked makes a strict server's checks of a group to store:
-// a displayName no other group has, members that are existing users.
+// a displayName no other group has (and, with UniqueGroupExternalID, an
+// externalId), members that are existing users.
 func (s *Server) checkGroupLocked(attrs map[string]any, id string) error {
 	name, _ := attrs["displayName"].(string)
 	if strings.TrimSpace(name) == "" {
 		return scimerrors.ScimError{Status: http.StatusBadRequest, ScimType: scimerrors.ScimTypeInvalidValue,
 			Detail: "displayName must be a non-empty string (RFC 7643 §4.2)"}
 	}
+	ext, _ := attrs["externalId"].(string)
 	for _, g := range s.groups {
 		if other, _ := g.attrs["displayName"].(string); g.id != id && strings.EqualFold(other, name) {
+			return scimerrors.ScimErrorUniqueness
+		}
+		if other, _ := g.attrs["externalId"].(string); s.opts.UniqueGroupExternalID && g.id != id && ext != "" && other == ext {
 			return scimerrors.ScimErrorUniqueness
 		}
 	}

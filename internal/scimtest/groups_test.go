@@ -88,3 +88,19 @@ func TestGroupModes(t *testing.T) {
 const userSchema = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 func urlQuery(s string) string { return url.QueryEscape(s) }
+
+func TestUniqueGroupExternalID(t *testing.T) {
+	for _, unique := range []bool{false, true} {
+		srv := New(t, Options{UniqueGroupExternalID: unique})
+		if r := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "Staff", "externalId": "staff"}); r.status != 201 {
+			t.Fatalf("first group: %d %s", r.status, r.raw)
+		}
+		want := 201
+		if unique {
+			want = 409
+		}
+		if r := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "Team", "externalId": "staff"}); r.status != want {
+			t.Fatalf("UniqueGroupExternalID %v: a second group with externalId staff = %d, want %d", unique, r.status, want)
+		}
+	}
+}

@@ -113,6 +113,10 @@ type Options struct {
 	// members, as AWS IAM Identity Center does: a client must remember
 	// what it pushed.
 	GroupsWithoutMembers bool
+	// UniqueGroupExternalID answers 409 to a group whose externalId
+	// another group already has, as servers that key groups by it do
+	// (displayName is unique on every server here).
+	UniqueGroupExternalID bool
 	// MaxMembersPerRequest refuses (400) a request that adds or removes
 	// more members of a group than this (AWS allows 100); 0 = no limit.
 	MaxMembersPerRequest int
