@@ -156,7 +156,36 @@ func (r *groupRun) present(ctx context.Context, role drupal.Role) (Result, *fail
 	if f != nil {
 		return Result{}, f
 	}
-	var res Result
+	res, f := r.converge(ctx, role, want)
+	// A dry run creates nobody, so nobody is worth waiting for.
+	if f == nil && pending > 0 && !r.dry && res.Outcome != Held && res.Outcome != Skipped {
+		res.Outcome = Waiting
+		res.Detail = fmt.Sprintf("%d holders of the role are not provisioned yet: they become members once their accounts exist", pending)
+	}
+	return res, f
+}
+
+// converge creates, adopts or updates the role's group. On a server with
+// ETags a write refused with 412 (the group changed since its version
+// was read) reads the group again and sends what is still needed, up to
+// maxPreconditionTries; after the last the reconcile is retried with
+// backoff, like an outage, not parked.
+func (r *groupRun) converge(ctx context.Context, role drupal.Role, want []string) (Result, *failure) {
+	for try := 1; ; try++ {
+		res, f := r.write(ctx, role, want)
+		if f == nil || !scimclient.IsPreconditionFailed(f.err) {
+			return res, f
+		}
+		if try == maxPreconditionTries {
+			return res, retry(f.op, fmt.Errorf("the group changed on the server between each read and write (%d tries; if nothing else "+
+				"writes it, the server's ETags may be broken: scim.capabilities.etag: false): %w", try, f.err))
+		}
+		r.verify = true // read its version and members again
+	}
+}
+
+// write is one try of converge.
+func (r *groupRun) write(ctx context.Context, role drupal.Role, want []string) (res Result, f *failure) {
 	switch {
 	case r.rec.SCIMID == "" && r.rec.Creating:
 		// A POST started and its outcome was never saved: look first.
@@ -173,11 +202,6 @@ func (r *groupRun) present(ctx context.Context, role drupal.Role) (Result, *fail
 		res, f = r.create(ctx, role, want)
 	default:
 		res, f = r.update(ctx, role, want, r.verify)
-	}
-	// A dry run creates nobody, so nobody is worth waiting for.
-	if f == nil && pending > 0 && !r.dry && res.Outcome != Held && res.Outcome != Skipped {
-		res.Outcome = Waiting
-		res.Detail = fmt.Sprintf("%d holders of the role are not provisioned yet: they become members once their accounts exist", pending)
 	}
 	return res, f
 }
@@ -276,22 +300,68 @@ func (r *groupRun) gone(ctx context.Context) (Result, *failure) {
 		r.dryRun(OpGroupDelete, http.MethodDelete, path, nil)
 		return res, nil
 	}
-	cr, err := r.scim.client.DeleteGroup(ctx, r.rec.SCIMID, scimclient.IfMatch(r.version()))
-	if scimclient.IsNotFound(err) {
-		err = nil // already gone: the goal is met
+	for try := 1; ; try++ {
+		cr, err := r.scim.client.DeleteGroup(ctx, r.rec.SCIMID, scimclient.IfMatch(r.version()))
+		if scimclient.IsNotFound(err) {
+			err = nil // already gone: the goal is met
+		}
+		r.logCall(OpGroupDelete, http.MethodDelete, path, cr, err)
+		if !scimclient.IsPreconditionFailed(err) {
+			if err != nil {
+				return res, classify(OpDelete, err)
+			}
+			return res, r.forget(OpDelete)
+		}
+		// The group changed since its version was read: read it again.
+		if try == maxPreconditionTries {
+			return res, retry(OpDelete, fmt.Errorf("the group changed on the server between each read and delete (%d tries): %w", try, err))
+		}
+		if _, f := r.reread(ctx, OpDelete); f != nil {
+			return res, f
+		}
 	}
-	r.logCall(OpGroupDelete, http.MethodDelete, path, cr, err)
-	if err != nil {
-		return res, classify(OpDelete, err)
-	}
-	return res, r.forget(OpDelete)
 }
 
-// keep empties the group of a deleted role and keeps it on the server.
+// reread reads the group's version again after a 412 and returns the
+// server's members, when it tells them (else the members pushed). A
+// group gone meanwhile reads as one with no version and no members.
+func (r *groupRun) reread(ctx context.Context, op string) ([]string, *failure) {
+	current, cr, err := r.scim.client.GetGroup(ctx, r.rec.SCIMID)
+	r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, cr, err)
+	if scimclient.IsNotFound(err) {
+		r.rec.Version = ""
+		return nil, nil
+	}
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	r.rec.Version = cr.Version
+	if members, told := serverMembers(current); told {
+		return members, nil
+	}
+	return r.rec.Members, nil
+}
+
+// keep empties the group of a deleted role and keeps it on the server
+// (a 412 reads its version and members again, as converge does).
 func (r *groupRun) keep(ctx context.Context) (Result, *failure) {
-	res, f := r.push(ctx, drupal.Role{ID: r.role, Label: r.rec.DisplayName}, nil, r.rec.Members)
-	if f != nil {
-		return res, f
+	have := r.rec.Members
+	var res Result
+	for try := 1; ; try++ {
+		var f *failure
+		res, f = r.push(ctx, drupal.Role{ID: r.role, Label: r.rec.DisplayName}, nil, have)
+		if f == nil {
+			break
+		}
+		if !scimclient.IsPreconditionFailed(f.err) {
+			return res, f
+		}
+		if try == maxPreconditionTries {
+			return res, retry(f.op, fmt.Errorf("the group changed on the server between each read and write (%d tries): %w", try, f.err))
+		}
+		if have, f = r.reread(ctx, OpGroupUpdate); f != nil {
+			return res, f
+		}
 	}
 	if !r.rec.Kept {
 		r.rec.Kept = true

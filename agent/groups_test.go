@@ -597,3 +597,64 @@ func TestNewUserWithThreeRolesIsOnePOSTAndOnePATCHPerGroup(t *testing.T) {
 		}
 	}
 }
+
+// On a server with ETags a group changed by hand since the agent last
+// wrote it answers the agent's next write with 412: the agent reads the
+// group again and writes what is still needed (a PATCH, a DELETE, or
+// with on_role_delete: keep the emptying PATCH); it never parks the role
+// for it.
+func TestGroupWritesAfterA412ReadTheGroupAgain(t *testing.T) {
+	for _, onDelete := range []string{"delete", "keep"} {
+		t.Run(onDelete, func(t *testing.T) {
+			h := newHarness(t, withGroups("on_role_delete: "+onDelete), withSCIM(scimtest.Options{ETags: true}))
+			ctx := context.Background()
+			for id, label := range map[string]string{"editor": "Editors", "staff": "Staff"} {
+				if err := h.site.CreateRole(ctx, id, label); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"editor"}})
+			ben := h.create(drupaltest.User{Name: "ben", Status: 1})
+			h.create(drupaltest.User{Name: "carl", Status: 1, Roles: []string{"staff"}})
+			h.start()
+			h.settle()
+			refused := func() int {
+				n := 0
+				for _, r := range h.groupRequests() {
+					if r.Status == 412 {
+						n++
+					}
+				}
+				return n
+			}
+
+			editor := h.mustGroup("editor")
+			h.scim.EditGroup(editor.ID, func(m map[string]any) { m["displayName"] = "Edited by hand" })
+			h.update(ben, func(u *drupaltest.User) { u.Roles = []string{"editor"} })
+			h.settle()
+			if g := h.mustGroup("editor"); !slices.Equal(sortedMembers(g), h.memberIDs(ann, ben)) || g.DisplayName() != "Editors" {
+				t.Fatalf("editor = %+v, want ann and ben, labelled Editors again", g.Attributes)
+			}
+
+			staff := h.mustGroup("staff")
+			h.scim.EditGroup(staff.ID, func(m map[string]any) { m["displayName"] = "Staff, edited" })
+			if err := h.site.DeleteRole(ctx, "staff"); err != nil {
+				t.Fatal(err)
+			}
+			h.settle()
+			g, ok := h.scim.GroupByID(staff.ID)
+			switch {
+			case onDelete == "delete" && ok:
+				t.Fatalf("the deleted role's group is still on the server: %+v", g.Attributes)
+			case onDelete == "keep" && (!ok || len(g.Members()) != 0):
+				t.Fatalf("the deleted role's kept group = %+v (found %v), want it with no members", g.Attributes, ok)
+			}
+			if parked, err := ParkedGroups(h.agent.store); err != nil || len(parked) != 0 {
+				t.Fatalf("parked groups = %+v, %v; want none", parked, err)
+			}
+			if n := refused(); n < 2 {
+				t.Fatalf("%d writes to /Groups answered 412, want the two after the hand edits", n)
+			}
+		})
+	}
+}
