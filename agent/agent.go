@@ -88,7 +88,6 @@ type Agent struct {
 	opts    Options
 	log     *zap.Logger
 	db      *sql.DB
-	pages   *drupal.Reader // reads batches, waiting for writes in flight only pageLockWait
 	store   *state.Store
 	stream  *binlog.Streamer
 	scim    *scimServer
@@ -136,12 +135,11 @@ func Open(ctx context.Context, opts Options) (_ *Agent, err error) {
 	tables := drupal.Tables{Prefix: cfg.MySQL.TablePrefix}
 	reader := drupal.NewReader(a.db, tables, sources)
 	a.kinds.users = &users{prov: cfg.Provisioning, log: a.log, mapper: mapper, scope: scope, reader: reader,
-		store: a.store, scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall,
+		pages: reader.WithLockPatience(pageLockWait), store: a.store, scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall,
 		requeue:    func(uid uint32, cause string) { a.work.requeue(userKey(uid), cause) },
 		membership: a.queueRolesOf}
 	a.kinds.groups = &groups{cfg: cfg.Groups, prov: cfg.Provisioning, scope: scope, log: a.log, reader: reader, store: a.store,
 		scim: a.scim, guard: a.guard, parked: &a.tally.parked, noteCall: a.noteCall}
-	a.pages = reader.WithLockPatience(pageLockWait)
 	a.stream, err = binlog.Open(ctx, binlog.Config{
 		DSN:         cfg.MySQL.DSN,
 		ServerID:    cfg.MySQL.ServerID,

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/scim-agent/scim-agent/internal/buildinfo"
 	"github.com/scim-agent/scim-agent/internal/config"
 	"github.com/scim-agent/scim-agent/internal/drupaltest"
 	"github.com/scim-agent/scim-agent/internal/scimtest"
@@ -634,5 +635,25 @@ func wantRetriedAtTheVersionRead(t *testing.T, reqs []scimtest.Request, read str
 	}
 	if v := reqs[2].Header.Get("If-Match"); v != read {
 		t.Errorf("second %s If-Match %q, want the version read, %q", reqs[2].Method, v, read)
+	}
+}
+
+// Every request names the agent and its version in User-Agent, so a
+// server's operators can tell its calls (and which release) apart.
+func TestRequestsNameTheAgentAndItsVersion(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.settle()
+	h.create(drupaltest.User{Name: "uma", Mail: str("uma@example.org"), Status: 1})
+	h.settle()
+	want := "scim-agent/" + buildinfo.Read().Short()
+	reqs := h.scim.Requests()
+	if len(reqs) == 0 {
+		t.Fatal("no request reached the server")
+	}
+	for _, r := range reqs {
+		if got := r.Header.Get("User-Agent"); got != want {
+			t.Fatalf("%s %s with User-Agent %q, want %q", r.Method, r.Path, got, want)
+		}
 	}
 }

@@ -55,8 +55,7 @@ type preload struct {
 type loader struct {
 	queue  *workqueue.Queue[key, item]
 	users  *users
-	pages  *drupal.Reader // reads through sessions with a short lock wait
-	dryRun bool           // save nothing (the agent's --dry-run)
+	dryRun bool // save nothing (the agent's --dry-run)
 
 	ready    chan task
 	quit     chan struct{}
@@ -69,8 +68,8 @@ type task struct {
 	it item
 }
 
-func newLoader(q *workqueue.Queue[key, item], u *users, pages *drupal.Reader, dryRun bool) *loader {
-	return &loader{queue: q, users: u, pages: pages, dryRun: dryRun, ready: make(chan task, loadBatch), quit: make(chan struct{})}
+func newLoader(q *workqueue.Queue[key, item], u *users, dryRun bool) *loader {
+	return &loader{queue: q, users: u, dryRun: dryRun, ready: make(chan task, loadBatch), quit: make(chan struct{})}
 }
 
 // run takes batches from the queue until it closes; ctx bounds the
@@ -119,7 +118,7 @@ func (l *loader) load(ctx context.Context, keys []key, items []item) {
 	if len(uids) == 0 {
 		return
 	}
-	accts, err := l.pages.LoadPage(ctx, uids)
+	accts, err := l.users.pages.LoadPage(ctx, uids)
 	if err != nil {
 		return
 	}

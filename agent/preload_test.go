@@ -85,7 +85,7 @@ func TestAPreparedTransactionHoldsItsUsersRead(t *testing.T) {
 	// The loader's read found the transaction's locks (and gives up
 	// after a second), then the reconcile's own read found them.
 	eventually(t, "the loader's read and then the reconcile's to wait for the prepared transaction", func() bool {
-		return h.agent.pages.Conflicts() > 0 && h.agent.kinds.users.reader.Conflicts() > 0
+		return h.agent.kinds.users.pages.Conflicts() > 0 && h.agent.kinds.users.reader.Conflicts() > 0
 	})
 	if su := h.mustServerUser(uid); su.Get("emails") == nil || !strings.Contains(fmt.Sprint(su.Get("emails")), "old@example.org") {
 		t.Fatalf("the server's account changed before the COMMIT: %v", su.Get("emails"))

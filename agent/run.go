@@ -127,7 +127,7 @@ func (a *Agent) startLoops(ctx context.Context) (stop func()) {
 // once they all returned (after the queue closes).
 func (a *Agent) startWorkers(ctx context.Context) (done <-chan struct{}) {
 	p := &pool{work: a.work, reconcile: a.reconcile, log: a.log,
-		load: newLoader(a.work.queue, a.kinds.users, a.pages, a.opts.DryRun)}
+		load: newLoader(a.work.queue, a.kinds.users, a.opts.DryRun)}
 	wait := p.start(ctx, a.cfg.Provisioning.Workers)
 	ch := make(chan struct{})
 	go func() {

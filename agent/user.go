@@ -26,6 +26,9 @@ type users struct {
 	mapper *mapping.Mapper
 	scope  *mapping.Scope // provisioning.scope: who is provisioned
 	reader *drupal.Reader
+	// pages reads the loader's batches, waiting for a write in flight
+	// only pageLockWait.
+	pages  *drupal.Reader
 	store  *state.Store
 	scim   *scimServer
 	guard  *guard
