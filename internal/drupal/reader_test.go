@@ -37,6 +37,18 @@ func newReader(t *testing.T, prefix string) (*drupal.Reader, *drupaltest.Site, *
 	return drupal.NewReader(agentDB, drupal.Tables{Prefix: prefix}, m.Sources()), &drupaltest.Site{DB: db.DB, Prefix: prefix}, db
 }
 
+// begin opens a transaction of the site's own, rolled back at the
+// test's end unless committed.
+func begin(t *testing.T, db *testdb.Database) *sql.Tx {
+	t.Helper()
+	tx, err := db.DB.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	return tx
+}
+
 func TestLoad(t *testing.T) {
 	ctx := context.Background()
 	r, site, _ := newReader(t, "main_")
@@ -185,11 +197,7 @@ func TestLoadWaitsForUncommittedWrites(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tx, err := db.DB.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback()
+			tx := begin(t, db)
 			if err := tt.write(tx, uid); err != nil {
 				t.Fatal(err)
 			}
@@ -382,11 +390,7 @@ func TestLoadPageWaitsForUncommittedWrites(t *testing.T) {
 				uids = append(uids, uid)
 			}
 			written := uids[3]
-			tx, err := db.DB.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback()
+			tx := begin(t, db)
 			if err := tt.write(tx, written); err != nil {
 				t.Fatal(err)
 			}
@@ -480,11 +484,7 @@ func TestLockingReadsNeverDeadlockADrupalWrite(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tx, err := db.DB.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tx.Rollback()
+			tx := begin(t, db)
 			// The write holds the second user's rows...
 			if _, err := tx.Exec("UPDATE users SET langcode = 'en' WHERE uid = ?", second); err != nil {
 				t.Fatal(err)
@@ -544,11 +544,7 @@ func TestBarrierWaitsForAnUpdateOfAColumnNoIndexHolds(t *testing.T) {
 				if _, err := site.Create(ctx, drupaltest.User{Name: "v", Status: 1}); err != nil {
 					t.Fatal(err)
 				}
-				tx, err := db.DB.BeginTx(ctx, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer tx.Rollback()
+				tx := begin(t, db)
 				if _, err := tx.Exec("UPDATE users_field_data SET "+up.column+" = "+up.value+" WHERE uid = ?", uid); err != nil {
 					t.Fatal(err)
 				}
