@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/scim-agent/scim-agent/internal/state"
 	"github.com/scim-agent/scim-agent/scimclient"
 )
 
@@ -85,3 +89,29 @@ func (f *failure) Error() string {
 
 // Unwrap returns the cause.
 func (f *failure) Unwrap() error { return f.err }
+
+// parked is the record of f, a permanent failure, counting on from
+// prev (the record's earlier one, or nil).
+func (f *failure) parked(prev *state.Parked) *state.Parked {
+	p := &state.Parked{Op: f.op, Status: f.status, ScimType: f.scimType, Detail: f.detail, At: time.Now().UTC(), Failures: 1}
+	if prev != nil {
+		p.Failures = prev.Failures + 1
+	}
+	return p
+}
+
+// stillCreating reports whether a create that f parked must look before
+// it posts again: a 400 refused the POST, but any other failure may have
+// followed a POST the server applied.
+func (f *failure) stillCreating(creating bool, scimID string) bool {
+	return creating && scimID == "" && f.status != http.StatusBadRequest
+}
+
+// parkedLogger is how a parked reconcile logs: at error, but at warning
+// in a dry run (nothing is parked in one: no alert-worthy line).
+func parkedLogger(log *zap.Logger, dry bool) func(string, ...zap.Field) {
+	if dry {
+		return log.Warn
+	}
+	return log.Error
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -383,20 +382,13 @@ func (r *groupRun) version() string {
 
 // park records a permanent failure of the role's reconcile.
 func (r *groupRun) park(res Result, f *failure) (Result, error) {
-	p := &state.Parked{Op: f.op, Status: f.status, ScimType: f.scimType, Detail: f.detail, At: time.Now().UTC(), Failures: 1}
-	if r.rec.Parked != nil {
-		p.Failures = r.rec.Parked.Failures + 1
-	}
+	p := f.parked(r.rec.Parked)
 	r.rec.Parked = p
-	r.rec.Creating = r.rec.Creating && r.rec.SCIMID == "" && f.status != http.StatusBadRequest
+	r.rec.Creating = f.stillCreating(r.rec.Creating, r.rec.SCIMID)
 	if err := r.save(); err != nil {
 		return res, err
 	}
-	logAt := r.log.Error
-	if r.dry {
-		logAt = r.log.Warn
-	}
-	logAt(MsgReconcileParked, zap.String("op", f.op), zap.String("scim_id", r.rec.SCIMID), zap.Int("status", f.status),
+	parkedLogger(r.log, r.dry)(MsgReconcileParked, zap.String("op", f.op), zap.String("scim_id", r.rec.SCIMID), zap.Int("status", f.status),
 		zap.String("scim_type", f.scimType), zap.String("detail", f.detail), zap.Int("failures", p.Failures), zap.Bool("dry_run", r.dry))
 	res.Role, res.Op, res.Outcome, res.Detail = r.role, f.op, Failed, f.detail
 	if res.SCIMID == "" {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -409,23 +408,13 @@ func (r *userRun) allowDeprovision(op string) bool {
 // error is returned only when the record cannot be saved (then the
 // reconcile is tried again).
 func (r *userRun) park(res Result, f *failure) (Result, error) {
-	p := &state.Parked{Op: f.op, Status: f.status, ScimType: f.scimType, Detail: f.detail, At: time.Now().UTC(), Failures: 1}
-	if r.rec.Parked != nil {
-		p.Failures = r.rec.Parked.Failures + 1
-	}
+	p := f.parked(r.rec.Parked)
 	r.rec.Parked = p
-	// A 400 refused the POST; any other failure may have followed a POST
-	// the server applied: look before posting again.
-	r.rec.Creating = r.rec.Creating && r.rec.SCIMID == "" && f.status != http.StatusBadRequest
+	r.rec.Creating = f.stillCreating(r.rec.Creating, r.rec.SCIMID)
 	if err := r.save(); err != nil {
 		return res, err
 	}
-	logAt := r.log.Error
-	if r.dry {
-		// Nothing is parked in a dry run: no alert-worthy line.
-		logAt = r.log.Warn
-	}
-	logAt(MsgReconcileParked, zap.String("op", f.op), zap.String("userName", res.UserName),
+	parkedLogger(r.log, r.dry)(MsgReconcileParked, zap.String("op", f.op), zap.String("userName", res.UserName),
 		zap.String("scim_id", r.rec.SCIMID), zap.Int("status", f.status), zap.String("scim_type", f.scimType),
 		zap.String("detail", f.detail), zap.Int("failures", p.Failures), zap.Bool("dry_run", r.dry))
 	res.UID, res.Op, res.Outcome, res.Detail = r.uid, f.op, Failed, f.detail
