@@ -412,7 +412,11 @@ func (a *assembler) rows(ctx context.Context, typ replication.EventType, e *repl
 		return nil
 	}
 	p := a.plans[t]
-	if p == nil || p.tm != tm {
+	switch {
+	case p != nil && p.tm == tm:
+	case p != nil && sameColumns(p.tm, tm):
+		p.tm = tm // a new transaction's map of the same table: the plan holds
+	default:
 		var err error
 		if p, err = newPlan(ctx, tm, t, a.columns); err != nil {
 			return err

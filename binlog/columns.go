@@ -1,9 +1,11 @@
 package binlog
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -141,6 +143,26 @@ func isIntegerType(t byte) bool {
 		return true
 	}
 	return false
+}
+
+// sameColumns reports whether two table maps describe the same table
+// with the same named columns (binlog_row_metadata=FULL), so that a plan
+// made for one serves the other: every transaction writes its own table
+// map, and making the plan again for each took 40% of the assembler's CPU
+// on Drupal saves. Without the names in the event the plan comes from
+// information_schema and is made again.
+func sameColumns(a, b *replication.TableMapEvent) bool {
+	if a.TableID != b.TableID || a.ColumnCount != b.ColumnCount || len(b.ColumnName) != int(b.ColumnCount) ||
+		!bytes.Equal(a.ColumnType, b.ColumnType) || !slices.Equal(a.ColumnMeta, b.ColumnMeta) ||
+		!bytes.Equal(a.Schema, b.Schema) || !bytes.Equal(a.Table, b.Table) || len(a.ColumnName) != len(b.ColumnName) {
+		return false
+	}
+	for i := range a.ColumnName {
+		if !bytes.Equal(a.ColumnName[i], b.ColumnName[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // newPlan resolves the columns of t in the rows of tm: from the event's own

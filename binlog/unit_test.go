@@ -581,3 +581,41 @@ func TestDecodeErrorHoldsNoRowData(t *testing.T) {
 		}
 	}
 }
+
+func TestSameColumns(t *testing.T) {
+	base := func() *replication.TableMapEvent {
+		tm := tableMap("users_field_data", "uid", "langcode", "mail")
+		tm.TableID = 42
+		return tm
+	}
+	tests := []struct {
+		name   string
+		change func(tm *replication.TableMapEvent)
+		want   bool
+	}{
+		{"the next transaction's map of the table", func(*replication.TableMapEvent) {}, true},
+		{"another table id (reopened after an ALTER)", func(tm *replication.TableMapEvent) { tm.TableID = 43 }, false},
+		{"a column renamed", func(tm *replication.TableMapEvent) { tm.ColumnName[2] = []byte("init") }, false},
+		{"a column's type changed", func(tm *replication.TableMapEvent) { tm.ColumnType[2] = gomysql.MYSQL_TYPE_BLOB }, false},
+		{"a column's metadata changed", func(tm *replication.TableMapEvent) { tm.ColumnMeta = []uint16{0, 0, 255} }, false},
+		{"a column added", func(tm *replication.TableMapEvent) {
+			tm.ColumnCount++
+			tm.ColumnName = append(tm.ColumnName, []byte("status"))
+			tm.ColumnType = append(tm.ColumnType, gomysql.MYSQL_TYPE_TINY)
+		}, false},
+		{"no names in the event (metadata not FULL)", func(tm *replication.TableMapEvent) { tm.ColumnName = nil }, false},
+		{"another table", func(tm *replication.TableMapEvent) { tm.Table = []byte("users") }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := base(), base()
+			tt.change(b)
+			if tt.name == "no names in the event (metadata not FULL)" {
+				a.ColumnName = nil
+			}
+			if got := sameColumns(a, b); got != tt.want {
+				t.Fatalf("sameColumns = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
