@@ -164,14 +164,22 @@ func (r *groupRun) present(ctx context.Context, role drupal.Role) (Result, *fail
 	return res, f
 }
 
-// converge creates, adopts or updates the role's group. On a server with
-// ETags a write refused with 412 (the group changed since its version
-// was read) reads the group again and sends what is still needed, up to
-// maxPreconditionTries; after the last the reconcile is retried with
-// backoff, like an outage, not parked.
+// converge creates, adopts or updates the role's group; after a 412
+// the next try verifies: it reads the group's version and members again
+// and sends what is still needed.
 func (r *groupRun) converge(ctx context.Context, role drupal.Role, want []string) (Result, *failure) {
+	return whileStale(func() (Result, *failure) { return r.write(ctx, role, want) },
+		func() *failure { r.verify = true; return nil })
+}
+
+// whileStale runs write, a write to a server with ETags, again after
+// reread each time the server refuses it with 412 (the resource changed
+// since its version was read), up to maxPreconditionTries; after the
+// last the reconcile is retried with backoff, like an outage, not
+// parked.
+func whileStale(write func() (Result, *failure), reread func() *failure) (Result, *failure) {
 	for try := 1; ; try++ {
-		res, f := r.write(ctx, role, want)
+		res, f := write()
 		if f == nil || !scimclient.IsPreconditionFailed(f.err) {
 			return res, f
 		}
@@ -179,7 +187,9 @@ func (r *groupRun) converge(ctx context.Context, role drupal.Role, want []string
 			return res, retry(f.op, fmt.Errorf("the group changed on the server between each read and write (%d tries; if nothing else "+
 				"writes it, the server's ETags may be broken: scim.capabilities.etag: false): %w", try, f.err))
 		}
-		r.verify = true // read its version and members again
+		if f := reread(); f != nil {
+			return res, f
+		}
 	}
 }
 
@@ -299,68 +309,39 @@ func (r *groupRun) gone(ctx context.Context) (Result, *failure) {
 		r.dryRun(OpGroupDelete, http.MethodDelete, path, nil)
 		return res, nil
 	}
-	for try := 1; ; try++ {
+	return whileStale(func() (Result, *failure) {
 		cr, err := r.scim.client.DeleteGroup(ctx, r.rec.SCIMID, scimclient.IfMatch(r.version()))
 		if scimclient.IsNotFound(err) {
 			err = nil // already gone: the goal is met
 		}
 		r.logCall(OpGroupDelete, http.MethodDelete, path, cr, err)
-		if !scimclient.IsPreconditionFailed(err) {
-			if err != nil {
-				return res, classify(OpDelete, err)
-			}
-			return res, r.forget(OpDelete)
+		if err != nil {
+			return res, classify(OpDelete, err)
 		}
-		// The group changed since its version was read: read it again.
-		if try == maxPreconditionTries {
-			return res, retry(OpDelete, fmt.Errorf("the group changed on the server between each read and delete (%d tries): %w", try, err))
-		}
-		if _, f := r.reread(ctx, OpDelete); f != nil {
-			return res, f
-		}
-	}
+		return res, r.forget(OpDelete)
+	}, func() *failure { return r.rereadVersion(ctx, OpDelete) })
 }
 
-// reread reads the group's version again after a 412 and returns the
-// server's members, when it tells them (else the members pushed). A
-// group gone meanwhile reads as one with no version and no members.
-func (r *groupRun) reread(ctx context.Context, op string) ([]string, *failure) {
-	current, cr, err := r.scim.client.GetGroup(ctx, r.rec.SCIMID)
+// rereadVersion reads the group's version again after a 412. A group
+// gone meanwhile has no version: the next write says so.
+func (r *groupRun) rereadVersion(ctx context.Context, op string) *failure {
+	_, cr, err := r.scim.client.GetGroup(ctx, r.rec.SCIMID)
 	r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, cr, err)
-	if scimclient.IsNotFound(err) {
-		r.rec.Version = ""
-		return nil, nil
-	}
-	if err != nil {
-		return nil, classify(op, err)
+	if err != nil && !scimclient.IsNotFound(err) {
+		return classify(op, err)
 	}
 	r.rec.Version = cr.Version
-	if members, told := serverMembers(current); told {
-		return members, nil
-	}
-	return r.rec.Members, nil
+	return nil
 }
 
-// keep empties the group of a deleted role and keeps it on the server
-// (a 412 reads its version and members again, as converge does).
+// keep empties the group of a deleted role of the members the agent
+// pushed, and keeps it on the server (a 412 reads its version again).
 func (r *groupRun) keep(ctx context.Context) (Result, *failure) {
-	have := r.rec.Members
-	var res Result
-	for try := 1; ; try++ {
-		var f *failure
-		res, f = r.push(ctx, drupal.Role{ID: r.role, Label: r.rec.DisplayName}, nil, have)
-		if f == nil {
-			break
-		}
-		if !scimclient.IsPreconditionFailed(f.err) {
-			return res, f
-		}
-		if try == maxPreconditionTries {
-			return res, retry(f.op, fmt.Errorf("the group changed on the server between each read and write (%d tries): %w", try, f.err))
-		}
-		if have, f = r.reread(ctx, OpGroupUpdate); f != nil {
-			return res, f
-		}
+	res, f := whileStale(func() (Result, *failure) {
+		return r.push(ctx, drupal.Role{ID: r.role, Label: r.rec.DisplayName}, nil, r.rec.Members)
+	}, func() *failure { return r.rereadVersion(ctx, OpGroupUpdate) })
+	if f != nil {
+		return res, f
 	}
 	if !r.rec.Kept {
 		r.rec.Kept = true
