@@ -252,9 +252,8 @@ func (a *Agent) noteCall(method string, cr scimclient.Result, err error) {
 	a.health.note(cr, err)
 }
 
-// openDB opens a pool the reader uses. Roles
-// are read with GROUP_CONCAT, whose default limit (1 KiB) could cut a
-// long role list.
+// openDB opens a pool the reader uses. Roles are read with GROUP_CONCAT,
+// whose default limit (1 KiB) could cut a long role list.
 func openDB(dsn string, maxConns int) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {

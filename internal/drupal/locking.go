@@ -57,29 +57,34 @@ func isLockConflict(err error) bool {
 	return isMySQLError(err, erLockWaitTimeout) || isMySQLError(err, erLockDeadlock) || isMySQLError(err, erLockNoWait)
 }
 
-// locks is what a Reader shares about its server's locking reads.
-type locks struct {
+// serverClause is the clause that makes a SELECT a shared NOWAIT read on
+// the reader's server, learnt at the first locking read and shared by
+// the reader's copies.
+type serverClause struct {
 	mu     sync.Mutex
-	suffix string // the clause that makes a SELECT a shared NOWAIT read, once known
-
-	conflicts atomic.Uint64
+	clause atomic.Pointer[string]
 }
 
-// shareSuffix returns the clause for this server: LOCK IN SHARE MODE
+// get returns the clause for the server of db: LOCK IN SHARE MODE
 // NOWAIT on MariaDB, FOR SHARE NOWAIT on MySQL 8, a plain LOCK IN SHARE
-// MODE on MySQL 5.7. It asks the server's version once.
-func (l *locks) shareSuffix(ctx context.Context, db *sql.DB) (string, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.suffix != "" {
-		return l.suffix, nil
+// MODE on MySQL 5.7. It asks the server's version once (again only
+// after a failure).
+func (c *serverClause) get(ctx context.Context, db *sql.DB) (string, error) {
+	if s := c.clause.Load(); s != nil {
+		return *s, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.clause.Load(); s != nil {
+		return *s, nil
 	}
 	var version string
 	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
 		return "", fmt.Errorf("read the server's version: %w", err)
 	}
-	l.suffix = shareClause(version)
-	return l.suffix, nil
+	s := shareClause(version)
+	c.clause.Store(&s)
+	return s, nil
 }
 
 // shareClause is the shared NOWAIT locking clause for a server that
@@ -99,7 +104,7 @@ func shareClause(version string) string {
 
 // Conflicts counts the locking reads that found a write in flight and
 // were tried again.
-func (r *Reader) Conflicts() uint64 { return r.locks.conflicts.Load() }
+func (r *Reader) Conflicts() uint64 { return r.conflicts.Load() }
 
 // WithLockPatience returns a reader of the same tables and sources whose
 // locking reads give up with ErrWriteInFlight once a write has held
@@ -107,14 +112,14 @@ func (r *Reader) Conflicts() uint64 { return r.locks.conflicts.Load() }
 func (r *Reader) WithLockPatience(d time.Duration) *Reader {
 	c := *r
 	c.patience = d
-	c.locks = &locks{suffix: r.locks.suffix}
+	c.conflicts = new(atomic.Uint64)
 	return &c
 }
 
 // locked runs read, a locking read built with the server's shared
 // NOWAIT clause, until no write in flight holds its rows: see above.
 func (r *Reader) locked(ctx context.Context, read func(share string) error) error {
-	share, err := r.locks.shareSuffix(ctx, r.db)
+	share, err := r.share.get(ctx, r.db)
 	if err != nil {
 		return err
 	}
@@ -128,7 +133,7 @@ func (r *Reader) locked(ctx context.Context, read func(share string) error) erro
 		if !isLockConflict(err) {
 			return err
 		}
-		r.locks.conflicts.Add(1)
+		r.conflicts.Add(1)
 		if !giveUp.IsZero() && time.Now().After(giveUp) {
 			return fmt.Errorf("%w after %s", ErrWriteInFlight, r.patience)
 		}

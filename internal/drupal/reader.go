@@ -16,6 +16,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -50,14 +51,15 @@ type Reader struct {
 	barrier     string // the barrier of one uid, without its locking clause
 	barrierFrom string // the barrier's query up to its WHERE clause on u.uid
 
-	locks    *locks        // the server's locking clause and the conflicts seen
-	patience time.Duration // how long a locking read waits for a write in flight; 0: until ctx ends
+	share     *serverClause  // the server's shared NOWAIT clause (locking.go)
+	conflicts *atomic.Uint64 // the locking reads that found a write in flight
+	patience  time.Duration  // how long a locking read waits for a write in flight; 0: until ctx ends
 }
 
 // NewReader prepares the queries for sources. db should have
 // group_concat_max_len large enough for a user's role list.
 func NewReader(db *sql.DB, tables Tables, sources Sources) *Reader {
-	r := &Reader{db: db, tables: tables, sources: sources, locks: &locks{}}
+	r := &Reader{db: db, tables: tables, sources: sources, share: &serverClause{}, conflicts: new(atomic.Uint64)}
 	var cols []string
 	cols = append(cols, "u.uid", "u.uuid", "u.langcode", "d.uid IS NOT NULL")
 	for _, c := range sources.FieldDataColumns {
