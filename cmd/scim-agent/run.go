@@ -26,6 +26,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	tuneGC(os.Getenv)
+	tuneProcs(os.Getenv)
 	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, stdout)
 	if err != nil {
 		return err

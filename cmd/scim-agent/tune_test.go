@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"runtime"
 	"runtime/debug"
 	"testing"
 )
@@ -35,6 +36,29 @@ func TestTuneGCLeavesTheOperatorsChoice(t *testing.T) {
 			p, l := tuneGC(func(k string) string { return tc.env[k] })
 			if p != tc.wantPercent || l != tc.wantLimit {
 				t.Fatalf("tuneGC = GOGC %d, limit %d; want %d, %d", p, l, tc.wantPercent, tc.wantLimit)
+			}
+		})
+	}
+}
+
+// TestTuneProcsLeavesTheOperatorsChoice: the agent runs on one thread
+// unless GOMAXPROCS is set.
+func TestTuneProcsLeavesTheOperatorsChoice(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(before) })
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		set  int // what the runtime read from the environment at start
+		want int
+	}{
+		{"nothing set", nil, 2, procs},
+		{"GOMAXPROCS set", map[string]string{"GOMAXPROCS": "3"}, 3, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(tc.set)
+			if got := tuneProcs(func(k string) string { return tc.env[k] }); got != tc.want {
+				t.Fatalf("tuneProcs = %d; want %d", got, tc.want)
 			}
 		})
 	}
