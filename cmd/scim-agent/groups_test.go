@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -32,6 +35,18 @@ func (e *env) members(role string) []string {
 		}
 	}
 	return nil
+}
+
+// metrics returns what the running agent's /metrics answers ("" while
+// it cannot be reached).
+func (e *env) metrics() string {
+	resp, err := http.Get("http://" + e.admin + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // userIDs returns the server ids of the named accounts, sorted.
@@ -89,6 +104,49 @@ func TestSIGKILLBetweenAUsersPOSTAndItsGroupPATCH(t *testing.T) {
 	}
 	if n := e.scim.CountRequests("POST", "/Groups"); n != 1 || len(e.scim.Groups()) != 1 {
 		t.Fatalf("%d POST /Groups, %d groups: want one of each", n, len(e.scim.Groups()))
+	}
+}
+
+// A kill -9 while a group's POST is applied on the server and its answer
+// has not come: the restart finds the group the POST made (its Creating
+// record was on disk before the POST) and posts no second one.
+func TestSIGKILLDuringAGroupsPOSTMakesNoSecondGroup(t *testing.T) {
+	e := newEnv(t, "")
+	e.withGroups("")
+	ctx := context.Background()
+	if err := e.site.CreateRole(ctx, "editor", "Editors"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.site.Create(ctx, drupaltest.User{Name: "first", Status: 1, Roles: []string{"editor"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.scim.Inject(scimtest.Fault{Method: "POST", PathPrefix: "/Groups", Times: 1, Hold: time.Minute})
+	p := e.start()
+	agenttest.Eventually(t, "the group made on the server, its answer held", func() bool {
+		_, made := e.scim.GroupByDisplayName("Editors")
+		return made && e.scim.CountRequests("POST", "/Groups") == 1
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	e.scim.ClearFaults()
+
+	p = e.start()
+	// The held POST already made the group with its member: what shows
+	// the restart's reconcile of it is the adoption, in the metrics.
+	adopted := regexp.MustCompile(`(?m)^scim_agent_reconciles_total\{kind="group",op="[a-z_]+",outcome="adopted"\} 1$`)
+	agenttest.Eventually(t, "the restart's adoption of the group, counted", func() bool {
+		return adopted.MatchString(e.metrics())
+	})
+	if got := e.members("editor"); !slices.Equal(got, e.userIDs("first")) {
+		t.Fatalf("members %v, want first's account", got)
+	}
+	if n, groups := e.scim.CountRequests("POST", "/Groups"), e.scim.Groups(); n != 1 || len(groups) != 1 {
+		t.Fatalf("%d POST /Groups, %d groups: want the first POST's group, adopted, and no second POST", n, len(groups))
+	}
+	if got := e.scim.RequestsMatching("POST", "/Groups")[0].Status; got != 0 {
+		t.Fatalf("the POST before the kill was answered (%d): the test proves nothing", got)
 	}
 }
 

@@ -47,6 +47,11 @@ type Fault struct {
 	// DropResponse applies the request, then closes the connection without
 	// sending the response.
 	DropResponse bool
+	// Hold applies the request, then holds its answer that long (ended
+	// early, unanswered, when the client goes away or the server closes):
+	// the change is made and the client cannot know it, as when a server
+	// or the client dies between the two (for crash tests).
+	Hold time.Duration
 }
 
 type faultState struct {

@@ -444,8 +444,10 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 		return
 	}
 	var lost *Fault
+	var hold time.Duration
 	if f := s.takeFault(r.Method, rec.Path); f != nil {
 		rec.Faulted = true
+		hold, f.Hold = f.Hold, 0
 		if f.DropResponse {
 			lost = f
 			f = &Fault{Latency: f.Latency}
@@ -486,6 +488,9 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 	if lost != nil {
 		s.applyFault(w, r, &Fault{Drop: true})
 		return
+	}
+	if hold > 0 && !s.applyFault(w, r, &Fault{Latency: hold}) {
+		return // unanswered: recorded with status 0
 	}
 	answer := buf.Body.Bytes()
 	if s.opts.ETags && r.Method == http.MethodGet && rec.Path == "/ServiceProviderConfig" && buf.Code == http.StatusOK {

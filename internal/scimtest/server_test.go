@@ -547,6 +547,31 @@ func TestFaults(t *testing.T) {
 		}
 		wantSCIMError(t, do(t, srv, "POST", "/Users", userBody("lost")), http.StatusConflict, "uniqueness")
 	})
+	t.Run("held answer", func(t *testing.T) {
+		srv.ResetRequests()
+		srv.Inject(Fault{Method: "POST", Times: 1, Hold: time.Minute})
+		impatient := &http.Client{Timeout: 300 * time.Millisecond}
+		if _, err := tryDo(srv, impatient, "POST", "/Users", userBody("held")); err == nil {
+			t.Fatal("a held answer arrived within the hold")
+		}
+		if _, ok := srv.UserByUserName("held"); !ok {
+			t.Error("the request whose answer was held was not applied")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for srv.Requests()[0].Duration == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond) // the handler ends when it sees the client gone
+		}
+		if reqs := srv.Requests(); len(reqs) != 1 || reqs[0].Status != 0 || !reqs[0].Faulted || reqs[0].Duration == 0 {
+			t.Errorf("requests %+v: want one, faulted, ended with status 0", reqs)
+		}
+
+		srv.Inject(Fault{Method: "POST", Times: 1, Hold: 50 * time.Millisecond})
+		start := time.Now()
+		wantStatus(t, do(t, srv, "POST", "/Users", userBody("held-briefly")), http.StatusCreated)
+		if waited := time.Since(start); waited < 50*time.Millisecond {
+			t.Errorf("answered after %v, within the hold", waited)
+		}
+	})
 	t.Run("raw body", func(t *testing.T) {
 		srv.Inject(Fault{Times: 1, Status: 502, Body: []byte("<html>Bad Gateway</html>")})
 		r, err := tryDo(srv, http.DefaultClient, "GET", "/ServiceProviderConfig", nil)
