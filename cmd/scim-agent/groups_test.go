@@ -150,6 +150,81 @@ func TestSIGKILLDuringAGroupsPOSTMakesNoSecondGroup(t *testing.T) {
 	}
 }
 
+// A group the server refuses is parked: status lists its role (from the
+// running agent, then from the state file), the parked_groups metric
+// counts it, and retry --parked creates it once the server accepts it,
+// beside the agent and without one.
+func TestStatusAndRetryOfAParkedGroup(t *testing.T) {
+	e := newEnv(t, "")
+	e.withGroups("")
+	ctx := context.Background()
+	for _, role := range []string{"editor", "staff"} {
+		if err := e.site.CreateRole(ctx, role, strings.ToUpper(role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.site.Create(ctx, drupaltest.User{Name: "first", Status: 1, Roles: []string{"editor", "staff"}}); err != nil {
+		t.Fatal(err)
+	}
+	refuse := func(label string) {
+		e.scim.RejectGroups(func(method string, attrs map[string]any) *scimtest.Fault {
+			if attrs["displayName"] == label {
+				return &scimtest.Fault{Status: 400, ScimType: "invalidValue", Detail: "displayName refused by policy"}
+			}
+			return nil
+		})
+	}
+	refuse("EDITOR")
+	p := e.start()
+	out, _, _ := e.waitStatus("displayName refused by policy")
+	if !strings.Contains(out, "parked               1") || !strings.Contains(out, "role=editor op=create status=400") ||
+		strings.Contains(out, "role=staff") {
+		t.Fatalf("status beside the agent:\n%s", out)
+	}
+	if !strings.Contains(e.metrics(), "\nscim_agent_parked_groups 1\n") {
+		t.Fatalf("parked_groups metric:\n%s", e.metrics())
+	}
+	e.scim.RejectGroups(nil)
+	out, _, code := e.run("retry", "--config", e.config, "--parked")
+	if code != 0 || !strings.Contains(out, "created     role=editor") || strings.Contains(out, "role=staff") {
+		t.Fatalf("retry --parked beside the agent: exit %d\n%s", code, out)
+	}
+	if got := e.members("editor"); !slices.Equal(got, e.userIDs("first")) {
+		t.Fatalf("editor members %v after retry", got)
+	}
+	if out, _, _ := e.waitStatus("parked               0"); strings.Contains(out, "role=editor") {
+		t.Fatalf("status after retry:\n%s", out)
+	}
+
+	// Without a running agent the state file answers: a new role the
+	// server refuses is parked by sync, and status and retry work on the
+	// file.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.exited
+	if err := e.site.CreateRole(ctx, "author", "AUTHORS"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.site.Update(ctx, 1, func(u *drupaltest.User) { u.Roles = append(u.Roles, "author") }); err != nil {
+		t.Fatal(err)
+	}
+	refuse("AUTHORS")
+	if out, _, code := e.run("sync", "--config", e.config, "--role", "author"); code == 0 || !strings.Contains(out, "role=author") {
+		t.Fatalf("sync --role author against a refusing server: exit %d\n%s", code, out)
+	}
+	out, _, code = e.run("status", "--config", e.config)
+	if code != 0 || !strings.Contains(out, "not running (read from the state file)") || !strings.Contains(out, "role=author op=create status=400") {
+		t.Fatalf("status from the state file: exit %d\n%s", code, out)
+	}
+	e.scim.RejectGroups(nil)
+	out, _, code = e.run("retry", "--config", e.config, "--parked")
+	if code != 0 || !strings.Contains(out, "created     role=author") {
+		t.Fatalf("retry --parked without an agent: exit %d\n%s", code, out)
+	}
+	if out, _, _ := e.run("status", "--config", e.config); !strings.Contains(out, "parked               0") {
+		t.Fatalf("status after the retry:\n%s", out)
+	}
+}
+
 // sync --role and --all reconcile groups, with or without a running
 // agent, and status counts them.
 func TestSyncOfGroups(t *testing.T) {

@@ -124,11 +124,34 @@ func (s *Server) takeFault(method, path string) *Fault {
 	return nil
 }
 
+// RejectGroups is Reject for groups: fn is called with the method (POST
+// or PUT) and the attributes a write of /Groups would store, and a
+// non-nil Fault is answered instead (a server's policy refusing a
+// group's name, say). A nil fn removes the hook.
+func (s *Server) RejectGroups(fn func(method string, attrs map[string]any) *Fault) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.rejectGroup = fn
+}
+
 // rejected runs the Reject hook, if any.
 func (s *Server) rejected(method string, attrs map[string]any) *Fault {
 	s.fmu.Lock()
 	fn := s.reject
 	s.fmu.Unlock()
+	return s.ruled(fn, method, attrs)
+}
+
+// rejectedGroup runs the RejectGroups hook, if any.
+func (s *Server) rejectedGroup(method string, attrs map[string]any) *Fault {
+	s.fmu.Lock()
+	fn := s.rejectGroup
+	s.fmu.Unlock()
+	return s.ruled(fn, method, attrs)
+}
+
+// ruled runs a reject hook on a copy of attrs and completes its fault.
+func (s *Server) ruled(fn func(string, map[string]any) *Fault, method string, attrs map[string]any) *Fault {
 	if fn == nil {
 		return nil
 	}

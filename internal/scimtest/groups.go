@@ -247,6 +247,9 @@ func (s *Server) memberLimit(n int) error {
 func (h groupHandler) Create(r *http.Request, attributes scim.ResourceAttributes) (scim.Resource, error) {
 	attrs := deepCopyMap(attributes)
 	s := h.s
+	if err := handOver(r, s.rejectedGroup(r.Method, attrs)); err != nil {
+		return scim.Resource{}, err
+	}
 	if err := s.memberLimit(len(memberValues(attrs))); err != nil {
 		return scim.Resource{}, err
 	}
@@ -299,6 +302,9 @@ func (h groupHandler) GetAll(r *http.Request, params scim.ListRequestParams) (sc
 func (h groupHandler) Replace(r *http.Request, id string, attributes scim.ResourceAttributes) (scim.Resource, error) {
 	attrs := deepCopyMap(attributes)
 	s := h.s
+	if err := handOver(r, s.rejectedGroup(r.Method, attrs)); err != nil {
+		return scim.Resource{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, ok := s.groups[id]

@@ -104,3 +104,34 @@ func TestUniqueGroupExternalID(t *testing.T) {
 		}
 	}
 }
+
+// TestRejectGroups: the hook refuses the groups it names, on POST and
+// PUT, and lets the others and every user through.
+func TestRejectGroups(t *testing.T) {
+	srv := New(t, Options{})
+	var methods []string
+	srv.RejectGroups(func(method string, attrs map[string]any) *Fault {
+		methods = append(methods, method)
+		if attrs["displayName"] == "Refused" {
+			return &Fault{Status: 400, ScimType: "invalidValue", Detail: "displayName refused by policy"}
+		}
+		return nil
+	})
+	group := func(name string) map[string]any {
+		return map[string]any{"schemas": []string{groupSchema}, "displayName": name}
+	}
+	wantSCIMError(t, do(t, srv, "POST", "/Groups", group("Refused")), 400, "invalidValue")
+	ok := do(t, srv, "POST", "/Groups", group("Fine"))
+	wantStatus(t, ok, 201)
+	id, _ := ok.body["id"].(string)
+	wantSCIMError(t, do(t, srv, "PUT", "/Groups/"+id, group("Refused")), 400, "invalidValue")
+	if g, found := srv.GroupByID(id); !found || g.DisplayName() != "Fine" {
+		t.Fatalf("the refused PUT changed the group: %+v", g)
+	}
+	wantStatus(t, do(t, srv, "POST", "/Users", userBody("someone")), 201)
+	if want := []string{"POST", "POST", "PUT"}; !slices.Equal(methods, want) {
+		t.Fatalf("hook called for %v, want %v (groups only)", methods, want)
+	}
+	srv.RejectGroups(nil)
+	wantStatus(t, do(t, srv, "POST", "/Groups", group("Refused")), 201)
+}

@@ -207,10 +207,11 @@ type Server struct {
 	seq     uint64           // insertion order, for stable listing
 	version uint64           // source of meta.version
 
-	fmu           sync.Mutex // guards faults, reject, before, filter, down, token, the token endpoint's state and limited
+	fmu           sync.Mutex // guards faults, reject, rejectGroup, before, filter, down, token, the token endpoint's state and limited
 	faults        []*faultState
 	filter        FilterMode
 	reject        func(method string, attrs map[string]any) *Fault
+	rejectGroup   func(method string, attrs map[string]any) *Fault
 	before        func(Request)
 	down          bool
 	token         string

@@ -296,7 +296,12 @@ func checkUserName(attrs map[string]any) error {
 
 // reject runs the Reject hook and hands its fault to ServeHTTP.
 func (h userHandler) reject(r *http.Request, attrs map[string]any) error {
-	f := h.s.rejected(r.Method, attrs)
+	return handOver(r, h.s.rejected(r.Method, attrs))
+}
+
+// handOver hands a reject hook's fault, if any, to ServeHTTP, which
+// answers it instead of the handler's answer.
+func handOver(r *http.Request, f *Fault) error {
 	if f == nil {
 		return nil
 	}
