@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -257,5 +258,48 @@ func TestSyncExplainJSON(t *testing.T) {
 	}
 	if _, stderr, code := e.run("sync", "--config", e.config, "--uid", "1", "--json"); code != 2 || !strings.Contains(stderr, "--json goes with --explain") {
 		t.Fatalf("sync --json: exit %d, %s", code, stderr)
+	}
+}
+
+// TestSyncExplainByNameAndMail: --explain after --name or --mail explains
+// every user the selector picks, each under its own uid, and only those.
+func TestSyncExplainByNameAndMail(t *testing.T) {
+	e := newEnv(t, "")
+	erin := e.Create(drupaltest.User{Name: "erin", Mail: drupaltest.Str("shared@example.org"), Status: 1})
+	fred := e.Create(drupaltest.User{Name: "fred", Mail: drupaltest.Str("shared@example.org"), Status: 1})
+	e.Create(drupaltest.User{Name: "gail", Mail: drupaltest.Str("gail@example.org"), Status: 1})
+	// explained returns the outcome of each uid explained.
+	explained := func(args ...string) map[uint32]string {
+		t.Helper()
+		out, stderr, code := e.run(append([]string{"sync", "--config", e.config, "--explain", "--json"}, args...)...)
+		e.noSecrets(out + stderr)
+		if code != 0 {
+			t.Fatalf("sync %v --explain --json: exit %d\n%s%s", args, code, out, stderr)
+		}
+		var doc struct {
+			Explanations []struct {
+				UID      uint32 `json:"uid"`
+				Decision struct {
+					Outcome string `json:"outcome"`
+				} `json:"decision"`
+			} `json:"explanations"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("sync %v --explain --json does not parse: %v\n%s", args, err, out)
+		}
+		got := map[uint32]string{}
+		for _, x := range doc.Explanations {
+			got[x.UID] = x.Decision.Outcome
+		}
+		return got
+	}
+	if got, want := explained("--name", "erin"), map[uint32]string{erin: "created"}; !maps.Equal(got, want) {
+		t.Fatalf("--name erin explained %v, want %v", got, want)
+	}
+	if got, want := explained("--mail", "shared@example.org"), map[uint32]string{erin: "unchanged", fred: "created"}; !maps.Equal(got, want) {
+		t.Fatalf("--mail explained %v, want %v", got, want)
+	}
+	if _, ok := e.scim.UserByUserName("gail"); ok {
+		t.Fatal("gail was provisioned by syncs that did not select her")
 	}
 }
