@@ -49,6 +49,16 @@ func (e *env) metrics() string {
 	return string(b)
 }
 
+// createRoles creates Drupal roles, each labelled with its id in capitals.
+func (e *env) createRoles(ids ...string) {
+	e.t.Helper()
+	for _, id := range ids {
+		if err := e.site.CreateRole(context.Background(), id, strings.ToUpper(id)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
 // userIDs returns the server ids of the named accounts, sorted.
 func (e *env) userIDs(names ...string) []string {
 	var ids []string
@@ -158,11 +168,7 @@ func TestStatusAndRetryOfAParkedGroup(t *testing.T) {
 	e := newEnv(t, "")
 	e.withGroups("")
 	ctx := context.Background()
-	for _, role := range []string{"editor", "staff"} {
-		if err := e.site.CreateRole(ctx, role, strings.ToUpper(role)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.createRoles("editor", "staff")
 	if _, err := e.site.Create(ctx, drupaltest.User{Name: "first", Status: 1, Roles: []string{"editor", "staff"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -231,11 +237,7 @@ func TestSyncOfGroups(t *testing.T) {
 	e := newEnv(t, "")
 	e.withGroups("")
 	ctx := context.Background()
-	for _, r := range []string{"editor", "staff"} {
-		if err := e.site.CreateRole(ctx, r, strings.ToUpper(r)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.createRoles("editor", "staff")
 	e.create("ann", "")
 	if err := e.site.Update(ctx, 1, func(u *drupaltest.User) { u.Roles = []string{"editor", "staff"} }); err != nil {
 		t.Fatal(err)
