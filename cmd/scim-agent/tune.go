@@ -17,7 +17,7 @@ const (
 	// gcMemoryLimit bounds what that headroom costs: the collector runs
 	// earlier whenever the agent's memory would pass it. 100,000 managed
 	// users and 100,000 pending changes keep ~25 MiB live, and the RSS
-	// with them ~48 MiB (make bench). A site whose live heap outgrows it
+	// with them ~52 MiB (make bench). A site whose live heap outgrows it
 	// (far larger backlogs, or millions of users) collects more often,
 	// not running out; raise it with GOMEMLIMIT, as the deploy examples
 	// do under their container limits.
@@ -41,9 +41,9 @@ func tuneGC(getenv func(string) string) (percent int, limit int64) {
 // procs is the number of threads that run the agent's Go code at once
 // (GOMAXPROCS), unless the environment sets it. The agent's work is
 // waiting: on MariaDB, on the SCIM server, on fsync. With the default (a
-// thread per core) every answer wakes a second thread to run the
-// goroutine it readies, and the wake-ups cost more than the work: one
-// thread spent 12-30% less CPU per provisioned user at the same rate
+// thread per core) every answer woke a second thread to run the
+// goroutine it readied, and thread wake-ups are much of the agent's CPU
+// (README, Performance): one thread spent 12-30% less CPU per provisioned user at the same rate
 // (BenchmarkProvision, README), and leaves the other cores to Drupal,
 // MariaDB and the SCIM server beside it. System calls and the kernel's
 // network work run on other threads still. A site that wants more (the
