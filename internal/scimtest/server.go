@@ -448,7 +448,7 @@ func (s *Server) serve(w *statusWriter, r *http.Request, rec *Request, body []by
 	var hold time.Duration
 	if f := s.takeFault(r.Method, rec.Path); f != nil {
 		rec.Faulted = true
-		hold, f.Hold = f.Hold, 0
+		hold = f.Hold
 		if f.DropResponse {
 			lost = f
 			f = &Fault{Latency: f.Latency}
