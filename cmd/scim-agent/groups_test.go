@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -35,18 +33,6 @@ func (e *env) members(role string) []string {
 		}
 	}
 	return nil
-}
-
-// metrics returns what the running agent's /metrics answers ("" while
-// it cannot be reached).
-func (e *env) metrics() string {
-	resp, err := http.Get("http://" + e.admin + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // createRoles creates Drupal roles, each labelled with its id in capitals.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -439,4 +440,16 @@ func (e *env) statusJSON() map[string]any {
 	var m map[string]any
 	json.NewDecoder(resp.Body).Decode(&m)
 	return m
+}
+
+// metrics returns what the running agent's /metrics answers ("" while
+// it cannot be reached).
+func (e *env) metrics() string {
+	resp, err := http.Get("http://" + e.admin + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
