@@ -115,10 +115,18 @@ func (e *env) run(args ...string) (stdout, stderr string, code int) {
 	return out.String(), errOut.String(), code
 }
 
+// start runs `scim-agent run` on the env's config with args.
 func (e *env) start(args ...string) *agentProcess {
 	e.t.Helper()
+	return e.startWith(nil, args...)
+}
+
+// startWith is start with the variables of environ added to the
+// process's environment.
+func (e *env) startWith(environ []string, args ...string) *agentProcess {
+	e.t.Helper()
 	cmd := exec.Command(binary, append([]string{"run", "--config", e.config}, args...)...)
-	cmd.Env = append(os.Environ(), "SCIM_TOKEN="+token)
+	cmd.Env = append(append(os.Environ(), "SCIM_TOKEN="+token), environ...)
 	p := &agentProcess{cmd: cmd, stdout: &bytes.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout = &lockedWriter{w: p.stdout}
 	cmd.Stderr = cmd.Stdout

@@ -3,6 +3,7 @@ package main
 import (
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
 // The garbage collector of a running agent, unless the environment sets
@@ -58,4 +59,57 @@ func tuneProcs(getenv func(string) string) int {
 		runtime.GOMAXPROCS(procs)
 	}
 	return runtime.GOMAXPROCS(0)
+}
+
+// relaxedSysmon is the GODEBUG setting under which the Go runtime's
+// monitor thread (sysmon) slows down to one wake-up every 10 ms while the
+// agent works, instead of one every 20 µs.
+//
+// Why: sysmon sleeps deeply while every thread of the agent is idle, and
+// the first system call after that wakes it and resets its period to
+// 20 µs (golang/go#18236: the period is hard-coded). The agent is idle
+// between every two answers of the SCIM server, so each answer cost a
+// futex wake-up and, for as long as the agent then ran, a context switch
+// every 20 µs: 16% of its CPU, most of its context switches
+// (BenchmarkProvision; README, Performance). A schedtrace period keeps
+// sysmon out of that deep sleep, so its period grows to 10 ms and stays
+// there; it still drops to 20 µs when it has work (a thread blocked in a
+// system call for a whole period, as in a slow fsync), and ramps up again.
+//
+// What it costs: the runtime prints one "SCHED" line on standard error
+// every 2,147,483,647 ms (24.8 days of the machine's uptime; at start if
+// the machine has been up longer), never on standard output, where the
+// logs go. An operator who sets schedtrace in GODEBUG (schedtrace=0 for
+// the runtime's default behaviour) keeps that choice.
+const relaxedSysmon = "schedtrace=2147483647"
+
+// relaxedSysmonEnv returns environ with relaxedSysmon added to GODEBUG,
+// and false when GODEBUG already sets schedtrace (the operator chose, or
+// this process is the one started with it).
+func relaxedSysmonEnv(environ []string) ([]string, bool) {
+	out := make([]string, 0, len(environ)+1)
+	godebug := ""
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			godebug = v
+			continue
+		}
+		out = append(out, kv)
+	}
+	for _, setting := range strings.Split(godebug, ",") {
+		if name, _, _ := strings.Cut(setting, "="); strings.TrimSpace(name) == "schedtrace" {
+			return environ, false
+		}
+	}
+	if godebug != "" {
+		godebug += ","
+	}
+	return append(out, "GODEBUG="+godebug+relaxedSysmon), true
+}
+
+// relaxesSysmon reports whether the command given by args provisions for
+// long enough to be worth starting again under relaxedSysmon: `run` and
+// `sync`.
+func relaxesSysmon(args []string) bool {
+	return len(args) > 0 && (args[0] == "run" || args[0] == "sync")
 }
