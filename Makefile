@@ -60,7 +60,7 @@ test: ensure-mariadb ensure-promtool vet
 # of deploy/measure run the agent's binary as a process of its own (the
 # SCIM server's capacity against the agent's, syncs of 10,000 and 100,000
 # users with 100,000 changes pending, the commit-to-request delay), once
-# each: about 5 minutes in all on a 2-core machine.
+# each: about 5-8 minutes in all on a 2-core machine.
 MEASURED := Provision|SyncScale|CommitToRequest
 
 bench: ensure-mariadb
