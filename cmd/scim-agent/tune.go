@@ -88,10 +88,13 @@ const relaxedSysmon = "schedtrace=2147483647"
 // this process is the one started with it).
 func relaxedSysmonEnv(environ []string) ([]string, bool) {
 	out := make([]string, 0, len(environ)+1)
-	godebug := ""
+	godebug, seen := "", false
 	for _, kv := range environ {
 		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
-			godebug = v
+			// The first one is what the runtime reads (os.Getenv too).
+			if !seen {
+				godebug, seen = v, true
+			}
 			continue
 		}
 		out = append(out, kv)

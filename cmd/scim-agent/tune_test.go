@@ -83,6 +83,8 @@ func TestRelaxedSysmonEnv(t *testing.T) {
 		{"operator's schedtrace=0", []string{"GODEBUG=schedtrace=0"}, []string{"GODEBUG=schedtrace=0"}, false},
 		{"operator's own period", []string{"GODEBUG=gctrace=1, schedtrace=1000"}, []string{"GODEBUG=gctrace=1, schedtrace=1000"}, false},
 		{"already started again", []string{"A=1", "GODEBUG=" + relaxedSysmon}, []string{"A=1", "GODEBUG=" + relaxedSysmon}, false},
+		{"twice: the first is the runtime's", []string{"GODEBUG=schedtrace=0", "GODEBUG=gctrace=1"}, []string{"GODEBUG=schedtrace=0", "GODEBUG=gctrace=1"}, false},
+		{"twice, no schedtrace: one left", []string{"GODEBUG=gctrace=1", "B=2", "GODEBUG=schedtrace=0"}, []string{"B=2", "GODEBUG=gctrace=1," + relaxedSysmon}, true},
 		{"a name that only ends in schedtrace", []string{"GODEBUG=xschedtrace=1"}, []string{"GODEBUG=xschedtrace=1," + relaxedSysmon}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
