@@ -226,8 +226,7 @@ func New(cfg Config) (*Client, error) {
 		auth: auth,
 		cfg:  cfg,
 		http: &http.Client{
-			Transport:     &authTransport{base: transport, auth: auth},
-			Timeout:       cfg.Timeout,
+			Transport:     attemptTimeout{base: &authTransport{base: transport, auth: auth}, timeout: cfg.Timeout},
 			CheckRedirect: noRedirect,
 		},
 		log: log,

@@ -430,6 +430,22 @@ func TestSlowAttemptIsRetried(t *testing.T) {
 	}
 }
 
+// The Timeout runs on while the answer's body is read: a server that
+// stalls in the middle of one is cut off and asked again.
+func TestStalledBodyIsCutAtTimeoutAndRetried(t *testing.T) {
+	srv := scimtest.New(t, scimtest.Options{})
+	c := newClient(t, srv, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+	config := []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],"patch":{"supported":true}}`)
+	srv.Inject(scimtest.Fault{Method: "GET", Times: 1, Status: 200, Body: config, ContentType: MediaType, StallBody: 10 * time.Second})
+	_, res, err := c.ServiceProviderConfig(context.Background())
+	if err != nil || res.Attempts != 2 || res.Status != 200 {
+		t.Fatalf("err %v result %+v", err, res)
+	}
+	if res.Duration > 5*time.Second {
+		t.Errorf("the stalled body was not cut at Timeout: %v", res.Duration)
+	}
+}
+
 func TestMaxAttempts(t *testing.T) {
 	srv := scimtest.New(t, scimtest.Options{})
 	c := newClient(t, srv, func(c *Config) { c.MaxAttempts = 3 })

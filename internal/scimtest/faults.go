@@ -2,6 +2,7 @@ package scimtest
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -47,6 +48,11 @@ type Fault struct {
 	// DropResponse applies the request, then closes the connection without
 	// sending the response.
 	DropResponse bool
+	// StallBody, with Status and Body, sends the headers and the first
+	// half of Body, then waits that long before the rest (ended early
+	// when the client goes away or the server closes): a server or proxy
+	// that stalls in the middle of an answer.
+	StallBody time.Duration
 	// Hold applies the request, then holds its answer that long (ended
 	// early, unanswered, when the client goes away or the server closes):
 	// the change is made and the client cannot know it, as when a server
@@ -169,6 +175,23 @@ func (s *Server) ruled(fn func(string, map[string]any) *Fault, method string, at
 	return &out
 }
 
+// stallBody answers f.Body in two halves, f.StallBody apart.
+func (s *Server) stallBody(w http.ResponseWriter, r *http.Request, f *Fault) {
+	half := len(f.Body) / 2
+	w.Header().Set("Content-Length", strconv.Itoa(len(f.Body)))
+	w.WriteHeader(f.Status)
+	_, _ = w.Write(f.Body[:half])
+	_ = http.NewResponseController(w).Flush()
+	t := time.NewTimer(f.StallBody)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		_, _ = w.Write(f.Body[half:])
+	case <-r.Context().Done():
+	case <-s.closed:
+	}
+}
+
 // applyFault carries out a fault. It reports whether the request should
 // go on to the SCIM handler (a latency-only fault).
 func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
@@ -211,6 +234,10 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 			ct = "text/html; charset=utf-8"
 		}
 		w.Header().Set("Content-Type", ct)
+		if f.StallBody > 0 {
+			s.stallBody(w, r, f)
+			return false
+		}
 		w.WriteHeader(f.Status)
 		_, _ = w.Write(f.Body)
 		return false

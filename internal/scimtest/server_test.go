@@ -523,6 +523,24 @@ func TestFaults(t *testing.T) {
 			t.Fatal("no timeout")
 		}
 	})
+	t.Run("stalled body", func(t *testing.T) {
+		body := []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":0,"Resources":[]}`)
+		srv.Inject(Fault{Times: 1, Status: 200, Body: body, ContentType: "application/scim+json", StallBody: 50 * time.Millisecond})
+		start := time.Now()
+		rep := do(t, srv, "GET", "/Users", nil)
+		wantStatus(t, rep, http.StatusOK)
+		if !bytes.Equal(rep.raw, body) || time.Since(start) < 50*time.Millisecond {
+			t.Errorf("after %v: body %s, want %s after the stall", time.Since(start), rep.raw, body)
+		}
+	})
+	t.Run("stalled body ends when the client goes away", func(t *testing.T) {
+		own := New(t, Options{}) // its Close (in Cleanup) would wait an hour if the handler did not end
+		own.Inject(Fault{Times: 1, Status: 200, Body: []byte(`{"id":"x"}`), StallBody: time.Hour})
+		hc := &http.Client{Timeout: 50 * time.Millisecond}
+		if _, err := tryDo(own, hc, "GET", "/ServiceProviderConfig", nil); err == nil {
+			t.Fatal("no timeout")
+		}
+	})
 	t.Run("drop", func(t *testing.T) {
 		srv.ResetRequests()
 		srv.Inject(Fault{Method: "POST", Times: 1, Drop: true})
