@@ -446,6 +446,30 @@ func TestStalledBodyIsCutAtTimeoutAndRetried(t *testing.T) {
 	}
 }
 
+// An attempt cut at Timeout says so, whether it waited for the headers
+// or for the rest of the body, and stays retryable: it is not the
+// caller's context ending.
+func TestAttemptTimeoutSaysSo(t *testing.T) {
+	srv := scimtest.New(t, scimtest.Options{})
+	c := newClient(t, srv, func(c *Config) { c.Timeout = 100 * time.Millisecond; c.MaxAttempts = 1 })
+	body := []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"]}`)
+	for name, f := range map[string]scimtest.Fault{
+		"headers": {Method: "GET", Times: 1, Latency: 10 * time.Second},
+		"body":    {Method: "GET", Times: 1, Status: 200, Body: body, ContentType: MediaType, StallBody: 10 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv.Inject(f)
+			_, _, err := c.ServiceProviderConfig(context.Background())
+			if err == nil || !strings.Contains(err.Error(), "no complete answer within the timeout of 100ms") {
+				t.Fatalf("err %v: want it to name the attempt's timeout", err)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) || !IsRetryable(err) {
+				t.Errorf("err %v: want it to match context.DeadlineExceeded and be retryable", err)
+			}
+		})
+	}
+}
+
 func TestMaxAttempts(t *testing.T) {
 	srv := scimtest.New(t, scimtest.Options{})
 	c := newClient(t, srv, func(c *Config) { c.MaxAttempts = 3 })
@@ -508,6 +532,9 @@ func TestDeadlineDuringAttempt(t *testing.T) {
 	_, res, err := c.GetUser(ctx, "x")
 	if !errors.Is(err, context.DeadlineExceeded) || IsRetryable(err) || res.Attempts != 1 {
 		t.Fatalf("err %v result %+v", err, res)
+	}
+	if strings.Contains(err.Error(), "within the timeout") {
+		t.Errorf("err %v: the caller's deadline is not the attempt's timeout", err)
 	}
 }
 

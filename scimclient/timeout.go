@@ -2,6 +2,8 @@ package scimclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -24,17 +26,39 @@ func (t attemptTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, t.explain(ctx, err)
 	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, attempt: ctx, cancel: cancel, limit: t}
 	return resp, nil
+}
+
+// explain says that an attempt's error came from its deadline, as
+// Client.Timeout's errors do, so that a log line does not read as the
+// agent giving up; the error still matches context.DeadlineExceeded.
+// (When the caller's own context ends first, the call reports that
+// instead: see callError.)
+func (t attemptTimeout) explain(attempt context.Context, err error) error {
+	if errors.Is(attempt.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no complete answer within the timeout of %s: %w", t.timeout, err)
+	}
+	return err
 }
 
 // cancelOnClose ends an attempt's context when its body is closed: the
 // deadline runs on while the body is read.
 type cancelOnClose struct {
 	io.ReadCloser
-	cancel context.CancelFunc
+	attempt context.Context
+	cancel  context.CancelFunc
+	limit   attemptTimeout
+}
+
+func (b *cancelOnClose) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.limit.explain(b.attempt, err)
+	}
+	return n, err
 }
 
 func (b *cancelOnClose) Close() error {
