@@ -417,49 +417,34 @@ func TestLostCreateResponseGivesConflict(t *testing.T) {
 	}
 }
 
-func TestSlowAttemptIsRetried(t *testing.T) {
-	srv := scimtest.New(t, scimtest.Options{})
-	c := newClient(t, srv, func(c *Config) { c.Timeout = 100 * time.Millisecond })
-	srv.Inject(scimtest.Fault{Method: "GET", Times: 1, Latency: 10 * time.Second})
-	_, res, err := c.ServiceProviderConfig(context.Background())
-	if err != nil || res.Attempts != 2 || res.Status != 200 {
-		t.Fatalf("err %v result %+v", err, res)
-	}
-	if res.Duration > 5*time.Second {
-		t.Errorf("the slow attempt was not cut at Timeout: %v", res.Duration)
-	}
-}
-
-// The Timeout runs on while the answer's body is read: a server that
-// stalls in the middle of one is cut off and asked again.
-func TestStalledBodyIsCutAtTimeoutAndRetried(t *testing.T) {
-	srv := scimtest.New(t, scimtest.Options{})
-	c := newClient(t, srv, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+// An attempt is cut at Timeout, whether the server is slow to answer or
+// stalls in the middle of its body: the attempt is made again, and the
+// last one's error names the timeout, matches context.DeadlineExceeded
+// and stays retryable (it is not the caller's context ending).
+func TestAttemptCutAtTimeout(t *testing.T) {
 	config := []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],"patch":{"supported":true}}`)
-	srv.Inject(scimtest.Fault{Method: "GET", Times: 1, Status: 200, Body: config, ContentType: MediaType, StallBody: 10 * time.Second})
-	_, res, err := c.ServiceProviderConfig(context.Background())
-	if err != nil || res.Attempts != 2 || res.Status != 200 {
-		t.Fatalf("err %v result %+v", err, res)
-	}
-	if res.Duration > 5*time.Second {
-		t.Errorf("the stalled body was not cut at Timeout: %v", res.Duration)
-	}
-}
-
-// An attempt cut at Timeout says so, whether it waited for the headers
-// or for the rest of the body, and stays retryable: it is not the
-// caller's context ending.
-func TestAttemptTimeoutSaysSo(t *testing.T) {
-	srv := scimtest.New(t, scimtest.Options{})
-	c := newClient(t, srv, func(c *Config) { c.Timeout = 100 * time.Millisecond; c.MaxAttempts = 1 })
-	body := []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"]}`)
-	for name, f := range map[string]scimtest.Fault{
-		"headers": {Method: "GET", Times: 1, Latency: 10 * time.Second},
-		"body":    {Method: "GET", Times: 1, Status: 200, Body: body, ContentType: MediaType, StallBody: 10 * time.Second},
+	for _, tc := range []struct {
+		name  string
+		fault scimtest.Fault
+	}{
+		{"slow headers", scimtest.Fault{Method: "GET", Times: 1, Latency: 10 * time.Second}},
+		{"stalled body", scimtest.Fault{Method: "GET", Times: 1, Status: 200, Body: config, ContentType: MediaType, StallBody: 10 * time.Second}},
 	} {
-		t.Run(name, func(t *testing.T) {
-			srv.Inject(f)
-			_, _, err := c.ServiceProviderConfig(context.Background())
+		t.Run(tc.name, func(t *testing.T) {
+			srv := scimtest.New(t, scimtest.Options{})
+			c := newClient(t, srv, func(c *Config) { c.Timeout = 100 * time.Millisecond })
+			srv.Inject(tc.fault)
+			_, res, err := c.ServiceProviderConfig(context.Background())
+			if err != nil || res.Attempts != 2 || res.Status != 200 {
+				t.Fatalf("err %v result %+v", err, res)
+			}
+			if res.Duration > 5*time.Second {
+				t.Errorf("the attempt was not cut at Timeout: %v", res.Duration)
+			}
+
+			once := newClient(t, srv, func(c *Config) { c.Timeout = 100 * time.Millisecond; c.MaxAttempts = 1 })
+			srv.Inject(tc.fault)
+			_, _, err = once.ServiceProviderConfig(context.Background())
 			if err == nil || !strings.Contains(err.Error(), "no complete answer within the timeout of 100ms") {
 				t.Fatalf("err %v: want it to name the attempt's timeout", err)
 			}
