@@ -300,3 +300,6 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return t.base.RoundTrip(out)
 }
+
+// CloseIdleConnections passes the call on to the transport below.
+func (t *authTransport) CloseIdleConnections() { closeIdle(t.base) }

@@ -455,6 +455,35 @@ func TestAttemptCutAtTimeout(t *testing.T) {
 	}
 }
 
+// CloseIdleConnections reaches the connections below the client's own
+// transports (the attempt's timeout, the authorization): the next
+// request comes on a new connection.
+func TestCloseIdleConnections(t *testing.T) {
+	srv := scimtest.New(t, scimtest.Options{})
+	c := newClient(t, srv)
+	for range 2 {
+		if _, _, err := c.ServiceProviderConfig(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.CloseIdleConnections()
+	if _, _, err := c.ServiceProviderConfig(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 3 || reqs[0].RemoteAddr != reqs[1].RemoteAddr || reqs[1].RemoteAddr == reqs[2].RemoteAddr {
+		t.Errorf("connections %v: want the first two requests on one, the third on a new one", remoteAddrs(reqs))
+	}
+}
+
+func remoteAddrs(reqs []scimtest.Request) []string {
+	out := make([]string, len(reqs))
+	for i, r := range reqs {
+		out[i] = r.RemoteAddr
+	}
+	return out
+}
+
 func TestMaxAttempts(t *testing.T) {
 	srv := scimtest.New(t, scimtest.Options{})
 	c := newClient(t, srv, func(c *Config) { c.MaxAttempts = 3 })

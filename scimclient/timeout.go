@@ -32,6 +32,18 @@ func (t attemptTimeout) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections passes the call on to the transport below.
+func (t attemptTimeout) CloseIdleConnections() { closeIdle(t.base) }
+
+// closeIdle closes rt's idle connections if it keeps any: what
+// http.Client.CloseIdleConnections does, for the transports wrapped
+// around an *http.Transport here, which it would otherwise not reach.
+func closeIdle(rt http.RoundTripper) {
+	if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // explain says that an attempt's error came from its deadline, as
 // Client.Timeout's errors do, so that a log line does not read as the
 // agent giving up; the error still matches context.DeadlineExceeded.

@@ -25,6 +25,9 @@ type Request struct {
 	// Header holds the request headers less Authorization and Cookie (the
 	// log never keeps credentials).
 	Header http.Header
+	// RemoteAddr is the client's end of the connection the request came
+	// on: two requests with one RemoteAddr shared a connection.
+	RemoteAddr string
 	// ClientCert is the common name of the TLS client certificate the
 	// request came with (mTLS), or "".
 	ClientCert string

@@ -391,6 +391,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Body:        body,
 		ContentType: r.Header.Get("Content-Type"),
 		Header:      r.Header.Clone(),
+		RemoteAddr:  r.RemoteAddr,
 		Time:        start,
 	}
 	rec.Header.Del("Authorization")
