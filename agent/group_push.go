@@ -16,7 +16,11 @@ import (
 
 // create POSTs the role's group with its first members (at most
 // max_members_per_request), adopting the server's group on a 409, then
-// adds the rest.
+// adds the rest. Members the answer does not show are added again with
+// the rest: a server that takes members only through PATCH drops them
+// from a POST, and one that keeps members to itself cannot be told apart
+// from it; adding a member a group holds changes nothing (RFC 7644
+// §3.5.2.1), so the cost is one PATCH where the answer is silent.
 func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) (Result, *failure) {
 	res := Result{}
 	if !r.prov.Allows(config.OpCreate) {
@@ -55,11 +59,12 @@ func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) 
 	if r.rec.SCIMID == "" {
 		return res, refused(OpCreate, "the server's answer to POST /Groups holds no id")
 	}
-	r.rec.Creating, r.rec.DisplayName, r.rec.Members, r.rec.Version, r.rec.Parked = false, role.Label, first, cr.Version, nil
+	shown, _ := serverMembers(created)
+	r.rec.Creating, r.rec.DisplayName, r.rec.Members, r.rec.Version, r.rec.Parked = false, role.Label, shown, cr.Version, nil
 	if err := r.save(); err != nil {
 		return res, retry(OpCreate, err)
 	}
-	if _, f := r.push(ctx, role, want, first); f != nil {
+	if _, f := r.push(ctx, role, want, shown); f != nil {
 		return res, f
 	}
 	res.Outcome, res.SCIMID = Created, r.rec.SCIMID

@@ -91,6 +91,51 @@ func TestRoleCreatedAndGrantedIsOnePOSTAndAtMostOnePATCH(t *testing.T) {
 	}
 }
 
+// A role created with members reaches every kind of server with them:
+// where the POST's answer does not show them (the server keeps members
+// to itself, or takes them only by PATCH and dropped them), one PATCH
+// adds them; where it shows them, nothing follows.
+func TestRoleCreatedWithMembersReachesTheServerWithThem(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opts    scimtest.Options
+		patches int
+	}{
+		{"the answer shows the members", scimtest.Options{}, 0},
+		{"the server keeps members to itself", scimtest.Options{GroupsWithoutMembers: true}, 1},
+		{"the server takes members only by PATCH", scimtest.Options{GroupsDropMembersOnCreate: true}, 1},
+		{"both", scimtest.Options{GroupsWithoutMembers: true, GroupsDropMembersOnCreate: true}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Token = testToken
+			h := newHarness(t, withGroups(""), withSCIM(tc.opts))
+			ctx := context.Background()
+			uids := h.createMany("m%d", 3)
+			h.start()
+			h.settle()
+			h.stop()
+			if err := h.site.CreateRole(ctx, "staff", "Staff"); err != nil {
+				t.Fatal(err)
+			}
+			for _, uid := range uids {
+				h.update(uid, func(u *drupaltest.User) { u.Roles = []string{"staff"} })
+			}
+			h.scim.ResetRequests()
+			h.start()
+			h.settle()
+			if n := h.scim.CountRequests("POST", "/Groups"); n != 1 {
+				t.Fatalf("%d POST /Groups, want 1: %v", n, methods(h.groupRequests()))
+			}
+			if n := h.scim.CountRequests("PATCH", "/Groups"); n != tc.patches {
+				t.Fatalf("%d PATCH /Groups, want %d: %v", n, tc.patches, methods(h.groupRequests()))
+			}
+			if got := sortedMembers(h.mustGroup("staff")); !slices.Equal(got, h.memberIDs(uids...)) {
+				t.Fatalf("members on the server %v, want the 3 users %v", got, h.memberIDs(uids...))
+			}
+		})
+	}
+}
+
 func TestGainingOneRoleAndLosingAnotherPatchesOnlyThoseGroups(t *testing.T) {
 	h := newHarness(t, withGroups(""))
 	ctx := context.Background()

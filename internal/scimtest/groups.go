@@ -18,7 +18,7 @@ import (
 // group when their user is deleted. Options change that like the servers
 // that differ: GroupsWithoutMembers (AWS IAM Identity Center returns no
 // members on GET), MaxMembersPerRequest (AWS takes 100 member changes a
-// request), KeepMembersOfDeletedUsers.
+// request), KeepMembersOfDeletedUsers, GroupsDropMembersOnCreate.
 
 // Group is a snapshot of one group on the server.
 type Group struct {
@@ -249,6 +249,13 @@ func (h groupHandler) Create(r *http.Request, attributes scim.ResourceAttributes
 	s := h.s
 	if err := handOver(r, s.rejectedGroup(r.Method, attrs)); err != nil {
 		return scim.Resource{}, err
+	}
+	if s.opts.GroupsDropMembersOnCreate {
+		for k := range attrs {
+			if strings.EqualFold(k, "members") {
+				delete(attrs, k)
+			}
+		}
 	}
 	if err := s.memberLimit(len(memberValues(attrs))); err != nil {
 		return scim.Resource{}, err

@@ -85,6 +85,32 @@ func TestGroupModes(t *testing.T) {
 	}
 }
 
+// TestGroupsDropMembersOnCreate: such a server keeps no member of a
+// POST, not even one it would refuse, and takes them by PATCH.
+func TestGroupsDropMembersOnCreate(t *testing.T) {
+	srv := New(t, Options{GroupsDropMembersOnCreate: true})
+	alice := do(t, srv, "POST", "/Users", map[string]any{"schemas": []string{userSchema}, "userName": "alice"}).str("id")
+	r := do(t, srv, "POST", "/Groups", map[string]any{"schemas": []string{groupSchema}, "displayName": "Staff",
+		"Members": []any{map[string]any{"value": alice}, map[string]any{"value": "no-such-user"}}})
+	if r.status != 201 {
+		t.Fatalf("POST /Groups = %d %s", r.status, r.raw)
+	}
+	id := r.str("id")
+	if _, has := r.body["members"]; has {
+		t.Fatalf("the answer shows members the server dropped: %s", r.raw)
+	}
+	if g, _ := srv.GroupByID(id); len(g.Members()) != 0 {
+		t.Fatalf("stored members of a POST: %v", g.Members())
+	}
+	if r := do(t, srv, "PATCH", "/Groups/"+id, map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+		"Operations": []any{map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": alice}}}}}); r.status != 200 {
+		t.Fatalf("PATCH add = %d %s", r.status, r.raw)
+	}
+	if g, _ := srv.GroupByID(id); !slices.Equal(g.Members(), []string{alice}) {
+		t.Fatalf("members after the PATCH: %v", g.Members())
+	}
+}
+
 const userSchema = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 func urlQuery(s string) string { return url.QueryEscape(s) }

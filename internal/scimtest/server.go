@@ -113,6 +113,11 @@ type Options struct {
 	// members, as AWS IAM Identity Center does: a client must remember
 	// what it pushed.
 	GroupsWithoutMembers bool
+	// GroupsDropMembersOnCreate makes a POST /Groups store the group
+	// without the members it carries, unchecked, and answer without them,
+	// as servers do that take members only through PATCH (the way Entra
+	// ID sends them): a client must add them afterwards.
+	GroupsDropMembersOnCreate bool
 	// UniqueGroupExternalID answers 409 to a group whose externalId
 	// another group already has, as servers that key groups by it do
 	// (displayName is unique on every server here).
