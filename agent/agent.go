@@ -26,6 +26,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -254,6 +255,14 @@ func (a *Agent) noteCall(method string, cr scimclient.Result, err error) {
 
 // openDB opens a pool the reader uses. Roles are read with GROUP_CONCAT,
 // whose default limit (1 KiB) could cut a long role list.
+//
+// A query's arguments are put into its text by the driver
+// (interpolateParams), so each query is one round trip: a prepared
+// statement is a prepare, an execute and a close, two round trips and a
+// statement for the server to parse and keep. A DSN that sets
+// interpolateParams keeps its choice, and a collation the driver cannot
+// escape for (GBK, SJIS and the like; Drupal uses utf8mb4) keeps
+// prepared statements.
 func openDB(dsn string, maxConns int) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -270,11 +279,33 @@ func openDB(dsn string, maxConns int) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql.dsn: %w", err)
 	}
+	if !dsnSets(dsn, "interpolateParams") {
+		interpolating := cfg.Clone()
+		interpolating.InterpolateParams = true
+		if c, err := mysql.NewConnector(interpolating); err == nil {
+			connector = c
+		}
+	}
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxLifetime(time.Hour)
 	return db, nil
+}
+
+// dsnSets reports whether dsn sets the parameter name
+// (user:password@tcp(host)/db?name=value&...).
+func dsnSets(dsn, name string) bool {
+	_, query, ok := strings.Cut(dsn[strings.LastIndex(dsn, "/")+1:], "?")
+	if !ok {
+		return false
+	}
+	for param := range strings.SplitSeq(query, "&") {
+		if key, _, _ := strings.Cut(param, "="); key == name {
+			return true
+		}
+	}
+	return false
 }
 
 // watchedTables lists the tables whose changes matter to the mapping.
