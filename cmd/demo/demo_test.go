@@ -22,6 +22,10 @@ func TestUnattendedDemo(t *testing.T) {
 	}
 	for _, want := range []string{
 		`create userName="erin"`,
+		`create displayName="Editors" members=[`,
+		"add members=[erin]",
+		"replace displayName=Content editors",
+		`group "Content editors"  members alice, carol, erin`,
 		`replace emails[type eq "work"].value=robert@example.org`,
 		"(no request reached the SCIM server)",
 		"replace active=false",

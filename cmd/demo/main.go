@@ -1,9 +1,10 @@
 // Command demo shows scim-agent at work on this machine, with nothing to
 // install but Go and MariaDB: it starts a private MariaDB with the binary
-// log on, loads Drupal's user tables with a handful of users, starts the
+// log on, loads Drupal's user tables with a handful of users and two
+// roles, starts the
 // in-process SCIM server the tests use, runs the real scim-agent binary
 // against both, makes Drupal-style changes and prints each request as it
-// arrives at the SCIM server.
+// arrives at the SCIM server: users, and the roles as SCIM Groups.
 //
 // Ctrl-C stops everything it started and removes its temp directory.
 // With DEMO_UNATTENDED=1 it runs the scripted changes, checks that the
@@ -63,6 +64,10 @@ type demo struct {
 	agent  *exec.Cmd
 	exited chan error // receives the agent's exit once
 	admin  string
+
+	// roles maps each role's machine name to its label, as the script
+	// leaves them.
+	roles map[string]string
 
 	mu      sync.Mutex
 	printed int // requests already shown
@@ -126,8 +131,8 @@ func (d *demo) prepare() error {
 }
 
 // setupDatabase starts the private MariaDB and fills a Drupal database
-// with the anonymous user and five users; it returns the database and
-// the DSN of the agent's account.
+// with the anonymous user, two roles and five users; it returns the
+// database and the DSN of the agent's account.
 func (d *demo) setupDatabase(ctx context.Context) (*testdb.Database, string, error) {
 	var err error
 	d.say("▶ Starting a private MariaDB (binlog on, ROW format) in %s ...", d.dir)
@@ -146,15 +151,25 @@ func (d *demo) setupDatabase(ctx context.Context) (*testdb.Database, string, err
 	if err := d.site.CreateAnonymous(ctx); err != nil {
 		return nil, "", err
 	}
-	for _, u := range []struct{ name, mail string }{
-		{"admin", "admin@example.org"}, {"alice", "alice@example.org"}, {"bob", "bob@example.org"},
-		{"carol", "carol@example.org"}, {"dave", "dave@example.org"},
-	} {
-		if _, err := d.site.Create(ctx, drupaltest.User{Name: u.name, Mail: drupaltest.Str(u.mail), Status: 1}); err != nil {
+	d.roles = map[string]string{"administrator": "Administrator", "editor": "Editors"}
+	for _, id := range []string{"administrator", "editor"} {
+		if err := d.site.CreateRole(ctx, id, d.roles[id]); err != nil {
 			return nil, "", err
 		}
 	}
-	d.say("  Drupal database %q on %s holds 5 users (uid 1-5) and the anonymous user (uid 0).", db.Name, d.db.Addr)
+	for _, u := range []struct {
+		name, mail string
+		roles      []string
+	}{
+		{"admin", "admin@example.org", []string{"administrator"}}, {"alice", "alice@example.org", []string{"editor"}},
+		{"bob", "bob@example.org", nil}, {"carol", "carol@example.org", []string{"editor"}}, {"dave", "dave@example.org", nil},
+	} {
+		if _, err := d.site.Create(ctx, drupaltest.User{Name: u.name, Mail: drupaltest.Str(u.mail), Status: 1, Roles: u.roles}); err != nil {
+			return nil, "", err
+		}
+	}
+	d.say("  Drupal database %q on %s holds 5 users (uid 1-5), the anonymous user (uid 0)", db.Name, d.db.Addr)
+	d.say("  and the roles administrator (admin) and editor, labelled Editors (alice, carol).")
 	return db, dsn, nil
 }
 
@@ -178,7 +193,8 @@ func (d *demo) writeConfig(dsn string) (string, error) {
 	}
 	config := filepath.Join(d.dir, "config.yaml")
 	doc := agenttest.Config{DSN: dsn, SCIMURL: d.scim.URL, StatePath: filepath.Join(d.dir, "state.db"),
-		AdminListen: d.admin, LogFormat: "json", Provisioning: []string{"exclude_uids: [0]"}}.YAML()
+		AdminListen: d.admin, LogFormat: "json", Provisioning: []string{"exclude_uids: [0]"},
+		Extra: "groups:\n  enabled: true\n"}.YAML()
 	if err := os.WriteFile(config, []byte(doc), 0o600); err != nil {
 		return "", err
 	}
@@ -203,7 +219,7 @@ func (d *demo) startAgent(ctx context.Context, config string, logFile *os.File, 
 	if err := d.waitReady(ctx, exited, logPath); err != nil {
 		return nil, err
 	}
-	d.say("  ready: the initial sync provisioned the existing users:")
+	d.say("  ready: the initial sync provisioned the existing users and their roles:")
 	d.showRequests(true)
 	return exited, nil
 }
@@ -216,7 +232,7 @@ func (d *demo) playScript(ctx context.Context, exited chan error) error {
 		title string
 		do    func(context.Context) error
 	}{
-		{"Create user 'erin' (one transaction: users, users_field_data, user__roles)", func(ctx context.Context) error {
+		{"Create user 'erin', an editor (one transaction: users, users_field_data, user__roles)", func(ctx context.Context) error {
 			_, err := d.site.Create(ctx, drupaltest.User{Name: "erin", Mail: drupaltest.Str("erin@example.org"), Status: 1, Roles: []string{"editor"}})
 			return err
 		}},
@@ -231,7 +247,11 @@ func (d *demo) playScript(ctx context.Context, exited chan error) error {
 			}
 			return nil
 		}},
-		{"Block carol (a save with status = 0)", func(ctx context.Context) error {
+		{"Rename the role editor to 'Content editors' (Drupal rewrites its config row)", func(ctx context.Context) error {
+			d.roles["editor"] = "Content editors"
+			return d.site.RenameRole(ctx, "editor", d.roles["editor"])
+		}},
+		{"Block carol (a save with status = 0; she stays an editor)", func(ctx context.Context) error {
 			return d.site.Update(ctx, 4, func(u *drupaltest.User) { u.Status = 0 })
 		}},
 		{"Delete dave (one transaction: users, users_field_data, user__roles)", func(ctx context.Context) error {
@@ -329,10 +349,83 @@ func (d *demo) mismatch(ctx context.Context) string {
 	if err != nil {
 		return err.Error()
 	}
-	if len(diffs) == 0 {
-		return ""
+	if len(diffs) > 0 {
+		return diffs[0]
 	}
-	return diffs[0]
+	return d.groupMismatch(ctx)
+}
+
+// groupMismatch describes how a role's group on the server differs from
+// the role (its label, the userNames of its holders), or "".
+func (d *demo) groupMismatch(ctx context.Context) string {
+	for _, id := range sortedKeys(d.roles) {
+		rows, err := d.site.DB.QueryContext(ctx, `SELECT f.name FROM user__roles r
+			JOIN users_field_data f ON f.uid = r.entity_id AND f.default_langcode = 1
+			WHERE r.roles_target_id = ? ORDER BY f.name`, id)
+		if err != nil {
+			return err.Error()
+		}
+		var holders []string
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return err.Error()
+			}
+			holders = append(holders, name)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err.Error()
+		}
+		g, ok := d.group(id)
+		switch {
+		case !ok:
+			return fmt.Sprintf("no group of role %s on the server", id)
+		case g.DisplayName() != d.roles[id]:
+			return fmt.Sprintf("group of role %s is named %q, not %q", id, g.DisplayName(), d.roles[id])
+		case strings.Join(d.memberNames(g), ",") != strings.Join(holders, ","):
+			return fmt.Sprintf("group %q has members %v, not %v", g.DisplayName(), d.memberNames(g), holders)
+		}
+	}
+	return ""
+}
+
+// group returns the server's group of role (by externalId).
+func (d *demo) group(role string) (scimtest.Group, bool) {
+	for _, g := range d.scim.Groups() {
+		if g.ExternalID() == role {
+			return g, true
+		}
+	}
+	return scimtest.Group{}, false
+}
+
+// memberNames returns the userNames of g's members, sorted.
+func (d *demo) memberNames(g scimtest.Group) []string {
+	var names []string
+	for _, id := range g.Members() {
+		names = append(names, d.userName(id))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// userName returns the userName of the server's account id, or the id.
+func (d *demo) userName(id string) string {
+	if u, ok := d.scim.UserByID(id); ok {
+		return u.UserName()
+	}
+	return id
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // showRequests prints the requests the SCIM server received since the
@@ -341,7 +434,12 @@ func (d *demo) mismatch(ctx context.Context) string {
 func (d *demo) showRequests(sayNone bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	reqs := d.scim.RequestsMatching("", "/Users")
+	var reqs []scimtest.Request
+	for _, r := range d.scim.Requests() {
+		if strings.HasPrefix(r.Path, "/Users") || strings.HasPrefix(r.Path, "/Groups") {
+			reqs = append(reqs, r)
+		}
+	}
 	if len(reqs) == d.printed {
 		if sayNone {
 			d.say("  (no request reached the SCIM server)")
@@ -349,7 +447,7 @@ func (d *demo) showRequests(sayNone bool) {
 		return
 	}
 	for _, r := range reqs[d.printed:] {
-		d.say("  ← %-6s %-45s %d  %s", r.Method, short(r.Path), r.Status, summary(r))
+		d.say("  ← %-6s %-45s %d  %s", r.Method, short(r.Path), r.Status, d.summary(r))
 	}
 	d.printed = len(reqs)
 }
@@ -361,10 +459,15 @@ func short(path string) string {
 	return path
 }
 
-func summary(r scimtest.Request) string {
+// summary says in a few words what a request asked for; members are
+// shown by userName.
+func (d *demo) summary(r scimtest.Request) string {
 	body := r.JSON()
 	switch r.Method {
 	case http.MethodPost:
+		if strings.HasPrefix(r.Path, "/Groups") {
+			return fmt.Sprintf("create displayName=%q members=%s", body["displayName"], d.compact(body["members"]))
+		}
 		name, _ := body["userName"].(string)
 		return fmt.Sprintf("create userName=%q active=%v", name, body["active"])
 	case http.MethodPatch:
@@ -372,7 +475,7 @@ func summary(r scimtest.Request) string {
 		ops, _ := body["Operations"].([]any)
 		for _, o := range ops {
 			op, _ := o.(map[string]any)
-			parts = append(parts, fmt.Sprintf("%v %v=%v", op["op"], op["path"], compact(op["value"])))
+			parts = append(parts, fmt.Sprintf("%v %v=%v", op["op"], op["path"], d.compact(op["value"])))
 		}
 		return strings.Join(parts, "; ")
 	case http.MethodDelete:
@@ -381,18 +484,22 @@ func summary(r scimtest.Request) string {
 	return ""
 }
 
-func compact(v any) string {
-	switch x := v.(type) {
-	case []any:
-		if len(x) == 1 {
-			if m, ok := x[0].(map[string]any); ok {
-				return fmt.Sprint(m["value"])
-			}
+// compact renders a PATCH value or a members list: a list of objects as
+// their values (an account's id as its userName), comma-separated.
+func (d *demo) compact(v any) string {
+	x, ok := v.([]any)
+	if !ok {
+		if v == nil {
+			return ""
 		}
-	case nil:
-		return ""
+		return fmt.Sprint(v)
 	}
-	return fmt.Sprint(v)
+	var values []string
+	for _, e := range x {
+		m, _ := e.(map[string]any)
+		values = append(values, d.userName(fmt.Sprint(m["value"])))
+	}
+	return "[" + strings.Join(values, ",") + "]"
 }
 
 func (d *demo) showServer() {
@@ -400,6 +507,11 @@ func (d *demo) showServer() {
 	sort.Slice(users, func(i, j int) bool { return users[i].UserName() < users[j].UserName() })
 	for _, u := range users {
 		d.say("  %-8s %-22s active=%v", u.UserName(), drupaltest.Email(u), u.Get("active"))
+	}
+	for _, id := range sortedKeys(d.roles) {
+		if g, ok := d.group(id); ok {
+			d.say("  group %-18q members %s", g.DisplayName(), strings.Join(d.memberNames(g), ", "))
+		}
 	}
 }
 
