@@ -1,5 +1,6 @@
 // Command scim-agent keeps a SCIM 2.0 server's Users in step with a Drupal
-// site's user accounts by tailing the site database's binary log.
+// site's user accounts, and its Groups with the site's roles, by tailing
+// the site database's binary log.
 //
 // Usage:
 //
@@ -99,7 +100,8 @@ var errUsage = errors.New("usage")
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "scim-agent keeps a SCIM 2.0 server's Users in step with a Drupal site's users,")
-	fmt.Fprintln(w, "by tailing the site database's row-based binary log.")
+	fmt.Fprintln(w, "and its Groups with the site's roles (groups.enabled), by tailing the site")
+	fmt.Fprintln(w, "database's row-based binary log.")
 	fmt.Fprintln(w, "\nUsage:\n\n\tscim-agent <command> [arguments]\n\nCommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "\t%-16s %s\n", c.name, c.summary)
