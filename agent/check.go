@@ -371,10 +371,41 @@ func checkSCIM(ctx context.Context, cfg *config.Config) []CheckResult {
 		return append(results, scimFailure(cfg, "scim.users", cfg.SCIM.BaseURL+"/Users?startIndex=1&count=1", listErr))
 	}
 	results = append(results, ok("scim.users", fmt.Sprintf("%d users on the server", list.TotalResults)))
+	if cfg.Groups.Enabled {
+		results = append(results, checkGroups(ctx, cfg, client, caps.Filter))
+	}
 	if cfg.SCIM.CertFile != "" {
 		results = append(results, ok("scim.client_certificate", "the server accepted "+cfg.SCIM.CertFile))
 	}
 	return results
+}
+
+// checkGroupsProbe is the displayName the scim.groups check looks up.
+const checkGroupsProbe = "scim-agent check"
+
+// checkGroups tests the /Groups endpoint, with groups enabled, by a
+// lookup of the kind the agent makes before it adopts a group: a
+// displayName eq filter where the server filters, else a page of
+// groups. A server of Users only (404) or a token not allowed groups
+// fails: every role's group would be parked.
+func checkGroups(ctx context.Context, cfg *config.Config, client *scimclient.Client, filter bool) CheckResult {
+	url, query := cfg.SCIM.BaseURL+"/Groups?startIndex=1&count=1", ""
+	if filter {
+		query = scimclient.FilterEq("displayName", checkGroupsProbe)
+		url = cfg.SCIM.BaseURL + "/Groups?filter=" + query
+	}
+	list, _, err := client.ListGroups(ctx, query, 1, 1, false)
+	if scimclient.IsStatus(err, http.StatusNotFound) {
+		return failed("scim.groups", url+" answered 404: the server has no Groups endpoint",
+			"set groups.enabled to false, or enable Groups on the SCIM server")
+	}
+	if err != nil {
+		return scimFailure(cfg, "scim.groups", url, err)
+	}
+	if filter {
+		return ok("scim.groups", "the server answers lookups of groups by displayName")
+	}
+	return ok("scim.groups", fmt.Sprintf("%d groups on the server", list.TotalResults))
 }
 
 // capabilitiesResult is the scim.service_provider_config line: each

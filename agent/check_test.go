@@ -75,6 +75,54 @@ func TestCheckWarnsWhenTheServerCannotFilter(t *testing.T) {
 	}
 }
 
+// TestCheckGroups: with groups enabled, check makes a lookup of a group
+// as the agent would, and fails on a server of Users only, naming the
+// key to change; with groups off it asks nothing of /Groups.
+func TestCheckGroups(t *testing.T) {
+	db := testdb.NewTestDatabase(t, "")
+	dsn, err := db.CreateAgentUser(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name         string
+		opts         scimtest.Options
+		groups       bool
+		ok           bool
+		detail, fix  string
+		groupQueries int
+	}{
+		{"a server that filters", scimtest.Options{}, true, true, "answers lookups of groups by displayName", "", 1},
+		{"a server that cannot filter", scimtest.Options{DisableFilter: true}, true, true, "0 groups on the server", "", 1},
+		{"a server of Users only", scimtest.Options{NoGroups: true}, true, false, "answered 404: the server has no Groups endpoint", "groups.enabled to false", 1},
+		{"groups off", scimtest.Options{NoGroups: true}, false, true, "", "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Token = testToken
+			srv := scimtest.New(t, tc.opts)
+			cfg := checkConfig(t, dsn, srv.URL, testToken, "")
+			cfg.Groups.Enabled = tc.groups
+			results := Check(context.Background(), cfg)
+			if n := srv.CountRequests("GET", "/Groups"); n != tc.groupQueries {
+				t.Fatalf("%d GET /Groups, want %d", n, tc.groupQueries)
+			}
+			if AnyFailed(results) == tc.ok {
+				t.Fatalf("failed %v, want %v: %+v", AnyFailed(results), !tc.ok, results)
+			}
+			r, found := findCheck(results, "scim.groups")
+			if !tc.groups {
+				if found {
+					t.Fatalf("scim.groups reported with groups off: %+v", r)
+				}
+				return
+			}
+			if !found || r.OK != tc.ok || !strings.Contains(r.Detail, tc.detail) || !strings.Contains(r.Fix, tc.fix) {
+				t.Fatalf("scim.groups = %+v (found %v); want ok %v, detail %q, fix %q", r, found, tc.ok, tc.detail, tc.fix)
+			}
+		})
+	}
+}
+
 // TestCheckNamesEachFailure runs check against each broken set-up the
 // issue lists and expects a failing line naming it, with the fix.
 func TestCheckNamesEachFailure(t *testing.T) {

@@ -161,3 +161,20 @@ func TestRejectGroups(t *testing.T) {
 	srv.RejectGroups(nil)
 	wantStatus(t, do(t, srv, "POST", "/Groups", group("Refused")), 201)
 }
+
+// TestNoGroups: a server of Users only answers 404 on /Groups.
+func TestNoGroups(t *testing.T) {
+	for _, noGroups := range []bool{false, true} {
+		srv := New(t, Options{NoGroups: noGroups})
+		want := 200
+		if noGroups {
+			want = 404
+		}
+		if r := do(t, srv, "GET", "/Groups?startIndex=1&count=1", nil); r.status != want {
+			t.Fatalf("NoGroups %v: GET /Groups = %d %s, want %d", noGroups, r.status, r.raw, want)
+		}
+		if r := do(t, srv, "GET", "/Users?startIndex=1&count=1", nil); r.status != 200 {
+			t.Fatalf("NoGroups %v: GET /Users = %d %s", noGroups, r.status, r.raw)
+		}
+	}
+}

@@ -109,6 +109,9 @@ type Options struct {
 	// ServiceProviderConfig says etag.supported=true. (meta.version and
 	// the ETag header of a GET are sent either way.)
 	ETags bool
+	// NoGroups serves Users only, as servers without groups do: /Groups
+	// answers 404 and /ResourceTypes lists no Group.
+	NoGroups bool
 	// GroupsWithoutMembers makes GET /Groups answer groups without their
 	// members, as AWS IAM Identity Center does: a client must remember
 	// what it pushed.
@@ -373,9 +376,13 @@ func (s *Server) newSCIMHandler() (http.Handler, error) {
 			Primary:     true,
 		}},
 	}
+	types := []scim.ResourceType{users, s.groupResourceType()}
+	if s.opts.NoGroups {
+		types = types[:1]
+	}
 	srv, err := scim.NewServer(&scim.ServerArgs{
 		ServiceProviderConfig: config,
-		ResourceTypes:         []scim.ResourceType{users, s.groupResourceType()},
+		ResourceTypes:         types,
 	}, scim.WithBaseURL(s.URL))
 	if err != nil {
 		return nil, fmt.Errorf("scimtest: build the SCIM server: %w", err)
