@@ -129,8 +129,9 @@ type SyncRequest struct {
 	DryRun   bool `json:"dry_run,omitempty"`
 	// Parked adds every parked uid and role (retry --parked).
 	Parked bool `json:"parked,omitempty"`
-	// Explain asks each user's reconcile told step by step (sync
-	// --explain): every Result carries its Explanation.
+	// Explain asks each reconcile told step by step (sync --explain):
+	// every Result carries its Explanation (a user's) or ExplainRole (a
+	// role's).
 	Explain bool `json:"explain,omitempty"`
 }
 

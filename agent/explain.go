@@ -136,6 +136,7 @@ const (
 	actionAdopt   = "adopt"
 	actionRelease = "release"
 	actionNothing = "nothing"
+	actionKeep    = "keep" // a deleted role's group, emptied (groups.on_role_delete: keep)
 )
 
 // The recording methods below do nothing on a nil *Explanation: a
@@ -298,13 +299,22 @@ func (e *Explanation) decide(action, format string, args ...any) {
 
 // request records one request (step 8).
 func (e *Explanation) request(op, method, path string, body any, cr scimclient.Result, err error) {
-	if e == nil {
-		return
+	if e != nil {
+		e.Requests = append(e.Requests, sentStep(op, method, path, body, cr, err))
 	}
-	s := RequestStep{Op: op, Method: method, Path: path, Sent: true, Status: cr.Status, Attempts: cr.Attempts}
-	if body != nil {
-		s.Body = rawJSON(body)
+}
+
+// unsent records a write a dry run does not send (step 8).
+func (e *Explanation) unsent(op, method, path string, body any) {
+	if e != nil {
+		e.Requests = append(e.Requests, unsentStep(op, method, path, body))
 	}
+}
+
+// sentStep is the RequestStep of a request sent.
+func sentStep(op, method, path string, body any, cr scimclient.Result, err error) RequestStep {
+	s := unsentStep(op, method, path, body)
+	s.Sent, s.Status, s.Attempts = true, cr.Status, cr.Attempts
 	var se *scimclient.Error
 	switch {
 	case errors.As(err, &se):
@@ -312,19 +322,16 @@ func (e *Explanation) request(op, method, path string, body any, cr scimclient.R
 	case err != nil:
 		s.Error = err.Error()
 	}
-	e.Requests = append(e.Requests, s)
+	return s
 }
 
-// unsent records a write a dry run does not send (step 8).
-func (e *Explanation) unsent(op, method, path string, body any) {
-	if e == nil {
-		return
-	}
+// unsentStep is the RequestStep of a write a dry run does not send.
+func unsentStep(op, method, path string, body any) RequestStep {
 	s := RequestStep{Op: op, Method: method, Path: path}
 	if body != nil {
 		s.Body = rawJSON(body)
 	}
-	e.Requests = append(e.Requests, s)
+	return s
 }
 
 // finish completes the decision with how the reconcile ended: its
@@ -333,7 +340,16 @@ func (e *Explanation) finish(res Result, err error) {
 	if e == nil {
 		return
 	}
-	d := &e.Decision
+	var parked *state.Parked
+	if e.Record != nil {
+		parked = e.Record.Parked
+	}
+	e.Decision.finish(res, err, parked)
+}
+
+// finish completes d with how the reconcile ended (res, or err: tried
+// again), saying so when the record was parked before.
+func (d *DecisionStep) finish(res Result, err error, parked *state.Parked) {
 	d.Outcome, d.Detail = res.Outcome, res.Detail
 	if err != nil {
 		d.Outcome, d.Detail = Failed, "tried again with backoff: "+err.Error()
@@ -341,9 +357,8 @@ func (e *Explanation) finish(res Result, err error) {
 	if d.Action == "" {
 		d.Action, d.Why = actionNothing, res.Detail
 	}
-	if e.Record != nil && e.Record.Parked != nil {
-		p := e.Record.Parked
-		d.Why += fmt.Sprintf("; its last %s was parked (%s) and is tried again now", p.Op, p.Detail)
+	if parked != nil {
+		d.Why += fmt.Sprintf("; its last %s was parked (%s) and is tried again now", parked.Op, parked.Detail)
 	}
 	switch d.Outcome {
 	case Held:

@@ -220,7 +220,13 @@ func (e *Explanation) writeServer(t *textWriter) {
 		}
 		return
 	}
-	for _, s := range e.Server {
+	writeServerSteps(t, e.Server)
+}
+
+// writeServerSteps writes each look at the server: what was read, its
+// status and note, and the resource.
+func writeServerSteps(t *textWriter, steps []ServerStep) {
+	for _, s := range steps {
 		what := "GET " + s.Path
 		if s.Read == "lookup" {
 			what = "lookup " + s.Filter
@@ -287,9 +293,11 @@ func (e *Explanation) writeDifference(t *textWriter) {
 	}
 }
 
-func (e *Explanation) writeDecision(t *textWriter) {
+func (e *Explanation) writeDecision(t *textWriter) { writeDecisionStep(t, e.Decision) }
+
+// writeDecisionStep writes step 7: the action, why, and the outcome.
+func writeDecisionStep(t *textWriter, d DecisionStep) {
 	t.line(0, "7. Decision")
-	d := e.Decision
 	t.line(3, "%s: %s", d.Action, d.Why)
 	out := string(d.Outcome)
 	if d.Detail != "" && d.Detail != d.Why {
@@ -298,13 +306,16 @@ func (e *Explanation) writeDecision(t *textWriter) {
 	t.line(3, "outcome: %s", out)
 }
 
-func (e *Explanation) writeRequests(t *textWriter) {
+func (e *Explanation) writeRequests(t *textWriter) { writeRequestSteps(t, e.Requests) }
+
+// writeRequestSteps writes step 8: each request, its status and body.
+func writeRequestSteps(t *textWriter, reqs []RequestStep) {
 	t.line(0, "8. Requests")
-	if len(e.Requests) == 0 {
+	if len(reqs) == 0 {
 		t.line(3, "none")
 		return
 	}
-	for _, r := range e.Requests {
+	for _, r := range reqs {
 		line := r.Method + " " + r.Path
 		switch {
 		case !r.Sent:

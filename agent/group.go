@@ -55,6 +55,9 @@ type groupRun struct {
 	// claimExternalID: the group was adopted without an externalId; the
 	// first write sets it to the role's machine name.
 	claimExternalID bool
+	// against says where push's members come from, for an explanation:
+	// "" (what was pushed) or the server's copy.
+	against string
 }
 
 // reconcile makes the server's group of role equal to Drupal's role now.
@@ -71,7 +74,10 @@ func (g *groups) reconcile(ctx context.Context, role string, h how) (Result, err
 	if !r.known {
 		r.rec = state.Group{Role: role}
 	}
-	if !g.cfg.Selects(role) {
+	h.explainRole.record(r.rec, r.known)
+	selected := g.cfg.Selects(role)
+	h.explainRole.selected(selected)
+	if !selected {
 		return r.finish(r.unselected())
 	}
 	dr, exists, err := g.reader.Role(ctx, role)
@@ -85,10 +91,14 @@ func (g *groups) reconcile(ctx context.Context, role string, h how) (Result, err
 		if derr := ctx.Err(); derr != nil {
 			return Result{}, derr
 		}
+		h.explainRole.drupal(true, "", err)
+		h.explainRole.decide(actionNothing, "the role's config row does not decode as a role: its group is not written")
 		res, f = Result{}, refused(OpGroupCreate, err.Error())
 	case exists:
+		h.explainRole.drupal(true, dr.Label, nil)
 		res, f = r.present(ctx, dr)
 	default:
+		h.explainRole.drupal(false, "", nil)
 		res, f = r.gone(ctx)
 	}
 	if f != nil {
@@ -107,6 +117,11 @@ func (g *groups) reconcile(ctx context.Context, role string, h how) (Result, err
 // groups.exclude_roles no longer select: the group is left as it is.
 func (r *groupRun) unselected() (Result, error) {
 	res := Result{Outcome: Skipped, Detail: "the role is not provisioned (groups.enabled, groups.roles, groups.exclude_roles)"}
+	if r.known {
+		r.explainRole.decide(actionRelease, "%s: its group is left as it is and no longer managed", res.Detail)
+	} else {
+		r.explainRole.decide(actionNothing, "%s", res.Detail)
+	}
 	if r.known && !r.dry {
 		if err := r.store.DeleteGroup(r.role); err != nil {
 			return res, err
@@ -155,6 +170,7 @@ func (r *groupRun) present(ctx context.Context, role drupal.Role) (Result, *fail
 	if f != nil {
 		return Result{}, f
 	}
+	r.explainRole.desired(role.Label, r.role, want)
 	res, f := r.converge(ctx, role, want)
 	// A dry run creates nobody, so nobody is worth waiting for.
 	if f == nil && pending > 0 && !r.dry && res.Outcome != Held && res.Outcome != Skipped {
@@ -198,6 +214,7 @@ func (r *groupRun) write(ctx context.Context, role drupal.Role, want []string) (
 	switch {
 	case r.rec.SCIMID == "" && r.rec.Creating:
 		// A POST started and its outcome was never saved: look first.
+		r.explainRole.decide(OpCreate, "a POST /Groups started and its outcome was never saved: the group is looked up before posting again")
 		found, f := r.lookup(ctx, role)
 		if f != nil {
 			return Result{}, f
@@ -230,6 +247,7 @@ func (r *groupRun) members(ctx context.Context) (ids []string, pending int, f *f
 	var unprovisioned []uint32
 	for _, uid := range uids {
 		if r.prov.Excluded(uid) {
+			r.explainRole.holder(uid, "", "excluded (provisioning.exclude_uids)")
 			continue
 		}
 		acc, ok, err := r.store.Account(uid)
@@ -237,38 +255,67 @@ func (r *groupRun) members(ctx context.Context) (ids []string, pending int, f *f
 		case err != nil:
 			return nil, 0, retry(OpGroupUpdate, err)
 		case ok && acc.OutOfScope:
+			r.explainRole.holder(uid, "", "outside provisioning.scope: its account was deactivated for it")
 		case ok && acc.SCIMID != "":
 			ids = append(ids, acc.SCIMID)
-		case ok && acc.Parked != nil, !r.prov.Allows(config.OpCreate):
+			r.explainRole.holder(uid, acc.SCIMID, "")
+		case ok && acc.Parked != nil:
+			if r.explainRole != nil {
+				r.explainRole.holder(uid, "", fmt.Sprintf("parked before its account exists (%s: %s)", acc.Parked.Op, acc.Parked.Detail))
+			}
+		case !r.prov.Allows(config.OpCreate):
+			r.explainRole.holder(uid, "", "no account, and create is switched off in provisioning.operations")
 		default:
 			unprovisioned = append(unprovisioned, uid)
 		}
 	}
-	if pending, err = r.inScope(ctx, unprovisioned); err != nil {
+	waiting, err := r.inScope(ctx, unprovisioned)
+	if err != nil {
 		return nil, 0, retry(OpGroupUpdate, err)
 	}
+	if r.explainRole != nil {
+		r.explainUnprovisioned(unprovisioned, waiting)
+	}
 	slices.Sort(ids)
-	return slices.Compact(ids), pending, nil
+	return slices.Compact(ids), len(waiting), nil
 }
 
-// inScope counts the holders not provisioned yet whose create is
+// explainUnprovisioned records, of the holders without an account,
+// those waiting for their create and those the scope leaves out, and
+// puts the holders in uid order.
+func (r *groupRun) explainUnprovisioned(unprovisioned, waiting []uint32) {
+	pending := make(map[uint32]bool, len(waiting))
+	for _, uid := range waiting {
+		pending[uid] = true
+	}
+	for _, uid := range unprovisioned {
+		if pending[uid] {
+			r.explainRole.holder(uid, "", "no account yet: a member once its create is done")
+		} else {
+			r.explainRole.holder(uid, "", "outside provisioning.scope: never provisioned")
+		}
+	}
+	r.explainRole.sortHolders()
+}
+
+// inScope returns the holders not provisioned yet whose create is
 // pending: those provisioning.scope takes (read in one query; only when
 // there is a scope).
-func (r *groupRun) inScope(ctx context.Context, uids []uint32) (int, error) {
+func (r *groupRun) inScope(ctx context.Context, uids []uint32) ([]uint32, error) {
 	if r.scope.Everyone() || len(uids) == 0 {
-		return len(uids), nil
+		return uids, nil
 	}
 	accounts, err := r.reader.LoadMany(ctx, uids)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var in []uint32
 	for _, a := range accounts {
 		if a.Values != nil && r.scope.In(a) {
-			n++
+			in = append(in, a.UID)
 		}
 	}
-	return n, nil
+	return in, nil
 }
 
 // gone reconciles a role deleted in Drupal: its group is deleted
@@ -277,6 +324,7 @@ func (r *groupRun) inScope(ctx context.Context, uids []uint32) (int, error) {
 func (r *groupRun) gone(ctx context.Context) (Result, *failure) {
 	res := Result{SCIMID: r.rec.SCIMID}
 	if !r.known || r.rec.SCIMID == "" && !r.rec.Creating {
+		r.explainRole.decide(actionNothing, "the role is not in Drupal, and no group of it is known")
 		res.Outcome = Unchanged
 		return res, nil
 	}
@@ -287,14 +335,17 @@ func (r *groupRun) gone(ctx context.Context) (Result, *failure) {
 		}
 		id, _ := found["id"].(string)
 		if found == nil || id == "" {
+			r.explainRole.decide(actionNothing, "the role is not in Drupal, and the group whose POST was never saved is not on the server")
 			res.Outcome = Unchanged
 			return res, r.forget(OpGroupDelete)
 		}
 		r.rec.SCIMID = id
 	}
 	if r.cfg.OnRoleDelete == config.RoleKeepGroup {
+		r.explainRole.decide(actionKeep, "the role is not in Drupal and groups.on_role_delete is keep: the members pushed are removed and the group %s stays", r.rec.SCIMID)
 		return r.keep(ctx)
 	}
+	r.explainRole.decide(OpDelete, "the role is not in Drupal: its group %s is deleted", r.rec.SCIMID)
 	switch {
 	case !r.prov.Allows(config.OpDelete):
 		res.Outcome, res.Detail = Skipped, "delete is switched off in provisioning.operations"
@@ -314,7 +365,7 @@ func (r *groupRun) gone(ctx context.Context) (Result, *failure) {
 		if scimclient.IsNotFound(err) {
 			err = nil // already gone: the goal is met
 		}
-		r.logCall(OpGroupDelete, http.MethodDelete, path, cr, err)
+		r.logCall(OpGroupDelete, http.MethodDelete, path, nil, cr, err)
 		if err != nil {
 			return res, classify(OpDelete, err)
 		}
@@ -325,8 +376,9 @@ func (r *groupRun) gone(ctx context.Context) (Result, *failure) {
 // rereadVersion reads the group's version again after a 412. A group
 // gone meanwhile has no version: the next write says so.
 func (r *groupRun) rereadVersion(ctx context.Context, op string) *failure {
-	_, cr, err := r.scim.client.GetGroup(ctx, r.rec.SCIMID)
-	r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, cr, err)
+	res, cr, err := r.scim.client.GetGroup(ctx, r.rec.SCIMID)
+	r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, nil, cr, err)
+	r.explainRole.got(r.rec.SCIMID, res, cr, err)
 	if err != nil && !scimclient.IsNotFound(err) {
 		return classify(op, err)
 	}
@@ -404,8 +456,10 @@ func (r *groupRun) forget(op string) *failure {
 	return nil
 }
 
-// logCall writes the one line per SCIM call of a group's reconcile.
-func (r *groupRun) logCall(op, method, path string, cr scimclient.Result, err error) {
+// logCall writes the one line per SCIM call of a group's reconcile
+// (body is what was sent, for an explanation).
+func (r *groupRun) logCall(op, method, path string, body any, cr scimclient.Result, err error) {
+	r.explainRole.request(op, method, path, body, cr, err)
 	fields := []zap.Field{
 		zap.String("op", op), zap.String("scim_id", r.rec.SCIMID),
 		zap.String("method", method), zap.String("path", path), zap.Int("status", cr.Status),
@@ -421,6 +475,7 @@ func (r *groupRun) logCall(op, method, path string, cr scimclient.Result, err er
 
 // dryRun logs a write that --dry-run does not send.
 func (r *groupRun) dryRun(op, method, path string, body any) {
+	r.explainRole.unsent(op, method, path, body)
 	b, _ := json.Marshal(body)
 	r.log.Info(MsgSCIMDryRun, zap.String("op", op), zap.String("method", method), zap.String("path", path),
 		zap.String("body", string(b)))

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -29,6 +30,10 @@ func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) 
 	}
 	first := want[:min(len(want), r.cfg.MaxMembersPerRequest)]
 	body := scimclient.Resource{"displayName": role.Label, "externalId": role.ID, "members": memberList(first)}
+	if r.explainRole != nil && r.explainRole.Decision.Action != OpCreate {
+		r.explainRole.decide(OpCreate, "no group of role %s is known (no SCIM id in the state file)", r.role)
+	}
+	r.explainRole.diff("none", role.Label, want, nil)
 	if r.dry {
 		r.dryRun(OpGroupCreate, http.MethodPost, "/Groups", body)
 		res.Outcome = Created
@@ -42,7 +47,7 @@ func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) 
 	if err == nil {
 		r.rec.SCIMID, _ = created["id"].(string)
 	}
-	r.logCall(OpGroupCreate, http.MethodPost, "/Groups", cr, err)
+	r.logCall(OpGroupCreate, http.MethodPost, "/Groups", body, cr, err)
 	if scimclient.IsStatus(err, http.StatusConflict) {
 		found, f := r.lookup(ctx, role)
 		if f != nil {
@@ -84,17 +89,20 @@ func (r *groupRun) lookup(ctx context.Context, role drupal.Role) (scimclient.Res
 		}
 		filter := scimclient.FilterEq(by.attr, by.value)
 		list, cr, err := r.scim.client.ListGroups(ctx, filter, 1, 2, true)
-		r.logCall(OpLookup, http.MethodGet, "/Groups?filter="+filter, cr, err)
+		r.logCall(OpLookup, http.MethodGet, "/Groups?filter="+filter, nil, cr, err)
 		if err != nil {
+			r.explainRole.lookedUp(filter, nil, cr, err)
 			return nil, classify(OpCreate, err)
 		}
 		for _, g := range list.Resources {
 			// externalId is case-exact; displayName compares as the
 			// server does (caseExact false in RFC 7643 §4.2).
 			if got, _ := g[by.attr].(string); got == by.value || by.attr == "displayName" && strings.EqualFold(got, by.value) {
+				r.explainRole.lookedUp(filter, g, cr, nil)
 				return g, nil
 			}
 		}
+		r.explainRole.lookedUp(filter, nil, cr, nil)
 	}
 	return nil, nil
 }
@@ -105,7 +113,7 @@ func (r *groupRun) lookup(ctx context.Context, role drupal.Role) (scimclient.Res
 func (r *groupRun) scanGroups(ctx context.Context, role drupal.Role) (scimclient.Resource, *failure) {
 	list := func(ctx context.Context, start, count int) (scimclient.ListResponse, error) {
 		page, cr, err := r.scim.client.ListGroups(ctx, "", start, count, false)
-		r.logCall(OpLookup, http.MethodGet, fmt.Sprintf("/Groups?startIndex=%d&count=%d", start, count), cr, err)
+		r.logCall(OpLookup, http.MethodGet, fmt.Sprintf("/Groups?startIndex=%d&count=%d", start, count), nil, cr, err)
 		return page, err
 	}
 	found, err := scan(ctx, list, func(g scimclient.Resource) int {
@@ -119,6 +127,7 @@ func (r *groupRun) scanGroups(ctx context.Context, role drupal.Role) (scimclient
 		}
 		return 0
 	})
+	r.explainRole.lookedUp("", found, scimclient.Result{}, err)
 	if err != nil {
 		return nil, classify(OpCreate, err)
 	}
@@ -131,7 +140,8 @@ func (r *groupRun) scanGroups(ctx context.Context, role drupal.Role) (scimclient
 		return found, nil
 	}
 	full, cr, err := r.scim.client.GetGroup(ctx, id)
-	r.logCall(OpLookup, http.MethodGet, "/Groups/"+id, cr, err)
+	r.logCall(OpLookup, http.MethodGet, "/Groups/"+id, nil, cr, err)
+	r.explainRole.got(id, full, cr, err)
 	if err != nil {
 		return nil, classify(OpCreate, err)
 	}
@@ -155,9 +165,14 @@ func (r *groupRun) adopt(ctx context.Context, role drupal.Role, want []string, f
 		return Result{}, refused(OpCreate, fmt.Sprintf("displayName %q is taken on the server by group %s, which belongs to externalId %s", role.Label, id, ext))
 	}
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpGroupCreate), zap.String("scim_id", id), zap.String("detail", "adopted the server's existing group"))
+	r.explainRole.decide(actionAdopt, "the server already holds group %s for the role (found by a lookup): it is adopted and made to match", id)
 	// The server's own members, when it returns them; else nothing known
 	// (every member wanted is added; members added by others stay).
 	have, _ := serverMembers(found)
+	r.against = "server"
+	if r.explainRole != nil {
+		r.explainRole.Difference = nil // compared with the group found, not with nothing
+	}
 	label, _ := found["displayName"].(string)
 	r.rec.SCIMID, r.rec.Creating, r.rec.Kept, r.rec.DisplayName, r.rec.Members = id, false, false, label, have
 	r.rec.Version = found.Version()
@@ -182,8 +197,10 @@ func (r *groupRun) update(ctx context.Context, role drupal.Role, want []string, 
 	have := r.rec.Members
 	if verify {
 		current, cr, err := r.scim.client.GetGroup(ctx, r.rec.SCIMID)
-		r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, cr, err)
+		r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, nil, cr, err)
+		r.explainRole.got(r.rec.SCIMID, current, cr, err)
 		if scimclient.IsNotFound(err) {
+			r.explainRole.decide(OpCreate, "the group %s is gone from the server: it is created again", r.rec.SCIMID)
 			r.log.Warn(MsgSCIMRequest, zap.String("op", OpGroupCreate), zap.String("scim_id", r.rec.SCIMID),
 				zap.String("detail", "the group is gone from the server; creating it again"))
 			r.rec.SCIMID, r.rec.Members, r.rec.DisplayName = "", nil, ""
@@ -196,6 +213,7 @@ func (r *groupRun) update(ctx context.Context, role drupal.Role, want []string, 
 		r.rec.Version = cr.Version
 		if members, told := serverMembers(current); told {
 			have = members
+			r.against = "server"
 		}
 	}
 	if r.rec.Kept {
@@ -217,6 +235,7 @@ func (r *groupRun) push(ctx context.Context, role drupal.Role, want, have []stri
 		return Result{}, f
 	}
 	relabel := role.Label != "" && role.Label != r.rec.DisplayName
+	r.explainPush(role, relabel, add, remove)
 	if !relabel && !r.claimExternalID && len(add) == 0 && len(remove) == 0 {
 		r.rec.Members = want
 		return Result{Outcome: Unchanged}, r.saveIfChanged(have, want)
@@ -240,7 +259,7 @@ func (r *groupRun) push(ctx context.Context, role drupal.Role, want, have []stri
 			continue
 		}
 		_, cr, err := r.scim.client.PatchGroup(ctx, r.rec.SCIMID, ops, scimclient.IfMatch(r.version()))
-		r.logCall(req.op(), http.MethodPatch, path, cr, err)
+		r.logCall(req.op(), http.MethodPatch, path, map[string]any{"schemas": []string{scimclient.PatchOpSchema}, "Operations": ops}, cr, err)
 		if scimclient.IsStatus(err, http.StatusMethodNotAllowed) {
 			r.scim.noPatch()
 			r.rec.Members = members
@@ -262,6 +281,44 @@ func (r *groupRun) push(ctx context.Context, role drupal.Role, want, have []stri
 	return Result{Outcome: Updated}, nil
 }
 
+// explainPush records the difference push acts on and, unless an
+// earlier step decided (create, adopt, keep), the decision.
+func (r *groupRun) explainPush(role drupal.Role, relabel bool, add, remove []string) {
+	e := r.explainRole
+	if e == nil {
+		return
+	}
+	label := ""
+	if relabel {
+		label = role.Label
+	}
+	if e.Difference == nil {
+		e.diff(cmp.Or(r.against, "pushed"), label, add, remove)
+	}
+	if e.Decision.Action != "" {
+		return
+	}
+	switch {
+	case !relabel && !r.claimExternalID && len(add) == 0 && len(remove) == 0:
+		e.decide(actionNothing, "the group's label and members match the role's")
+	default:
+		var what []string
+		if relabel {
+			what = append(what, fmt.Sprintf("the label becomes %q", role.Label))
+		}
+		if r.claimExternalID {
+			what = append(what, "externalId becomes "+role.ID)
+		}
+		if len(add) > 0 {
+			what = append(what, fmt.Sprintf("%d member(s) to add", len(add)))
+		}
+		if len(remove) > 0 {
+			what = append(what, fmt.Sprintf("%d member(s) to remove", len(remove)))
+		}
+		e.decide(OpUpdate, "%s", strings.Join(what, ", "))
+	}
+}
+
 // replace PUTs the whole group: its label and every member wanted.
 func (r *groupRun) replace(ctx context.Context, role drupal.Role, want []string) (Result, *failure) {
 	body := scimclient.Resource{"displayName": role.Label, "externalId": role.ID, "members": memberList(want)}
@@ -271,7 +328,7 @@ func (r *groupRun) replace(ctx context.Context, role drupal.Role, want []string)
 		return Result{Outcome: Updated}, nil
 	}
 	_, cr, err := r.scim.client.ReplaceGroup(ctx, r.rec.SCIMID, body, scimclient.IfMatch(r.version()))
-	r.logCall(OpGroupUpdate, http.MethodPut, path, cr, err)
+	r.logCall(OpGroupUpdate, http.MethodPut, path, body, cr, err)
 	if err != nil {
 		return Result{}, classify(OpUpdate, err)
 	}
@@ -313,7 +370,8 @@ func (r *groupRun) stillMembers(ctx context.Context, remove []string) ([]string,
 		return remove, nil
 	}
 	current, cr, err := r.scim.client.GetGroup(ctx, r.rec.SCIMID)
-	r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, cr, err)
+	r.logCall(OpLookup, http.MethodGet, "/Groups/"+r.rec.SCIMID, nil, cr, err)
+	r.explainRole.got(r.rec.SCIMID, current, cr, err)
 	if err != nil {
 		return nil, classify(OpUpdate, err)
 	}

@@ -708,3 +708,114 @@ func TestGroupWritesAfterA412ReadTheGroupAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestRoleExplanation: sync --role --explain tells a role's reconcile
+// step by step, as it ran: each holder and why it is a member or not,
+// the record, the server's copy, the difference, the decision and the
+// requests, for a group unchanged, repaired, deleted, not selected and
+// created by a dry run.
+func TestRoleExplanation(t *testing.T) {
+	h := newHarness(t, withGroups("exclude_roles: [hidden]"))
+	ctx := context.Background()
+	for _, r := range [][2]string{{"editor", "Editors"}, {"hidden", "Hidden"}} {
+		if err := h.site.CreateRole(ctx, r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.scim.Reject(func(method string, attrs map[string]any) *scimtest.Fault {
+		if attrs["userName"] == "refused" {
+			return &scimtest.Fault{Status: 400, ScimType: "invalidValue", Detail: "userName refused by policy"}
+		}
+		return nil
+	})
+	ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"editor", "hidden"}})
+	refused := h.create(drupaltest.User{Name: "refused", Status: 1, Roles: []string{"editor"}})
+	h.start()
+	h.settle()
+	annID := h.mustServerUser(ann).ID
+	group := h.mustGroup("editor")
+	explain := func(role string, dry bool) (Result, *RoleExplanation, string) {
+		t.Helper()
+		results, err := h.agent.SyncNow(ctx, Selection{Roles: []string{role}, Explain: true}, dry)
+		if err != nil || len(results) != 1 {
+			t.Fatalf("SyncNow: %v, %d results", err, len(results))
+		}
+		res, x := results[0], results[0].ExplainRole
+		if x == nil || x.Role != role || x.Decision.Outcome != res.Outcome || x.DryRun != dry {
+			t.Fatalf("role %s: %s with explanation %+v", role, res.Outcome, x)
+		}
+		var text strings.Builder
+		if err := x.WriteText(&text); err != nil || !strings.HasPrefix(text.String(), "role "+role+": ") || !strings.Contains(text.String(), "8. Requests") {
+			t.Fatalf("role %s: text %v\n%s", role, err, text.String())
+		}
+		return res, x, text.String()
+	}
+
+	res, x, text := explain("editor", false)
+	wantHolders := []HolderStep{{UID: ann, Member: true, SCIMID: annID}}
+	if len(x.Drupal.Holders) != 2 || x.Drupal.Holders[0] != wantHolders[0] || x.Drupal.Holders[1].UID != refused ||
+		x.Drupal.Holders[1].Member || !strings.Contains(x.Drupal.Holders[1].Why, "parked before its account exists") {
+		t.Fatalf("holders %+v\n%s", x.Drupal.Holders, text)
+	}
+	if res.Outcome != Unchanged || !x.Drupal.Found || x.Drupal.Label != "Editors" || !x.Selected || x.Record == nil || x.Record.SCIMID != group.ID ||
+		len(x.Server) != 1 || x.Server[0].Path != "/Groups/"+group.ID || x.Difference == nil || x.Difference.Against != "server" ||
+		x.Decision.Action != actionNothing || len(x.Requests) != 1 || x.Requests[0].Method != "GET" {
+		t.Fatalf("unchanged: %s\n%s", res.Outcome, text)
+	}
+
+	// Renamed on the server by hand: the verify finds it and repairs it.
+	h.scim.EditGroup(group.ID, func(attrs map[string]any) { attrs["displayName"] = "Renamed by hand" })
+	res, x, text = explain("editor", false)
+	if res.Outcome != Updated || x.Difference.Label != "Editors" || x.Decision.Action != OpUpdate || !strings.Contains(x.Decision.Why, `the label becomes "Editors"`) ||
+		len(x.Requests) != 2 || x.Requests[1].Method != "PATCH" || !strings.Contains(string(x.Requests[1].Body), `"displayName"`) || x.Requests[1].Status != 200 {
+		t.Fatalf("repaired: %s\n%s", res.Outcome, text)
+	}
+
+	// Not selected: nothing is read or sent.
+	res, x, text = explain("hidden", false)
+	if res.Outcome != Skipped || x.Selected || x.Drupal.Read || x.Decision.Action != actionNothing || len(x.Requests) != 0 {
+		t.Fatalf("not selected: %s\n%s", res.Outcome, text)
+	}
+
+	// The agent stopped (sync without a running agent): the role deleted
+	// in Drupal, and a new one in a dry run.
+	h.stop()
+	if err := h.site.DeleteRole(ctx, "editor"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.site.CreateRole(ctx, "fresh", "Fresh"); err != nil {
+		t.Fatal(err)
+	}
+	h.update(ann, func(u *drupaltest.User) { u.Roles = []string{"fresh"} })
+	reconcile := func(role string, dry bool) (Result, *RoleExplanation, string) {
+		t.Helper()
+		a, err := Open(ctx, Options{Config: h.cfg, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		results, err := a.ReconcileAll(ctx, Selection{Roles: []string{role}, Explain: true}, dry)
+		if err != nil || len(results) != 1 || results[0].ExplainRole == nil {
+			t.Fatalf("ReconcileAll: %v, %+v", err, results)
+		}
+		var text strings.Builder
+		if err := results[0].ExplainRole.WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		return results[0], results[0].ExplainRole, text.String()
+	}
+	res, x, text = reconcile("editor", false)
+	if res.Outcome != Deleted || x.Drupal.Found || x.Decision.Action != OpDelete || len(x.Requests) == 0 ||
+		x.Requests[len(x.Requests)-1].Method != "DELETE" || !strings.Contains(text, "no such role: no config row user.role.editor") {
+		t.Fatalf("deleted: %s\n%s", res.Outcome, text)
+	}
+	res, x, text = reconcile("fresh", true)
+	if len(h.scim.Groups()) != 0 {
+		t.Fatalf("a dry run created a group: %v", h.scim.Groups())
+	}
+	if res.Outcome != Created || !x.DryRun || x.Decision.Action != OpCreate || x.Difference == nil || x.Difference.Against != "none" ||
+		!slices.Equal(x.Difference.Add, []string{annID}) || len(x.Requests) != 1 || x.Requests[0].Sent || x.Requests[0].Method != "POST" ||
+		!strings.Contains(text, "not sent (dry run)") {
+		t.Fatalf("dry run: %s\n%s", res.Outcome, text)
+	}
+}

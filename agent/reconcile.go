@@ -14,7 +14,14 @@ func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Res
 	var res Result
 	var err error
 	if k.kind == kindRole {
+		if it.explain {
+			h.explainRole = &RoleExplanation{Role: k.role, DryRun: h.dry, Server: []ServerStep{}, Requests: []RequestStep{}}
+		}
 		res, err = a.kinds.groups.reconcile(ctx, k.role, h)
+		if h.explainRole != nil {
+			h.explainRole.finish(res, err)
+			res.ExplainRole = h.explainRole
+		}
 	} else {
 		if it.explain {
 			h.explain = &Explanation{UID: k.uid, DryRun: h.dry, Server: []ServerStep{}, Requests: []RequestStep{}}
@@ -37,8 +44,8 @@ func (a *Agent) reconcile(ctx context.Context, k key, it item, attempt int) (Res
 type Selection struct {
 	UIDs  []uint32
 	Roles []string
-	// Explain records each user's reconcile step by step in its Result
-	// (sync --explain).
+	// Explain records each reconcile step by step in its Result (sync
+	// --explain).
 	Explain bool
 }
 
@@ -153,7 +160,7 @@ func (a *Agent) ReconcileAll(ctx context.Context, sel Selection, dryRun bool) ([
 	if err != nil {
 		return nil, err
 	}
-	groups, err := a.reconcileNow(ctx, Selection{Roles: sel.Roles}, "manual", dryRun, true)
+	groups, err := a.reconcileNow(ctx, Selection{Roles: sel.Roles, Explain: sel.Explain}, "manual", dryRun, true)
 	if err != nil {
 		return nil, err
 	}

@@ -37,9 +37,10 @@ type Result struct {
 	// Detail explains a skip or failure (the server's own detail for a
 	// failure).
 	Detail string `json:"detail,omitempty"`
-	// Explain is the reconcile told step by step, when the selection
-	// asked for it (sync --explain).
-	Explain *Explanation `json:"explain,omitempty"`
+	// Explain is a user's reconcile told step by step, when the
+	// selection asked for it (sync --explain); ExplainRole a role's.
+	Explain     *Explanation     `json:"explain,omitempty"`
+	ExplainRole *RoleExplanation `json:"explain_role,omitempty"`
 }
 
 // op names the change an update makes: deactivate, reactivate or update.

@@ -50,9 +50,10 @@ type how struct {
 	// attempt counts the tries of this reconcile (1 for the first, 0 when
 	// nobody retries it).
 	attempt int
-	// explain, when set, records the reconcile step by step (sync
-	// --explain).
-	explain *Explanation
+	// explain and explainRole, when set, record a user's or a role's
+	// reconcile step by step (sync --explain).
+	explain     *Explanation
+	explainRole *RoleExplanation
 	// pre is what the loader read for this reconcile; nil: read the user
 	// now.
 	pre *preload

@@ -253,7 +253,7 @@ func TestSyncExplainJSON(t *testing.T) {
 	if code != 0 || !strings.Contains(text, "uid 1: unchanged (dry run") || !strings.Contains(text, "8. Requests\n   GET /Users/") {
 		t.Fatalf("sync --explain --dry-run through the running agent: exit %d\n%s", code, text)
 	}
-	if _, stderr, code := e.run("sync", "--config", e.config, "--all", "--explain"); code != 2 || !strings.Contains(stderr, "--explain explains users") {
+	if _, stderr, code := e.run("sync", "--config", e.config, "--all", "--explain"); code != 2 || !strings.Contains(stderr, "--explain explains the users or roles given") {
 		t.Fatalf("sync --all --explain: exit %d, %s", code, stderr)
 	}
 	if _, stderr, code := e.run("sync", "--config", e.config, "--uid", "1", "--json"); code != 2 || !strings.Contains(stderr, "--json goes with --explain") {

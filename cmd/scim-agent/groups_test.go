@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -258,4 +260,55 @@ func TestSyncOfGroups(t *testing.T) {
 	if out, _, code = e.run("sync", "--config", e.config, "--all", "--dry-run"); code != 0 || !strings.Contains(out, "unchanged   role=staff") {
 		t.Fatalf("sync --all --dry-run beside an agent: exit %d\n%s", code, out)
 	}
+}
+
+// TestSyncExplainRole: sync --role ID --explain tells the role's
+// reconcile as text and, with --json, as one document whose explanation
+// carries the role, with no agent running and through a running one.
+func TestSyncExplainRole(t *testing.T) {
+	e := newEnv(t, "")
+	e.withGroups("")
+	e.createRoles("editor")
+	ann, err := e.site.Create(context.Background(), drupaltest.User{Name: "ann", Status: 1, Roles: []string{"editor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := e.run("sync", "--config", e.config, "--uid", fmt.Sprint(ann)); code != 0 {
+		t.Fatalf("sync ann: exit %d\n%s", code, stderr)
+	}
+	out, stderr, code := e.run("sync", "--config", e.config, "--role", "editor", "--explain")
+	e.noSecrets(out + stderr)
+	annID := e.userIDs("ann")[0]
+	for _, want := range []string{"role editor: created\n", "uid 1  member: account " + annID, "no group on the server: all of it is sent",
+		"create: no group of role editor is known", "8. Requests\n   POST /Groups: 201"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("sync --role editor --explain: exit %d, output lacks %q:\n%s\n%s", code, want, out, stderr)
+		}
+	}
+	check := func(out string) {
+		t.Helper()
+		var doc struct {
+			Explanations []map[string]any `json:"explanations"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Explanations) != 1 {
+			t.Fatalf("not one explanation: %v\n%s", err, out)
+		}
+		x := doc.Explanations[0]
+		decision, _ := x["decision"].(map[string]any)
+		if x["role"] != "editor" || decision["outcome"] != "unchanged" || x["uid"] != nil {
+			t.Fatalf("explanation %v", x)
+		}
+	}
+	out, stderr, code = e.run("sync", "--config", e.config, "--role", "editor", "--explain", "--json")
+	if code != 0 {
+		t.Fatalf("--json: exit %d\n%s", code, stderr)
+	}
+	check(out)
+	p := e.start()
+	e.waitReady(p)
+	out, stderr, code = e.run("sync", "--config", e.config, "--role", "editor", "--explain", "--json")
+	if code != 0 {
+		t.Fatalf("--json through the running agent: exit %d\n%s\n%s", code, stderr, p.output())
+	}
+	check(out)
 }

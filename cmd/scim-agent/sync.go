@@ -29,13 +29,13 @@ func syncCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(&roles, "role", "reconcile this role's group (repeatable, or comma-separated)")
 	all := fs.Bool("all", false, "reconcile every user and group, and every managed account or group whose user or role is gone")
 	dryRun := fs.Bool("dry-run", false, "print the requests that would be sent; send nothing, save nothing")
-	explain := fs.Bool("explain", false, "print each step of the users' reconciles: Drupal rows, scope, desired resource, record, server, difference, decision, requests")
+	explain := fs.Bool("explain", false, "print each step of the reconciles of the users or roles given: Drupal rows, scope, desired resource, record, server, difference, decision, requests")
 	asJSON := fs.Bool("json", false, "with --explain: print the explanations as one JSON document")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *explain && (len(roles) > 0 || *all) {
-		fmt.Fprintln(stderr, "--explain explains users: give --uid, --name or --mail")
+	if *explain && *all {
+		fmt.Fprintln(stderr, "--explain explains the users or roles given: give --uid, --name, --mail or --role")
 		fs.Usage()
 		return errUsage
 	}
@@ -209,9 +209,18 @@ func printExplanations(w io.Writer, results []agent.Result) error {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		if r.Explain == nil {
+		var err error
+		switch {
+		case r.ExplainRole != nil:
+			err = r.ExplainRole.WriteText(w)
+		case r.Explain != nil:
+			err = r.Explain.WriteText(w)
+		case r.Role != "":
+			fmt.Fprintf(w, "role %s: %s: %s (no explanation)\n", r.Role, r.Outcome, r.Detail)
+		default:
 			fmt.Fprintf(w, "uid %d: %s: %s (no explanation)\n", r.UID, r.Outcome, r.Detail)
-		} else if err := r.Explain.WriteText(w); err != nil {
+		}
+		if err != nil {
 			return err
 		}
 		if r.Outcome == agent.Failed {
@@ -226,16 +235,24 @@ func printExplanations(w io.Writer, results []agent.Result) error {
 }
 
 // printExplanationsJSON writes the explanations as one JSON document,
-// {"explanations": [...]}, and fails when any reconcile failed.
+// {"explanations": [...]} (a user's carries "uid", a role's "role"), and
+// fails when any reconcile failed.
 func printExplanationsJSON(w io.Writer, results []agent.Result) error {
 	doc := struct {
-		Explanations []*agent.Explanation `json:"explanations"`
-	}{Explanations: []*agent.Explanation{}}
+		Explanations []any `json:"explanations"`
+	}{Explanations: []any{}}
 	failed := false
 	for _, r := range results {
-		e := r.Explain
-		if e == nil {
-			e = &agent.Explanation{UID: r.UID, Decision: agent.DecisionStep{Outcome: r.Outcome, Detail: r.Detail}}
+		var e any
+		switch decision := (agent.DecisionStep{Outcome: r.Outcome, Detail: r.Detail}); {
+		case r.ExplainRole != nil:
+			e = r.ExplainRole
+		case r.Explain != nil:
+			e = r.Explain
+		case r.Role != "":
+			e = &agent.RoleExplanation{Role: r.Role, Decision: decision}
+		default:
+			e = &agent.Explanation{UID: r.UID, Decision: decision}
 		}
 		doc.Explanations = append(doc.Explanations, e)
 		failed = failed || r.Outcome == agent.Failed
