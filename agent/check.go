@@ -394,7 +394,8 @@ func checkGroups(ctx context.Context, cfg *config.Config, client *scimclient.Cli
 		query = scimclient.FilterEq("displayName", checkGroupsProbe)
 		url = cfg.SCIM.BaseURL + "/Groups?filter=" + query
 	}
-	list, _, err := client.ListGroups(ctx, query, 1, 1, false)
+	// As the agent asks: a lookup with members, a page without.
+	list, _, err := client.ListGroups(ctx, query, 1, 1, filter)
 	if scimclient.IsStatus(err, http.StatusNotFound) {
 		return failed("scim.groups", url+" answered 404: the server has no Groups endpoint",
 			"set groups.enabled to false, or enable Groups on the SCIM server")
