@@ -194,16 +194,22 @@ func (e *Explanation) got(id string, res scimclient.Resource, cr scimclient.Resu
 	if e == nil {
 		return
 	}
-	s := ServerStep{Read: "get", Path: "/Users/" + id, Status: cr.Status}
+	e.Server = append(e.Server, getStep("/Users/"+id, "the account is gone from the server", res, cr, err))
+}
+
+// getStep is the ServerStep of a GET of path: the resource read, or gone
+// (a 404) or why not.
+func getStep(path, gone string, res scimclient.Resource, cr scimclient.Result, err error) ServerStep {
+	s := ServerStep{Read: "get", Path: path, Status: cr.Status}
 	switch {
 	case scimclient.IsNotFound(err):
-		s.Note = "the account is gone from the server"
+		s.Note = gone
 	case err != nil:
 		s.Note = "not read: " + err.Error()
 	default:
 		s.Resource = rawResource(res)
 	}
-	e.Server = append(e.Server, s)
+	return s
 }
 
 // lookedUp records a lookup (step 5): the filter, what matched.

@@ -139,17 +139,9 @@ func (e *RoleExplanation) got(id string, res scimclient.Resource, cr scimclient.
 	if e == nil {
 		return
 	}
-	s := ServerStep{Read: "get", Path: "/Groups/" + id, Status: cr.Status}
-	switch {
-	case scimclient.IsNotFound(err):
-		s.Note = "the group is gone from the server"
-	case err != nil:
-		s.Note = "not read: " + err.Error()
-	default:
-		s.Resource = rawResource(res)
-		if _, told := serverMembers(res); !told {
-			s.Note = "the server shows no members (it keeps them to itself, or there are none): what was pushed counts"
-		}
+	s := getStep("/Groups/"+id, "the group is gone from the server", res, cr, err)
+	if _, told := serverMembers(res); err == nil && !told {
+		s.Note = "the server shows no members (it keeps them to itself, or there are none): what was pushed counts"
 	}
 	e.Server = append(e.Server, s)
 }
