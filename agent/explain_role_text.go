@@ -4,18 +4,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 )
 
 // WriteText writes the explanation for a person: the eight steps of the
 // role's reconcile, numbered as a user's are.
 func (e *RoleExplanation) WriteText(w io.Writer) error {
 	t := &textWriter{}
-	head := fmt.Sprintf("role %s: %s", e.Role, e.Decision.Outcome)
-	if e.DryRun {
-		head += " (dry run: nothing sent, nothing saved)"
-	}
-	t.line(0, "%s", head)
+	t.head("role "+e.Role, e.Decision.Outcome, e.DryRun)
 	e.writeDrupal(t)
 	t.line(0, "2. Selection (groups.roles, groups.exclude_roles)")
 	if e.Selected {
@@ -34,8 +29,7 @@ func (e *RoleExplanation) WriteText(w io.Writer) error {
 	e.writeDifference(t)
 	writeDecisionStep(t, e.Decision)
 	writeRequestSteps(t, e.Requests)
-	_, err := w.Write(t.buf.Bytes())
-	return err
+	return t.flush(w)
 }
 
 func (e *RoleExplanation) writeDrupal(t *textWriter) {
@@ -100,7 +94,7 @@ func (e *RoleExplanation) writeRecord(t *textWriter) {
 		field("version", "%s", rec.Version)
 	}
 	if p := rec.Parked; p != nil {
-		field("parked", "%s at %s, %d failure(s): %s", parkedStatus(p.Op, p.Status, p.ScimType), p.At.UTC().Format(time.RFC3339), p.Failures, p.Detail)
+		field("parked", "%s", parkedLine(p))
 	}
 }
 

@@ -8,17 +8,15 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/scim-agent/scim-agent/internal/state"
 )
 
 // WriteText writes the explanation for a person: the eight steps of the
 // reconcile, numbered, in the order they happen.
 func (e *Explanation) WriteText(w io.Writer) error {
 	t := &textWriter{}
-	head := fmt.Sprintf("uid %d: %s", e.UID, e.Decision.Outcome)
-	if e.DryRun {
-		head += " (dry run: nothing sent, nothing saved)"
-	}
-	t.line(0, "%s", head)
+	t.head(fmt.Sprintf("uid %d", e.UID), e.Decision.Outcome, e.DryRun)
 	e.writeDrupal(t)
 	e.writeScope(t)
 	e.writeDesired(t)
@@ -27,12 +25,27 @@ func (e *Explanation) WriteText(w io.Writer) error {
 	e.writeDifference(t)
 	e.writeDecision(t)
 	e.writeRequests(t)
-	_, err := w.Write(t.buf.Bytes())
-	return err
+	return t.flush(w)
 }
 
 // textWriter indents lines.
 type textWriter struct{ buf bytes.Buffer }
+
+// head writes the first line: what is explained, how it ended, and
+// whether it was a dry run.
+func (t *textWriter) head(subject string, outcome Outcome, dry bool) {
+	line := fmt.Sprintf("%s: %s", subject, outcome)
+	if dry {
+		line += " (dry run: nothing sent, nothing saved)"
+	}
+	t.line(0, "%s", line)
+}
+
+// flush writes what was written to w.
+func (t *textWriter) flush(w io.Writer) error {
+	_, err := w.Write(t.buf.Bytes())
+	return err
+}
 
 func (t *textWriter) line(indent int, format string, args ...any) {
 	t.buf.WriteString(strings.Repeat(" ", indent))
@@ -192,8 +205,14 @@ func (e *Explanation) writeRecord(t *textWriter) {
 		}
 	}
 	if p := rec.Parked; p != nil {
-		field("parked", "%s at %s, %d failure(s): %s", parkedStatus(p.Op, p.Status, p.ScimType), p.At.UTC().Format(time.RFC3339), p.Failures, p.Detail)
+		field("parked", "%s", parkedLine(p))
 	}
+}
+
+// parkedLine describes a record's parked failure: what failed, when, how
+// often and the server's detail.
+func parkedLine(p *state.Parked) string {
+	return fmt.Sprintf("%s at %s, %d failure(s): %s", parkedStatus(p.Op, p.Status, p.ScimType), p.At.UTC().Format(time.RFC3339), p.Failures, p.Detail)
 }
 
 func parkedStatus(op string, status int, scimType string) string {

@@ -19,11 +19,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -358,7 +360,7 @@ func (d *demo) mismatch(ctx context.Context) string {
 // groupMismatch describes how a role's group on the server differs from
 // the role (its label, the userNames of its holders), or "".
 func (d *demo) groupMismatch(ctx context.Context) string {
-	for _, id := range sortedKeys(d.roles) {
+	for _, id := range slices.Sorted(maps.Keys(d.roles)) {
 		rows, err := d.site.DB.QueryContext(ctx, `SELECT f.name FROM user__roles r
 			JOIN users_field_data f ON f.uid = r.entity_id AND f.default_langcode = 1
 			WHERE r.roles_target_id = ? ORDER BY f.name`, id)
@@ -417,15 +419,6 @@ func (d *demo) userName(id string) string {
 		return u.UserName()
 	}
 	return id
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // showRequests prints the requests the SCIM server received since the
@@ -508,7 +501,7 @@ func (d *demo) showServer() {
 	for _, u := range users {
 		d.say("  %-8s %-22s active=%v", u.UserName(), drupaltest.Email(u), u.Get("active"))
 	}
-	for _, id := range sortedKeys(d.roles) {
+	for _, id := range slices.Sorted(maps.Keys(d.roles)) {
 		if g, ok := d.group(id); ok {
 			d.say("  group %-18q members %s", g.DisplayName(), strings.Join(d.memberNames(g), ", "))
 		}
