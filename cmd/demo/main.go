@@ -21,6 +21,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -473,6 +474,12 @@ func (d *demo) summary(r scimtest.Request) string {
 		return strings.Join(parts, "; ")
 	case http.MethodDelete:
 		return "delete"
+	case http.MethodGet:
+		q, err := url.QueryUnescape(r.RawQuery)
+		if err != nil {
+			return r.RawQuery
+		}
+		return q
 	}
 	return ""
 }
