@@ -180,6 +180,7 @@ func TestGrafanaDashboard(t *testing.T) {
 		"scim_agent_lag_seconds",
 		"scim_agent_queue_depth",
 		"scim_agent_parked_users",
+		"scim_agent_parked_groups",
 		"scim_agent_scim_retries_total",
 		"scim_agent_initial_sync_done_users",
 		"scim_agent_initial_sync_total_users",
@@ -305,6 +306,7 @@ func TestPrometheusAlerts(t *testing.T) {
 		"ScimAgentNotReady":             {"scim_agent_ready", "5m"},
 		"ScimAgentLagHigh":              {"scim_agent_lag_seconds", "5m"},
 		"ScimAgentParkedUsers":          {"scim_agent_parked_users", "15m"},
+		"ScimAgentParkedGroups":         {"scim_agent_parked_groups", "15m"},
 		"ScimAgentDeletionGuardTripped": {"scim_agent_deletion_guard_tripped", "0m"},
 	} {
 		r, ok := seen[name]
