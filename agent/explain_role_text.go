@@ -115,20 +115,12 @@ func (e *RoleExplanation) writeServer(t *textWriter) {
 }
 
 func (e *RoleExplanation) writeDifference(t *textWriter) {
-	t.line(0, "6. Difference")
 	d := e.Difference
 	if d == nil {
-		t.line(3, "not compared")
+		writeDiffHead(t, "", "", "")
 		return
 	}
-	switch d.Against {
-	case "server":
-		t.line(3, "with the server's copy:")
-	case "pushed":
-		t.line(3, "with what was last pushed:")
-	default:
-		t.line(3, "no group on the server: all of it is sent")
-	}
+	writeDiffHead(t, d.Against, "with what was last pushed:", "no group on the server: all of it is sent")
 	if d.Label == "" && len(d.Add) == 0 && len(d.Remove) == 0 {
 		t.line(5, "none: the label and members match")
 		return

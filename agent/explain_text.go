@@ -267,20 +267,12 @@ func writeServerSteps(t *textWriter, steps []ServerStep) {
 }
 
 func (e *Explanation) writeDifference(t *textWriter) {
-	t.line(0, "6. Difference")
 	d := e.Difference
 	if d == nil {
-		t.line(3, "not compared")
+		writeDiffHead(t, "", "", "")
 		return
 	}
-	switch d.Against {
-	case "server":
-		t.line(3, "with the server's copy:")
-	case "pushed":
-		t.line(3, "with what was last pushed (fingerprints):")
-	default:
-		t.line(3, "no account on the server: every attribute is sent")
-	}
+	writeDiffHead(t, d.Against, "with what was last pushed (fingerprints):", "no account on the server: every attribute is sent")
 	if len(d.Changes) == 0 {
 		t.line(5, "none: every mapped attribute matches")
 		return
@@ -309,6 +301,23 @@ func (e *Explanation) writeDifference(t *textWriter) {
 		default:
 			t.line(5, "%-*s  %s", width, c.Path, c.Wanted)
 		}
+	}
+}
+
+// writeDiffHead writes step 6's heading and what was compared with:
+// the server's copy, what was last pushed (pushed says so) or nothing
+// (none says so); against "" is no comparison at all.
+func writeDiffHead(t *textWriter, against, pushed, none string) {
+	t.line(0, "6. Difference")
+	switch against {
+	case "":
+		t.line(3, "not compared")
+	case "server":
+		t.line(3, "with the server's copy:")
+	case "pushed":
+		t.line(3, "%s", pushed)
+	default:
+		t.line(3, "%s", none)
 	}
 }
 
