@@ -64,6 +64,15 @@ func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) 
 	if r.rec.SCIMID == "" {
 		return res, refused(OpCreate, "the server's answer to POST /Groups holds no id")
 	}
+	if cr.Status == http.StatusOK {
+		// A lenient server's answer: the group that already held the
+		// displayName. It is taken only as after a 409.
+		detail := "the server answered POST /Groups with 200 and the group that already held the displayName: it is taken only if it is this role's, and made to match"
+		r.log.Warn(MsgLenientCreate, zap.String("scim_id", r.rec.SCIMID), zap.Int("status", cr.Status), zap.String("detail", detail))
+		r.explainRole.decide(actionAdopt, "%s", detail)
+		r.rec.SCIMID = "" // not ours until adopted
+		return r.adopt(ctx, role, want, created)
+	}
 	shown, _ := serverMembers(created)
 	r.rec.Creating, r.rec.DisplayName, r.rec.Members, r.rec.Version, r.rec.Parked = false, role.Label, shown, cr.Version, nil
 	if err := r.save(); err != nil {
@@ -165,7 +174,9 @@ func (r *groupRun) adopt(ctx context.Context, role drupal.Role, want []string, f
 		return Result{}, refused(OpCreate, fmt.Sprintf("displayName %q is taken on the server by group %s, which belongs to externalId %s", role.Label, id, ext))
 	}
 	r.log.Info(MsgSCIMRequest, zap.String("op", OpGroupCreate), zap.String("scim_id", id), zap.String("detail", "adopted the server's existing group"))
-	r.explainRole.decide(actionAdopt, "the server already holds group %s for the role (found by a lookup): it is adopted and made to match", id)
+	if r.explainRole != nil && r.explainRole.Decision.Action != actionAdopt { // a lenient POST's answer said why already
+		r.explainRole.decide(actionAdopt, "the server already holds group %s for the role (found by a lookup): it is adopted and made to match", id)
+	}
 	// The server's own members, when it returns them; else nothing known
 	// (every member wanted is added; members added by others stay).
 	have, _ := serverMembers(found)

@@ -819,3 +819,45 @@ func TestRoleExplanation(t *testing.T) {
 		t.Fatalf("dry run: %s\n%s", res.Outcome, text)
 	}
 }
+
+// A lenient server answers a POST /Groups whose displayName is taken with
+// 200 and the group that holds it: the agent takes that group only as
+// after a 409 (never another role's), says so in the log, and leaves the
+// other role's group as it is.
+func TestLenientGroupCreateTakesNoOtherRolesGroup(t *testing.T) {
+	h := newHarness(t, withGroups(""), withSCIM(scimtest.Options{Token: testToken, LenientCreate: true}))
+	ctx := context.Background()
+	seeded := h.scim.SeedGroup(map[string]any{"displayName": "Ops"})
+	for _, r := range [][2]string{{"staff", "Staff"}, {"ops", "Ops"}} {
+		if err := h.site.CreateRole(ctx, r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"staff", "ops"}})
+	h.start()
+	h.settle()
+	staff := h.mustGroup("staff")
+	if ops := h.mustGroup("ops"); ops.ID != seeded || !slices.Equal(ops.Members(), h.memberIDs(ann)) {
+		t.Fatalf("the group nobody managed was not adopted: %+v (seeded %s)", ops, seeded)
+	}
+
+	// Another role with the same label: the server answers with staff's group.
+	if err := h.site.CreateRole(ctx, "team", "Staff"); err != nil {
+		t.Fatal(err)
+	}
+	h.create(drupaltest.User{Name: "bob", Status: 1, Roles: []string{"team"}})
+	h.settle()
+	if g, _ := h.scim.GroupByID(staff.ID); g.ExternalID() != "staff" || !slices.Equal(g.Members(), h.memberIDs(ann)) {
+		t.Fatalf("staff's group was taken over by role team: %+v", g.Attributes)
+	}
+	if n := len(h.scim.Groups()); n != 2 {
+		t.Fatalf("%d groups on the server, want staff's and ops'", n)
+	}
+	rec, ok, err := h.agent.store.Group("team")
+	if err != nil || !ok || rec.SCIMID != "" || rec.Parked == nil || !strings.Contains(rec.Parked.Detail, "which the agent provisions for role staff") {
+		t.Fatalf("role team: %+v (%v, %v), want it parked for staff's group", rec, ok, err)
+	}
+	if staffRec, _, _ := h.agent.store.Group("staff"); staffRec.SCIMID != staff.ID {
+		t.Fatalf("role staff's record: %+v", staffRec)
+	}
+}

@@ -9,10 +9,11 @@ const (
 	// attempt, duration_ms, binlog_pos.
 	MsgSCIMRequest = "scim.request"
 	// MsgLenientCreate (warn): a POST was answered with 200 (a lenient
-	// server handing back the account that already held the userName) or
-	// with an account that differs from what was sent in a mapped
-	// attribute; the agent claims it as after a 409 and makes it match.
-	// Fields: uid, userName, scim_id, status, detail, binlog_pos.
+	// server handing back the account that already held the userName, or
+	// the group that held the displayName) or with an account that
+	// differs from what was sent in a mapped attribute; the agent claims
+	// it as after a 409 and makes it match. Fields: uid and userName (a
+	// user's) or role (a group's), scim_id, status, detail, binlog_pos.
 	MsgLenientCreate = "scim.lenient_create"
 	// MsgSCIMDryRun (info) is a request --dry-run did not send: op, uid,
 	// method, path, body.

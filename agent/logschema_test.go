@@ -21,7 +21,7 @@ var logSchema = map[string]struct {
 	fields []string
 }{
 	MsgSCIMRequest:                    {"info warn", []string{"op", "uid|role", "userName|role", "scim_id", "binlog_pos"}},
-	MsgLenientCreate:                  {"warn", []string{"uid", "userName", "scim_id", "status", "detail", "binlog_pos"}},
+	MsgLenientCreate:                  {"warn", []string{"uid|role", "userName|role", "scim_id", "status", "detail", "binlog_pos"}},
 	MsgSCIMDryRun:                     {"info", []string{"op", "uid|role", "method", "path", "body", "binlog_pos"}},
 	"scim.retry":                      {"warn", []string{"method", "path", "attempt", "retry_in_ms"}},
 	MsgReconcileParked:                {"error warn", []string{"uid|role", "op", "userName|role", "scim_id", "status", "scim_type", "detail", "failures", "dry_run", "binlog_pos"}},

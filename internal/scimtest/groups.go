@@ -262,10 +262,29 @@ func (h groupHandler) Create(r *http.Request, attributes scim.ResourceAttributes
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if held := s.groupNamedLocked(attrs); held != nil && s.opts.LenientCreate {
+		// The existing group, as it is, with 200.
+		if hr, ok := r.Context().Value(hookKey{}).(*hookResult); ok {
+			hr.answerExisting()
+		}
+		return s.groupResource(held), nil
+	}
 	if err := s.checkGroupLocked(attrs, ""); err != nil {
 		return scim.Resource{}, err
 	}
 	return s.groupResource(s.insertGroupLocked(newID(), attrs)), nil
+}
+
+// groupNamedLocked returns the group whose displayName attrs' is
+// (case-insensitively), or nil.
+func (s *Server) groupNamedLocked(attrs map[string]any) *user {
+	name, _ := attrs["displayName"].(string)
+	for _, g := range sortedRecords(s.groups) {
+		if other, _ := g.attrs["displayName"].(string); name != "" && strings.EqualFold(other, name) {
+			return g
+		}
+	}
+	return nil
 }
 
 // Get returns one group (GET /Groups/{id}).

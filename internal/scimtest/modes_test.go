@@ -92,6 +92,20 @@ func TestLenientCreate(t *testing.T) {
 	strict := New(t, Options{})
 	do(t, strict, "POST", "/Users", userBody("ann"))
 	wantSCIMError(t, do(t, strict, "POST", "/Users", userBody("ann")), http.StatusConflict, "uniqueness")
+
+	// Groups: a taken displayName answers the existing group with 200.
+	group := func(name, ext string) map[string]any {
+		return map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": name, "externalId": ext}
+	}
+	g := do(t, srv, "POST", "/Groups", group("Staff", "staff"))
+	wantStatus(t, g, http.StatusCreated)
+	same := do(t, srv, "POST", "/Groups", group("STAFF", "team"))
+	wantStatus(t, same, http.StatusOK)
+	eq(t, same.str("id"), g.str("id"))
+	eq(t, same.str("externalId"), "staff")
+	eq(t, len(srv.Groups()), 1)
+	do(t, strict, "POST", "/Groups", group("Staff", "staff"))
+	wantSCIMError(t, do(t, strict, "POST", "/Groups", group("Staff", "team")), http.StatusConflict, "uniqueness")
 }
 
 func TestDropOnCreate(t *testing.T) {

@@ -134,7 +134,8 @@ type Options struct {
 	KeepMembersOfDeletedUsers bool
 	// LenientCreate makes a POST whose userName is taken answer 200 with
 	// the existing account, unchanged, instead of 409: what a lenient
-	// server does.
+	// server does. A POST /Groups whose displayName is taken answers the
+	// same way with the existing group.
 	LenientCreate bool
 	// DropOnCreate names top-level attributes a POST /Users leaves out of
 	// the account it creates (answered 201 without them), as servers that
