@@ -64,10 +64,10 @@ func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) 
 	if r.rec.SCIMID == "" {
 		return res, refused(OpCreate, "the server's answer to POST /Groups holds no id")
 	}
-	if cr.Status == http.StatusOK {
+	if what := lenientGroup(created, cr.Status, role); what != "" {
 		// A lenient server's answer: the group that already held the
-		// displayName. It is taken only as after a 409.
-		detail := "the server answered POST /Groups with 200 and the group that already held the displayName: it is taken only if it is this role's, and made to match"
+		// displayName, or another one. It is taken only as after a 409.
+		detail := fmt.Sprintf("the server answered POST /Groups with %d and %s: it is taken only if it is this role's, and made to match", cr.Status, what)
 		r.log.Warn(MsgLenientCreate, zap.String("scim_id", r.rec.SCIMID), zap.Int("status", cr.Status), zap.String("detail", detail))
 		r.explainRole.decide(actionAdopt, "%s", detail)
 		r.rec.SCIMID = "" // not ours until adopted
@@ -83,6 +83,24 @@ func (r *groupRun) create(ctx context.Context, role drupal.Role, want []string) 
 	}
 	res.Outcome, res.SCIMID = Created, r.rec.SCIMID
 	return res, nil
+}
+
+// lenientGroup says what a POST /Groups answered other than the new
+// group sent ("" when it is that): a 200 (a lenient server's group that
+// already held the displayName), or a group carrying another externalId
+// or displayName than the role's.
+func lenientGroup(created scimclient.Resource, status int, role drupal.Role) string {
+	name, _ := created["displayName"].(string)
+	ext, _ := created["externalId"].(string)
+	switch {
+	case status == http.StatusOK:
+		return "the group that already held the displayName"
+	case ext != "" && ext != role.ID:
+		return fmt.Sprintf("a group of externalId %s", ext)
+	case name != "" && !strings.EqualFold(name, role.Label):
+		return fmt.Sprintf("a group named %q", name)
+	}
+	return ""
 }
 
 // lookup finds the server's group of role: by externalId (the machine

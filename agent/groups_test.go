@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -859,5 +860,43 @@ func TestLenientGroupCreateTakesNoOtherRolesGroup(t *testing.T) {
 	}
 	if staffRec, _, _ := h.agent.store.Group("staff"); staffRec.SCIMID != staff.ID {
 		t.Fatalf("role staff's record: %+v", staffRec)
+	}
+}
+
+// A 201 to POST /Groups that carries another group (another externalId
+// or displayName than sent: a server handing back what it had) is taken
+// only as after a 409: another role's group parks the role.
+func TestGroupCreateAnsweredWithAnotherGroup(t *testing.T) {
+	h := newHarness(t, withGroups(""))
+	ctx := context.Background()
+	if err := h.site.CreateRole(ctx, "staff", "Staff"); err != nil {
+		t.Fatal(err)
+	}
+	ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"staff"}})
+	h.start()
+	h.settle()
+	staff := h.mustGroup("staff")
+	answer, err := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "id": staff.ID,
+		"displayName": "Staff", "externalId": "staff", "members": []any{map[string]any{"value": h.mustServerUser(ann).ID}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.scim.RejectGroups(func(method string, attrs map[string]any) *scimtest.Fault {
+		if method == "POST" && attrs["displayName"] == "Team" {
+			return &scimtest.Fault{Status: 201, Body: answer, ContentType: scimtest.MediaType}
+		}
+		return nil
+	})
+	if err := h.site.CreateRole(ctx, "team", "Team"); err != nil {
+		t.Fatal(err)
+	}
+	h.create(drupaltest.User{Name: "bob", Status: 1, Roles: []string{"team"}})
+	h.settle()
+	if g, _ := h.scim.GroupByID(staff.ID); g.ExternalID() != "staff" || g.DisplayName() != "Staff" || !slices.Equal(g.Members(), h.memberIDs(ann)) {
+		t.Fatalf("staff's group was taken over by role team: %+v", g.Attributes)
+	}
+	rec, ok, err := h.agent.store.Group("team")
+	if err != nil || !ok || rec.SCIMID != "" || rec.Parked == nil || !strings.Contains(rec.Parked.Detail, "which the agent provisions for role staff") {
+		t.Fatalf("role team: %+v (%v, %v), want it parked for staff's group", rec, ok, err)
 	}
 }
