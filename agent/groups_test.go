@@ -821,82 +821,76 @@ func TestRoleExplanation(t *testing.T) {
 	}
 }
 
-// A lenient server answers a POST /Groups whose displayName is taken with
-// 200 and the group that holds it: the agent takes that group only as
-// after a 409 (never another role's), says so in the log, and leaves the
-// other role's group as it is.
-func TestLenientGroupCreateTakesNoOtherRolesGroup(t *testing.T) {
-	h := newHarness(t, withGroups(""), withSCIM(scimtest.Options{Token: testToken, LenientCreate: true}))
-	ctx := context.Background()
-	seeded := h.scim.SeedGroup(map[string]any{"displayName": "Ops"})
-	for _, r := range [][2]string{{"staff", "Staff"}, {"ops", "Ops"}} {
-		if err := h.site.CreateRole(ctx, r[0], r[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"staff", "ops"}})
-	h.start()
-	h.settle()
-	staff := h.mustGroup("staff")
-	if ops := h.mustGroup("ops"); ops.ID != seeded || !slices.Equal(ops.Members(), h.memberIDs(ann)) {
-		t.Fatalf("the group nobody managed was not adopted: %+v (seeded %s)", ops, seeded)
-	}
+// A POST /Groups answered with a group the server already had (a lenient
+// server's 200 with the group that held the displayName, or a 201
+// carrying another group) is taken only as after a 409: another role's
+// group parks the role and stays as it is. The group nobody manages is
+// adopted either way (by the lenient 200, or after the strict 409).
+func TestGroupCreateAnsweredWithAnExistingGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts scimtest.Options
+		// teamLabel is the label of the second role, whose POST the
+		// server answers with staff's group.
+		teamLabel string
+		// answerWith makes the server answer it so (nil: opts do).
+		answerWith func(h *harness, staff scimtest.Group, ann uint32)
+	}{
+		{"a lenient 200 for a taken displayName", scimtest.Options{LenientCreate: true}, "Staff", nil},
+		{"a 201 carrying another group", scimtest.Options{}, "Team", func(h *harness, staff scimtest.Group, ann uint32) {
+			answer, err := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "id": staff.ID,
+				"displayName": "Staff", "externalId": "staff", "members": []any{map[string]any{"value": h.mustServerUser(ann).ID}}})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.scim.RejectGroups(func(method string, attrs map[string]any) *scimtest.Fault {
+				if method == "POST" && attrs["displayName"] == "Team" {
+					return &scimtest.Fault{Status: 201, Body: answer, ContentType: scimtest.MediaType}
+				}
+				return nil
+			})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Token = testToken
+			h := newHarness(t, withGroups(""), withSCIM(tc.opts))
+			ctx := context.Background()
+			seeded := h.scim.SeedGroup(map[string]any{"displayName": "Ops"})
+			for _, r := range [][2]string{{"staff", "Staff"}, {"ops", "Ops"}} {
+				if err := h.site.CreateRole(ctx, r[0], r[1]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"staff", "ops"}})
+			h.start()
+			h.settle()
+			staff := h.mustGroup("staff")
+			ops := h.mustGroup("ops")
+			if ops.ID != seeded || !slices.Equal(ops.Members(), h.memberIDs(ann)) || ops.ExternalID() != "ops" {
+				t.Fatalf("the group nobody managed was not adopted: %+v (seeded %s)", ops, seeded)
+			}
+			if tc.answerWith != nil {
+				tc.answerWith(h, staff, ann)
+			}
 
-	// Another role with the same label: the server answers with staff's group.
-	if err := h.site.CreateRole(ctx, "team", "Staff"); err != nil {
-		t.Fatal(err)
-	}
-	h.create(drupaltest.User{Name: "bob", Status: 1, Roles: []string{"team"}})
-	h.settle()
-	if g, _ := h.scim.GroupByID(staff.ID); g.ExternalID() != "staff" || !slices.Equal(g.Members(), h.memberIDs(ann)) {
-		t.Fatalf("staff's group was taken over by role team: %+v", g.Attributes)
-	}
-	if n := len(h.scim.Groups()); n != 2 {
-		t.Fatalf("%d groups on the server, want staff's and ops'", n)
-	}
-	rec, ok, err := h.agent.store.Group("team")
-	if err != nil || !ok || rec.SCIMID != "" || rec.Parked == nil || !strings.Contains(rec.Parked.Detail, "which the agent provisions for role staff") {
-		t.Fatalf("role team: %+v (%v, %v), want it parked for staff's group", rec, ok, err)
-	}
-	if staffRec, _, _ := h.agent.store.Group("staff"); staffRec.SCIMID != staff.ID {
-		t.Fatalf("role staff's record: %+v", staffRec)
-	}
-}
-
-// A 201 to POST /Groups that carries another group (another externalId
-// or displayName than sent: a server handing back what it had) is taken
-// only as after a 409: another role's group parks the role.
-func TestGroupCreateAnsweredWithAnotherGroup(t *testing.T) {
-	h := newHarness(t, withGroups(""))
-	ctx := context.Background()
-	if err := h.site.CreateRole(ctx, "staff", "Staff"); err != nil {
-		t.Fatal(err)
-	}
-	ann := h.create(drupaltest.User{Name: "ann", Status: 1, Roles: []string{"staff"}})
-	h.start()
-	h.settle()
-	staff := h.mustGroup("staff")
-	answer, err := json.Marshal(map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "id": staff.ID,
-		"displayName": "Staff", "externalId": "staff", "members": []any{map[string]any{"value": h.mustServerUser(ann).ID}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.scim.RejectGroups(func(method string, attrs map[string]any) *scimtest.Fault {
-		if method == "POST" && attrs["displayName"] == "Team" {
-			return &scimtest.Fault{Status: 201, Body: answer, ContentType: scimtest.MediaType}
-		}
-		return nil
-	})
-	if err := h.site.CreateRole(ctx, "team", "Team"); err != nil {
-		t.Fatal(err)
-	}
-	h.create(drupaltest.User{Name: "bob", Status: 1, Roles: []string{"team"}})
-	h.settle()
-	if g, _ := h.scim.GroupByID(staff.ID); g.ExternalID() != "staff" || g.DisplayName() != "Staff" || !slices.Equal(g.Members(), h.memberIDs(ann)) {
-		t.Fatalf("staff's group was taken over by role team: %+v", g.Attributes)
-	}
-	rec, ok, err := h.agent.store.Group("team")
-	if err != nil || !ok || rec.SCIMID != "" || rec.Parked == nil || !strings.Contains(rec.Parked.Detail, "which the agent provisions for role staff") {
-		t.Fatalf("role team: %+v (%v, %v), want it parked for staff's group", rec, ok, err)
+			if err := h.site.CreateRole(ctx, "team", tc.teamLabel); err != nil {
+				t.Fatal(err)
+			}
+			h.create(drupaltest.User{Name: "bob", Status: 1, Roles: []string{"team"}})
+			h.settle()
+			if g, _ := h.scim.GroupByID(staff.ID); g.ExternalID() != "staff" || g.DisplayName() != "Staff" || !slices.Equal(g.Members(), h.memberIDs(ann)) {
+				t.Fatalf("staff's group was taken over by role team: %+v", g.Attributes)
+			}
+			if n := len(h.scim.Groups()); n != 2 {
+				t.Fatalf("%d groups on the server, want staff's and ops'", n)
+			}
+			rec, ok, err := h.agent.store.Group("team")
+			if err != nil || !ok || rec.SCIMID != "" || rec.Parked == nil || !strings.Contains(rec.Parked.Detail, "which the agent provisions for role staff") {
+				t.Fatalf("role team: %+v (%v, %v), want it parked for staff's group", rec, ok, err)
+			}
+			if staffRec, _, _ := h.agent.store.Group("staff"); staffRec.SCIMID != staff.ID {
+				t.Fatalf("role staff's record: %+v", staffRec)
+			}
+		})
 	}
 }
