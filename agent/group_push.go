@@ -16,8 +16,9 @@ import (
 )
 
 // create POSTs the role's group with its first members (at most
-// max_members_per_request), adopting the server's group on a 409, then
-// adds the rest. Members the answer does not show are added again with
+// max_members_per_request), adopting the server's group on a 409 or when
+// the answer is a group the server already had (lenientGroup), then adds
+// the rest. Members the answer does not show are added again with
 // the rest: a server that takes members only through PATCH drops them
 // from a POST, and one that keeps members to itself cannot be told apart
 // from it; adding a member a group holds changes nothing (RFC 7644
